@@ -1,0 +1,11 @@
+//! `grantwatch classify`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("grantwatch classify: not implemented yet");
+    ExitCode::from(2)
+}

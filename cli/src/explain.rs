@@ -1,0 +1,11 @@
+//! `grantwatch explain`.
+
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> ExitCode {
+    eprintln!("grantwatch explain: not implemented yet");
+    ExitCode::from(2)
+}

@@ -1,0 +1,4 @@
+//! Use cases, generic over the ports: watch one event; build a report.
+
+pub mod report;
+pub mod watch;

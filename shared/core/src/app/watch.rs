@@ -1,0 +1,1 @@
+//! Watch one grant event: ledger, judgement, alerts.

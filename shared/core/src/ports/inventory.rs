@@ -1,0 +1,1 @@
+//! Inventory and report store ports (the weekly report).

@@ -1,0 +1,1 @@
+//! The grant ledger port (idempotency, removal context, provenance).

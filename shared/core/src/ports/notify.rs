@@ -1,0 +1,1 @@
+//! Notifier and secret ports (SNS, Slack).

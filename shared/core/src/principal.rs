@@ -1,0 +1,1 @@
+//! ARNs, account ids, service principals, unique ids, key ids.

@@ -1,0 +1,1 @@
+//! The report model, its diff, and its writers (JSON, CSV, HTML, Markdown).

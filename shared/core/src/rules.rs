@@ -1,0 +1,5 @@
+//! Suppression and re-rating rules (TOML).
+
+/// A parsed rules file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleSet {}

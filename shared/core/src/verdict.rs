@@ -1,0 +1,240 @@
+//! The verdict on one grant event or standing grant: the CLI's JSON
+//! contract, and what every renderer and the report read.
+
+use crate::event::Caller;
+use crate::grant::{Constraints, Operation};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::ALL
+            .into_iter()
+            .find(|sev| sev.as_str().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| {
+                format!("unknown severity {s:?}: expected one of info, low, medium, high, critical")
+            })
+    }
+}
+
+/// Who really made a grant (or a removal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// An AWS service, on someone's behalf.
+    Service,
+    /// A person or workload, directly.
+    Manual,
+    /// The signals are insufficient.
+    Unknown,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Service => "service",
+            Origin::Manual => "manual",
+            Origin::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Stable finding codes. The string form (kebab-case) is the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingCode {
+    /// A person or workload created a grant: access no policy shows.
+    ManualGrant,
+    CrossAccountGrantee,
+    CrossAccountCaller,
+    AccountRootGrantee,
+    ReDelegation,
+    Unconstrained,
+    EmptyConstraint,
+    ConstraintNotApplicable,
+    NoRetiringPrincipal,
+    UniqueIdGrantee,
+    DryRun,
+    AccessDenied,
+    /// The call failed with another error.
+    FailedCall,
+    UnknownOperation,
+    ServiceContextByPerson,
+    /// A person removed a grant a service created: a workload will break.
+    ServiceGrantRemoved,
+    /// A person removed a grant (not known to be a service's).
+    GrantRemoved,
+    /// A removed grant the ledger never saw: its origin is unknown.
+    UnknownGrantRemoved,
+    /// Report only: same key, grantee, operations and constraints.
+    DuplicateGrant,
+    /// Report only: a key near its grant quota.
+    GrantCountHigh,
+}
+
+impl FindingCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingCode::ManualGrant => "manual-grant",
+            FindingCode::CrossAccountGrantee => "cross-account-grantee",
+            FindingCode::CrossAccountCaller => "cross-account-caller",
+            FindingCode::AccountRootGrantee => "account-root-grantee",
+            FindingCode::ReDelegation => "re-delegation",
+            FindingCode::Unconstrained => "unconstrained",
+            FindingCode::EmptyConstraint => "empty-constraint",
+            FindingCode::ConstraintNotApplicable => "constraint-not-applicable",
+            FindingCode::NoRetiringPrincipal => "no-retiring-principal",
+            FindingCode::UniqueIdGrantee => "unique-id-grantee",
+            FindingCode::DryRun => "dry-run",
+            FindingCode::AccessDenied => "access-denied",
+            FindingCode::FailedCall => "failed-call",
+            FindingCode::UnknownOperation => "unknown-operation",
+            FindingCode::ServiceContextByPerson => "service-context-by-person",
+            FindingCode::ServiceGrantRemoved => "service-grant-removed",
+            FindingCode::GrantRemoved => "grant-removed",
+            FindingCode::UnknownGrantRemoved => "unknown-grant-removed",
+            FindingCode::DuplicateGrant => "duplicate-grant",
+            FindingCode::GrantCountHigh => "grant-count-high",
+        }
+    }
+}
+
+impl fmt::Display for FindingCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub code: FindingCode,
+    pub severity: Severity,
+    /// One line a security engineer understands. May quote event data:
+    /// renderers escape it.
+    pub message: String,
+}
+
+/// The actor block of the CLI contract.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorView {
+    pub arn: Option<String>,
+    #[serde(rename = "type")]
+    pub identity_type: Option<String>,
+    pub account: Option<String>,
+    pub invoked_by: Option<String>,
+}
+
+impl From<&Caller> for ActorView {
+    fn from(c: &Caller) -> Self {
+        ActorView {
+            arn: c.arn.clone(),
+            identity_type: c.identity_type.clone(),
+            account: c.account.clone(),
+            invoked_by: c.invoked_by.clone(),
+        }
+    }
+}
+
+/// For a RetireGrant/RevokeGrant: what the removed grant was, when the
+/// ledger knew it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedGrant {
+    /// Origin of the grant's creation (not of its removal).
+    pub origin: Origin,
+    pub service: Option<String>,
+    /// Who created it (ARN), when, by which event.
+    pub created_by: Option<String>,
+    pub created_at: Option<String>,
+    pub created_event_id: Option<String>,
+    /// The resource that depends on the grant (e.g. a Lambda function ARN,
+    /// an EBS volume), when the constraints name one.
+    pub dependent_resource: Option<String>,
+    /// What will break and how to repair it, for service grants.
+    pub impact: Option<String>,
+}
+
+/// The verdict on one grant event. Field names are the CLI contract
+/// (`grantwatch classify`); add fields, never rename them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub event_id: String,
+    pub event_name: String,
+    pub event_time: Option<String>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    /// The key as given in the event.
+    pub key: Option<String>,
+    pub key_arn: Option<String>,
+    /// Null when the call failed.
+    pub grant_id: Option<String>,
+    pub grant_name: Option<String>,
+    pub actor: ActorView,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// The effective grantee (service principal when given).
+    pub grantee: Option<String>,
+    pub retiring_principal: Option<String>,
+    pub operations: Vec<Operation>,
+    pub constraints: Option<Constraints>,
+    /// Who made this call: for CreateGrant, who made the grant; for
+    /// Retire/Revoke, who removed it.
+    pub origin: Origin,
+    pub service: Option<String>,
+    pub evidence: Vec<String>,
+    pub severity: Severity,
+    pub alert: bool,
+    pub findings: Vec<Finding>,
+    pub suppressed_by: Option<String>,
+    /// Why a matching rule did not apply (expired), if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_notes: Vec<String>,
+    pub error_code: Option<String>,
+    pub dry_run: bool,
+    /// Retire/Revoke only: what the removed grant was, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed_grant: Option<RemovedGrant>,
+}
