@@ -1,1 +1,11 @@
+//! grantwatch-aws: adapters that implement grantwatch-core's ports with the
+//! AWS SDK and Slack's incoming webhook.
 
+pub mod inventory;
+pub mod ledger;
+pub mod secrets;
+pub mod scope;
+pub mod sdk;
+pub mod slack;
+pub mod sns;
+pub mod store;

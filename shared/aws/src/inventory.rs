@@ -1,0 +1,1 @@
+//! KMS inventory: ListKeys/DescribeKey/ListAliases/ListGrants with paging, rate limit and retries.

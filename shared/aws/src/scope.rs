@@ -1,0 +1,1 @@
+//! Accounts x regions: STS AssumeRole into member accounts, AWS Organizations listing.

@@ -1,0 +1,1 @@
+//! Shared SDK configuration (one per process; honours AWS_ENDPOINT_URL).

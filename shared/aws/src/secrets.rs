@@ -1,0 +1,1 @@
+//! Secrets Manager: the Slack webhook URL, fetched once per process.

@@ -1,0 +1,1 @@
+//! S3 report store (dated prefixes, previous report, presigned links).
