@@ -80,6 +80,7 @@ fn unimplemented_verdict(event: &GrantEvent) -> Verdict {
         region: event.region.clone(),
         key: event.key.clone(),
         key_arn: event.key_arn.clone(),
+        key_alias: None,
         grant_id: event.grant_id.clone(),
         grant_name: grant.name.clone(),
         actor: (&event.caller).into(),

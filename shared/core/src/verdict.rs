@@ -209,6 +209,10 @@ pub struct Verdict {
     /// The key as given in the event.
     pub key: Option<String>,
     pub key_arn: Option<String>,
+    /// An alias of the key (`alias/payments`), when the event named one or
+    /// the watcher looked it up.
+    #[serde(default)]
+    pub key_alias: Option<String>,
     /// Null when the call failed.
     pub grant_id: Option<String>,
     pub grant_name: Option<String>,
