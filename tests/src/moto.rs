@@ -1,1 +1,324 @@
-//! moto
+//! `moto_server` on 127.0.0.1 (a free port), SDK clients pointed at it, and
+//! an SQS reader for what the functions publish to SNS.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let moto = grantwatch_e2e::moto::Moto::start().await;
+//! let sns = moto.sns().await;
+//! let topic = sns.create_topic().name("alerts").send().await.unwrap();
+//! let inbox = moto.subscribe_queue(topic.topic_arn().unwrap()).await;
+//! // ... run a function with `moto.lambda_env()` ...
+//! let delivered = inbox.receive().await; // Vec<SnsDelivery>
+//! # }
+//! ```
+//!
+//! moto_server comes from `$GRANTWATCH_VENV/bin/moto_server` (the Makefile
+//! exports it), else `<workspace>/.venv/bin/moto_server`. The server is
+//! killed when the [`Moto`] is dropped.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sns::config::Credentials;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+/// moto's default account id.
+pub const ACCOUNT: &str = "123456789012";
+const ACCESS_KEY: &str = "testing";
+const SECRET_KEY: &str = "testing";
+
+/// A running moto_server.
+pub struct Moto {
+    child: Child,
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where moto_server lives.
+pub fn moto_server_path() -> PathBuf {
+    let venv = std::env::var_os("GRANTWATCH_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv"));
+    venv.join("bin/moto_server")
+}
+
+impl Moto {
+    /// Start moto_server and wait until it answers. Panics (test setup)
+    /// with the reason when it cannot start.
+    pub async fn start() -> Moto {
+        let path = moto_server_path();
+        let mut last_problem = String::new();
+        for _attempt in 0..3 {
+            let port = match free_port() {
+                Ok(port) => port,
+                Err(e) => {
+                    last_problem = e.to_string();
+                    continue;
+                }
+            };
+            let child = Command::new(&path)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .env("PYTHONUNBUFFERED", "1")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match child {
+                Ok(child) => child,
+                Err(e) => panic!("cannot run {} ({e}); run `make venv` first", path.display()),
+            };
+            let mut moto = Moto {
+                child,
+                endpoint: format!("http://127.0.0.1:{port}"),
+                http: reqwest::Client::new(),
+            };
+            match moto.wait_ready(Duration::from_secs(30)).await {
+                Ok(()) => return moto,
+                Err(problem) => last_problem = problem,
+            }
+        }
+        panic!("moto_server did not start: {last_problem}");
+    }
+
+    async fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("moto_server exited with {status}"));
+            }
+            let probe = self
+                .http
+                .get(format!("{}/moto-api/data.json", self.endpoint))
+                .send()
+                .await;
+            if probe.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err("no answer within 30 s".to_string())
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Clear every resource (`POST /moto-api/reset`).
+    pub async fn reset(&self) {
+        let reset = self
+            .http
+            .post(format!("{}/moto-api/reset", self.endpoint))
+            .send()
+            .await;
+        assert!(
+            reset.is_ok_and(|r| r.status().is_success()),
+            "moto reset failed"
+        );
+    }
+
+    /// The environment a function needs to talk to this moto: endpoint,
+    /// dummy credentials, region, no instance metadata.
+    pub fn lambda_env(&self) -> BTreeMap<String, String> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+            ("AWS_SESSION_TOKEN", "testing"),
+            ("AWS_REGION", REGION),
+            ("AWS_DEFAULT_REGION", REGION),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// An SDK config for this moto (dummy credentials, `us-east-1`).
+    pub async fn sdk_config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "moto"))
+            .load()
+            .await
+    }
+
+    pub async fn kms(&self) -> aws_sdk_kms::Client {
+        aws_sdk_kms::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn sns(&self) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config().await)
+    }
+
+    pub async fn sts(&self) -> aws_sdk_sts::Client {
+        aws_sdk_sts::Client::new(&self.sdk_config().await)
+    }
+
+    /// S3 with path-style addressing (moto serves one host).
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::from(&self.sdk_config().await)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Create an SQS queue subscribed to `topic_arn` and return a reader.
+    /// The subscription is NOT raw: each SQS body is SNS's JSON envelope,
+    /// which keeps the Subject (raw delivery drops it) and the message
+    /// attributes.
+    pub async fn subscribe_queue(&self, topic_arn: &str) -> SnsInbox {
+        let sqs = self.sqs().await;
+        let name = format!("inbox-{}", topic_arn.rsplit(':').next().unwrap_or("topic"));
+        let queue_url = sqs
+            .create_queue()
+            .queue_name(&name)
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .expect("queue url");
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes");
+        let queue_arn = attributes
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .cloned()
+            .expect("queue arn");
+        self.sns()
+            .await
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(&queue_arn)
+            .send()
+            .await
+            .expect("subscribe queue");
+        SnsInbox { sqs, queue_url }
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// One SNS message as a subscriber sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnsDelivery {
+    pub subject: Option<String>,
+    pub message: String,
+    /// Message attributes, by name (string values; numbers as text).
+    pub attributes: BTreeMap<String, String>,
+    /// The whole SNS envelope.
+    pub envelope: Value,
+}
+
+/// An SQS queue subscribed to an SNS topic.
+pub struct SnsInbox {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SnsInbox {
+    /// Every message in the queue now (moto delivers during Publish, so
+    /// after an invocation returns its messages are there), deleted once read.
+    pub async fn receive(&self) -> Vec<SnsDelivery> {
+        let mut delivered = Vec::new();
+        loop {
+            let batch = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive message");
+            let messages = batch.messages();
+            if messages.is_empty() {
+                return delivered;
+            }
+            for message in messages {
+                if let Some(body) = message.body() {
+                    delivered.push(parse_envelope(body));
+                }
+                if let Some(handle) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .expect("delete message");
+                }
+            }
+        }
+    }
+
+    pub fn queue_url(&self) -> &str {
+        &self.queue_url
+    }
+}
+
+fn parse_envelope(body: &str) -> SnsDelivery {
+    let envelope: Value = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
+    let text = |name: &str| {
+        envelope
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let attributes = envelope
+        .get("MessageAttributes")
+        .and_then(Value::as_object)
+        .map(|attributes| {
+            attributes
+                .iter()
+                .filter_map(|(name, attribute)| {
+                    let value = attribute.get("Value")?;
+                    let value = value
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| value.to_string());
+                    Some((name.clone(), value))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    SnsDelivery {
+        subject: text("Subject"),
+        message: text("Message").unwrap_or_default(),
+        attributes,
+        envelope,
+    }
+}
