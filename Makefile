@@ -14,6 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GRANTWATCH_VENV := $(CURDIR)/$(VENV)
 
 .PHONY: help venv build test unit-test e2e-test lint fmt bench demo clean
+.PHONY: deploy-tools lambda-artifacts package deploy
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,14 +27,26 @@ $(VENV_STAMP): requirements-test.txt
 
 venv: $(VENV_STAMP) ## install the Python test tools (moto, cfn-lint, samtranslator) into .venv
 
+# --- infra: SAM CLI, cargo-lambda and Zig (pip) on top of the test tools.
+DEPLOY_STAMP := $(VENV)/.deploy-installed
+# Offline machines and CI: SAM CLI sends no telemetry.
+export SAM_CLI_TELEMETRY := 0
+$(DEPLOY_STAMP): $(VENV_STAMP) requirements-deploy.txt
+	$(VENV)/bin/pip install --quiet -r requirements-deploy.txt
+	touch $@
+
+deploy-tools: $(DEPLOY_STAMP) ## install SAM CLI, cargo-lambda and Zig into .venv
+
 build: ## build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
-lint: $(VENV_STAMP) ## static checks: rustfmt, clippy, template linters
+lint: $(VENV_STAMP) $(DEPLOY_STAMP) ## static checks: rustfmt, clippy, template linters
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cfn-lint infra/*.yaml
+	for template in infra/*.yaml; do sam validate --lint --region us-east-1 --template-file "$$template"; done
 
-test: lint ## lint, then every unit, property and end-to-end test
+test: lint lambda-artifacts ## lint, then every unit, property and end-to-end test
 	$(CARGO) test --workspace --all-targets
 
 fmt: ## format the code
@@ -44,3 +57,25 @@ bench: ## criterion benchmarks (figures as ratios against a baseline in the same
 
 clean: ## remove build output, the venv and demo output
 	rm -rf target $(VENV) out .aws-sam
+
+# --- infra: deployable Lambda artifacts, sam build, sam deploy (docs/deploy.md).
+LAMBDA_TARGET := aarch64-unknown-linux-gnu
+
+lambda-artifacts: $(DEPLOY_STAMP) ## release build of both functions for Lambda (arm64; x86_64 if arm64 cannot be installed)
+	@if rustup target list --installed 2>/dev/null | grep -x $(LAMBDA_TARGET) >/dev/null \
+	    || rustup target add $(LAMBDA_TARGET); then \
+	  echo "lambda-artifacts: cargo lambda build --release --arm64 (grant-watcher, grant-report)"; \
+	  cargo lambda build --release --arm64 --bin grant-watcher --bin grant-report; \
+	else \
+	  echo "lambda-artifacts: WARNING: the Rust target $(LAMBDA_TARGET) cannot be installed here;"; \
+	  echo "lambda-artifacts: building x86_64 instead (deploy with Architecture=x86_64 or fix rustup)."; \
+	  cargo lambda build --release --x86-64 --bin grant-watcher --bin grant-report; \
+	fi
+	@ls -l target/lambda/*/bootstrap
+
+package: $(DEPLOY_STAMP) ## sam build: both functions with cargo-lambda, into infra/.aws-sam
+	rustup target list --installed | grep -x $(LAMBDA_TARGET) >/dev/null || rustup target add $(LAMBDA_TARGET)
+	cd infra && sam build
+
+deploy: package ## sam deploy (guided the first time: asks for the region, stack name and parameters)
+	cd infra && if grep -Eq '^region *=' samconfig.toml; then sam deploy; else sam deploy --guided; fi
