@@ -5,8 +5,12 @@
 //! [`ParseError`] naming what is wrong; a record about something other than
 //! grants is [`Parsed::NotAGrantEvent`], to be skipped and counted.
 
-use crate::grant::GrantFacts;
+use crate::grant::{Constraints, GrantFacts, Operation};
+use crate::principal;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io::Read;
 
 /// Which grant call this event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -136,4 +140,757 @@ pub enum ParseError {
     BadGzip(String),
     #[error("input too large: {0}")]
     TooLarge(String),
+}
+
+/// The largest input accepted, before and after gzip decompression (a
+/// CloudTrail log file is far smaller; anything bigger is an attack or a
+/// mistake).
+pub const MAX_INPUT_BYTES: usize = 64 * 1024 * 1024;
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const EVENTBRIDGE_CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+
+/// Parse one input (a file, stdin): JSON or gzip-compressed JSON holding
+/// one or more documents, each an EventBridge event, a bare CloudTrail
+/// record, a CloudTrail log file (`{"Records": [...]}`) or a JSON list of
+/// those. The outer error means nothing could be read; the inner results
+/// are per record (a log file with one bad record still yields the others).
+pub fn parse_document(bytes: &[u8]) -> Result<Vec<Result<Parsed, ParseError>>, ParseError> {
+    let data = decompress(bytes)?;
+    let mut documents = serde_json::Deserializer::from_slice(&data).into_iter::<Value>();
+    let mut out = Vec::new();
+    let mut count = 0usize;
+    loop {
+        match documents.next() {
+            None => break,
+            Some(Ok(document)) => {
+                count += 1;
+                match parse_value(&document) {
+                    Ok(mut records) => out.append(&mut records),
+                    Err(e) if count == 1 => return Err(e),
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            Some(Err(e)) => {
+                let error = ParseError::InvalidJson(e.to_string());
+                if count == 0 {
+                    return Err(error);
+                }
+                // A stream of documents with a broken tail: keep what was read.
+                out.push(Err(error));
+                break;
+            }
+        }
+    }
+    if count == 0 {
+        return Err(ParseError::InvalidJson("the input is empty".to_string()));
+    }
+    Ok(out)
+}
+
+/// Parse one event as the watcher Lambda receives it: an EventBridge event
+/// (`detail-type: "AWS API Call via CloudTrail"`) or, leniently, a bare
+/// CloudTrail record.
+pub fn parse_eventbridge_event(event: &Value) -> Result<Parsed, ParseError> {
+    let obj = event.as_object().ok_or_else(|| {
+        ParseError::UnrecognisedShape(format!("the event is {}, not an object", kind_of(event)))
+    })?;
+    if !is_eventbridge_envelope(obj) {
+        return parse_record(event, &Envelope::default());
+    }
+    let detail_type = obj.get("detail-type").and_then(Value::as_str);
+    if detail_type.is_some_and(|t| t != EVENTBRIDGE_CLOUDTRAIL_DETAIL_TYPE) {
+        return Ok(Parsed::NotAGrantEvent {
+            event_name: detail_type.map(str::to_string),
+            event_source: obj
+                .get("source")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        });
+    }
+    let detail = obj.get("detail").unwrap_or(&Value::Null);
+    if !detail.is_object() {
+        return Err(ParseError::UnrecognisedShape(format!(
+            "EventBridge event: detail is {}, not a CloudTrail record",
+            kind_of(detail)
+        )));
+    }
+    let envelope = Envelope {
+        account: obj
+            .get("account")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        region: obj
+            .get("region")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    parse_record(detail, &envelope)
+}
+
+fn decompress(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ParseError> {
+    if bytes.len() > MAX_INPUT_BYTES {
+        return Err(ParseError::TooLarge(format!(
+            "{} bytes, more than the {} MiB limit",
+            bytes.len(),
+            MAX_INPUT_BYTES / (1024 * 1024)
+        )));
+    }
+    if !bytes.starts_with(&GZIP_MAGIC) {
+        return Ok(std::borrow::Cow::Borrowed(bytes));
+    }
+    let mut out = Vec::new();
+    // Read one byte past the limit to tell "exactly at" from "over" (gzip bombs).
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ParseError::BadGzip(e.to_string()))?;
+    if out.len() > MAX_INPUT_BYTES {
+        return Err(ParseError::TooLarge(format!(
+            "decompresses to more than the {} MiB limit",
+            MAX_INPUT_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+fn is_eventbridge_envelope(obj: &Map<String, Value>) -> bool {
+    obj.contains_key("detail-type") || (obj.contains_key("detail") && obj.contains_key("source"))
+}
+
+/// One JSON document → its records.
+fn parse_value(document: &Value) -> Result<Vec<Result<Parsed, ParseError>>, ParseError> {
+    match document {
+        Value::Object(obj) if obj.contains_key("Records") => match obj.get("Records") {
+            Some(Value::Array(records)) => Ok(records
+                .iter()
+                .enumerate()
+                .map(|(i, record)| {
+                    parse_record(record, &Envelope::default()).map_err(|e| in_record(i, e))
+                })
+                .collect()),
+            Some(other) => Err(ParseError::UnrecognisedShape(format!(
+                "CloudTrail log file: Records is {}, not a list",
+                kind_of(other)
+            ))),
+            None => Ok(Vec::new()),
+        },
+        Value::Object(obj) if is_eventbridge_envelope(obj) => {
+            Ok(vec![parse_eventbridge_event(document)])
+        }
+        Value::Object(obj) if obj.contains_key("eventName") || obj.contains_key("eventID") => {
+            Ok(vec![parse_record(document, &Envelope::default())])
+        }
+        Value::Array(items) => Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let parsed = match item {
+                    Value::Object(obj) if is_eventbridge_envelope(obj) => {
+                        parse_eventbridge_event(item)
+                    }
+                    _ => parse_record(item, &Envelope::default()),
+                };
+                parsed.map_err(|e| in_record(i, e))
+            })
+            .collect()),
+        Value::Object(_) => Err(ParseError::UnrecognisedShape(
+            "a JSON object without Records, detail-type or eventName".to_string(),
+        )),
+        other => Err(ParseError::UnrecognisedShape(format!(
+            "the document is {}, not an object",
+            kind_of(other)
+        ))),
+    }
+}
+
+/// Say which record of a list an unlocated error comes from.
+fn in_record(index: usize, error: ParseError) -> ParseError {
+    match error {
+        ParseError::UnrecognisedShape(msg) => {
+            ParseError::UnrecognisedShape(format!("record {index}: {msg}"))
+        }
+        other => other,
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Fallbacks from an EventBridge envelope.
+#[derive(Default)]
+struct Envelope {
+    account: Option<String>,
+    region: Option<String>,
+}
+
+/// A string field; `Ok(None)` when absent or null, an error naming the
+/// field when it holds something else.
+fn string_field<'a>(
+    obj: &'a Map<String, Value>,
+    path: &str,
+    field: &str,
+) -> Result<Option<&'a str>, String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(format!("{path}{field} is {}, not a string", kind_of(other))),
+    }
+}
+
+/// A string field where a wrong type is not worth failing for (cosmetic
+/// fields such as the user agent).
+fn loose_string(obj: &Map<String, Value>, field: &str) -> Option<String> {
+    obj.get(field).and_then(Value::as_str).map(str::to_string)
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+        _ => false,
+    }
+}
+
+/// Field lookup ignoring case (CloudTrail writes `encryptionContextEquals`,
+/// the API `EncryptionContextEquals`).
+fn get_ignore_case<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    obj.get(field).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(field))
+            .map(|(_, v)| v)
+    })
+}
+
+fn parse_caller(record: &Map<String, Value>) -> Caller {
+    let empty = Map::new();
+    let identity = record
+        .get("userIdentity")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let session_issuer_arn = identity
+        .get("sessionContext")
+        .and_then(|c| c.get("sessionIssuer"))
+        .and_then(|i| i.get("arn"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Caller {
+        arn: loose_string(identity, "arn"),
+        identity_type: loose_string(identity, "type"),
+        account: loose_string(identity, "accountId"),
+        invoked_by: loose_string(identity, "invokedBy"),
+        principal_id: loose_string(identity, "principalId"),
+        session_issuer_arn,
+        from_console: truthy(record.get("sessionCredentialFromConsole"))
+            || truthy(identity.get("sessionCredentialFromConsole")),
+        source_ip: loose_string(record, "sourceIPAddress"),
+        user_agent: loose_string(record, "userAgent"),
+    }
+}
+
+/// One CloudTrail record → a grant event, or "not a grant event".
+fn parse_record(record: &Value, envelope: &Envelope) -> Result<Parsed, ParseError> {
+    let obj = record.as_object().ok_or_else(|| {
+        ParseError::UnrecognisedShape(format!("the record is {}, not an object", kind_of(record)))
+    })?;
+    let event_name = obj.get("eventName").and_then(Value::as_str);
+    let event_source = obj.get("eventSource").and_then(Value::as_str);
+    let not_grant = || Parsed::NotAGrantEvent {
+        event_name: event_name.map(str::to_string),
+        event_source: event_source.map(str::to_string),
+    };
+    if event_name.is_none() && event_source.is_none() {
+        return Err(ParseError::UnrecognisedShape(
+            "the record has neither eventName nor eventSource".to_string(),
+        ));
+    }
+    let Some(action) = event_name.and_then(GrantAction::from_event_name) else {
+        return Ok(not_grant());
+    };
+    if event_source.is_some_and(|s| !s.starts_with("kms.")) {
+        return Ok(not_grant());
+    }
+    let event_id = obj
+        .get("eventID")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let bad = |event_id: &str, problem: String| ParseError::BadGrantEvent {
+        event_name: action.as_str().to_string(),
+        event_id: event_id.to_string(),
+        problem,
+    };
+    let Some(event_id) = event_id else {
+        return Err(bad("(no id)", "eventID is missing".to_string()));
+    };
+    parse_grant_record(obj, action, event_id, envelope)
+        .map(|event| Parsed::Grant(Box::new(event)))
+        .map_err(|problem| bad(event_id, problem))
+}
+
+fn parse_grant_record(
+    obj: &Map<String, Value>,
+    action: GrantAction,
+    event_id: &str,
+    envelope: &Envelope,
+) -> Result<GrantEvent, String> {
+    let caller = parse_caller(obj);
+    let error_code = loose_string(obj, "errorCode").filter(|s| !s.is_empty());
+    let failed = error_code.is_some();
+    let empty = Map::new();
+    let request = match obj.get("requestParameters") {
+        Some(Value::Object(map)) => Some(map),
+        None | Some(Value::Null) => None,
+        Some(other) => {
+            return Err(format!(
+                "requestParameters is {}, not an object",
+                kind_of(other)
+            ))
+        }
+    };
+    let response = obj
+        .get("responseElements")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let additional = obj
+        .get("additionalEventData")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let req = request.unwrap_or(&empty);
+    let rp = "requestParameters.";
+
+    let account = loose_string(obj, "recipientAccountId")
+        .or_else(|| caller.account.clone())
+        .or_else(|| envelope.account.clone());
+    let region = loose_string(obj, "awsRegion").or_else(|| envelope.region.clone());
+
+    // The key: as the request named it, else the response's or the resources' ARN.
+    let requested_key = string_field(req, rp, "keyId")?;
+    let response_key = response.get("keyId").and_then(Value::as_str);
+    let resource_key = obj
+        .get("resources")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("ARN").and_then(Value::as_str))
+        .find(|arn| principal::is_key_arn(arn));
+    let key = requested_key
+        .or(response_key)
+        .or(resource_key)
+        .map(str::to_string);
+    let partition = caller.arn.as_deref().and_then(principal::arn_partition);
+    let key_arn = [requested_key, response_key, resource_key]
+        .into_iter()
+        .flatten()
+        .find(|k| principal::is_key_arn(k))
+        .map(str::to_string)
+        .or_else(|| {
+            key.as_deref().and_then(|k| {
+                principal::key_arn_for(k, region.as_deref(), account.as_deref(), partition)
+            })
+        });
+
+    let grant_id = [
+        response.get("grantId"),
+        req.get("grantId"),
+        additional.get("grantId"),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
+    .map(str::to_string);
+
+    let grant = match action {
+        GrantAction::CreateGrant => match request {
+            Some(req) => Some(parse_grant_request(req, failed)?),
+            None if failed => Some(GrantFacts::default()),
+            None => return Err("CreateGrant without requestParameters".to_string()),
+        },
+        GrantAction::RetireGrant | GrantAction::RevokeGrant => None,
+    };
+    let used_grant_token = req
+        .get("grantTokens")
+        .and_then(Value::as_array)
+        .is_some_and(|tokens| !tokens.is_empty())
+        || req
+            .get("grantToken")
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty());
+    if action.is_removal() && !failed && grant_id.is_none() && !used_grant_token {
+        return Err(format!(
+            "{} names no grant (no grantId in requestParameters, responseElements or additionalEventData)",
+            action.as_str()
+        ));
+    }
+
+    Ok(GrantEvent {
+        event_id: event_id.to_string(),
+        action,
+        event_time: loose_string(obj, "eventTime"),
+        account,
+        region,
+        event_version: loose_string(obj, "eventVersion"),
+        caller,
+        key,
+        key_arn,
+        grant_id,
+        grant,
+        dry_run: truthy(req.get("dryRun")),
+        error_code,
+        error_message: loose_string(obj, "errorMessage"),
+        used_grant_token,
+    })
+}
+
+/// A CreateGrant's `requestParameters` → the grant's facts. `failed`
+/// relaxes the fields a successful call must have.
+fn parse_grant_request(req: &Map<String, Value>, failed: bool) -> Result<GrantFacts, String> {
+    let rp = "requestParameters.";
+    let operations = match req.get("operations") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                op.as_str()
+                    .map(Operation::parse)
+                    .ok_or_else(|| format!("{rp}operations[{i}] is {}, not a string", kind_of(op)))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        None | Some(Value::Null) if failed => Vec::new(),
+        None | Some(Value::Null) => return Err(format!("{rp}operations is missing")),
+        Some(other) => return Err(format!("{rp}operations is {}, not a list", kind_of(other))),
+    };
+    let constraints = match req.get("constraints") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(parse_constraints(map)?),
+        Some(other) => {
+            return Err(format!(
+                "{rp}constraints is {}, not an object",
+                kind_of(other)
+            ))
+        }
+    };
+    let facts = GrantFacts {
+        grantee: string_field(req, rp, "granteePrincipal")?.map(str::to_string),
+        grantee_service_principal: string_field(req, rp, "granteeServicePrincipal")?
+            .map(str::to_string),
+        retiring_principal: string_field(req, rp, "retiringPrincipal")?.map(str::to_string),
+        retiring_service_principal: string_field(req, rp, "retiringServicePrincipal")?
+            .map(str::to_string),
+        operations,
+        constraints,
+        name: loose_string(req, "name"),
+    };
+    if !failed && facts.effective_grantee().is_none() {
+        return Err(format!(
+            "{rp}granteePrincipal is missing (and no granteeServicePrincipal)"
+        ));
+    }
+    Ok(facts)
+}
+
+fn parse_constraints(map: &Map<String, Value>) -> Result<Constraints, String> {
+    let context = |field: &str| -> Result<Option<BTreeMap<String, String>>, String> {
+        match get_ignore_case(map, field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Object(pairs)) => pairs
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Ok((k.clone(), s.clone())),
+                    other => Err(format!(
+                        "requestParameters.constraints.{field}[{k:?}] is {}, not a string",
+                        kind_of(other)
+                    )),
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()
+                .map(Some),
+            Some(other) => Err(format!(
+                "requestParameters.constraints.{field} is {}, not an object",
+                kind_of(other)
+            )),
+        }
+    };
+    let source_arn = match get_ignore_case(map, "sourceArn") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(format!(
+                "requestParameters.constraints.sourceArn is {}, not a string",
+                kind_of(other)
+            ))
+        }
+    };
+    Ok(Constraints {
+        encryption_context_equals: context("encryptionContextEquals")?,
+        encryption_context_subset: context("encryptionContextSubset")?,
+        source_arn,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn one(v: Value) -> Result<Parsed, ParseError> {
+        let mut out = parse_document(v.to_string().as_bytes()).expect("document");
+        assert_eq!(out.len(), 1);
+        out.remove(0)
+    }
+
+    fn grant(v: Value) -> GrantEvent {
+        match one(v) {
+            Ok(Parsed::Grant(e)) => *e,
+            other => panic!("expected a grant event, got {other:?}"),
+        }
+    }
+
+    fn create_grant() -> Value {
+        json!({
+            "eventVersion": "1.11",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "accountId": "111122223333"},
+            "eventTime": "2026-11-28T10:00:00Z",
+            "eventSource": "kms.amazonaws.com",
+            "eventName": "CreateGrant",
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": "198.51.100.7",
+            "userAgent": "aws-cli/2.15.0",
+            "requestParameters": {
+                "keyId": "1234abcd-12ab-34cd-56ef-1234567890ab",
+                "granteePrincipal": "arn:aws:iam::111122223333:role/app",
+                "operations": ["Decrypt", "FutureOp"],
+                "constraints": {"encryptionContextSubset": {"app": "x"}},
+                "someNewField": {"nested": true}
+            },
+            "responseElements": {"grantId": "g1"},
+            "eventID": "e1",
+            "recipientAccountId": "111122223333"
+        })
+    }
+
+    #[test]
+    fn bare_create_grant_with_bare_key_id() {
+        let e = grant(create_grant());
+        assert_eq!(e.action, GrantAction::CreateGrant);
+        assert_eq!(
+            e.key.as_deref(),
+            Some("1234abcd-12ab-34cd-56ef-1234567890ab")
+        );
+        assert_eq!(
+            e.key_arn.as_deref(),
+            Some("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+        );
+        let g = e.grant.unwrap();
+        assert_eq!(
+            g.operations,
+            vec![Operation::Decrypt, Operation::Unknown("FutureOp".into())]
+        );
+        assert_eq!(g.constraints.unwrap().context_value("APP"), Some("x"));
+        assert_eq!(e.grant_id.as_deref(), Some("g1"));
+    }
+
+    #[test]
+    fn eventbridge_and_log_file_and_gzip() {
+        let eb = json!({"version": "0", "detail-type": "AWS API Call via CloudTrail", "source": "aws.kms",
+                        "account": "111122223333", "region": "us-east-1", "detail": create_grant()});
+        assert!(matches!(parse_eventbridge_event(&eb), Ok(Parsed::Grant(_))));
+        assert!(matches!(one(eb), Ok(Parsed::Grant(_))));
+        let log = json!({"Records": [create_grant(), {"eventName": "Decrypt", "eventSource": "kms.amazonaws.com", "eventID": "x"}]});
+        let out = parse_document(log.to_string().as_bytes()).unwrap();
+        assert!(matches!(out[0], Ok(Parsed::Grant(_))));
+        assert!(matches!(out[1], Ok(Parsed::NotAGrantEvent { .. })));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, log.to_string().as_bytes()).unwrap();
+        let out = parse_document(&gz.finish().unwrap()).unwrap();
+        assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn other_eventbridge_detail_types_are_not_grant_events() {
+        let eb = json!({"detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        assert!(matches!(
+            parse_eventbridge_event(&eb),
+            Ok(Parsed::NotAGrantEvent { .. })
+        ));
+    }
+
+    #[test]
+    fn retire_grant_with_null_request_parameters() {
+        let e = grant(json!({
+            "eventName": "RetireGrant", "eventSource": "kms.amazonaws.com", "eventID": "r1",
+            "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
+            "requestParameters": null, "responseElements": null,
+            "additionalEventData": {"grantId": "g1"},
+            "resources": [{"accountId": "111122223333", "type": "AWS::KMS::Key",
+                           "ARN": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}]
+        }));
+        assert_eq!(e.grant_id.as_deref(), Some("g1"));
+        assert_eq!(
+            e.key_arn.as_deref(),
+            Some("arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+        );
+        assert!(e.grant.is_none());
+    }
+
+    #[test]
+    fn partition_comes_from_the_caller() {
+        let mut v = create_grant();
+        v["userIdentity"]["arn"] = json!("arn:aws-us-gov:iam::111122223333:user/alice");
+        v["awsRegion"] = json!("us-gov-west-1");
+        let e = grant(v);
+        assert!(e
+            .key_arn
+            .unwrap()
+            .starts_with("arn:aws-us-gov:kms:us-gov-west-1:"));
+    }
+
+    #[test]
+    fn aliases_keep_the_key_but_have_no_arn() {
+        let mut v = create_grant();
+        v["requestParameters"]["keyId"] = json!("alias/payments");
+        let e = grant(v);
+        assert_eq!(e.key.as_deref(), Some("alias/payments"));
+        assert_eq!(e.key_arn, None);
+    }
+
+    #[test]
+    fn service_principal_grant_2026() {
+        let mut v = create_grant();
+        let req = v["requestParameters"].as_object_mut().unwrap();
+        req.remove("granteePrincipal");
+        req.insert(
+            "granteeServicePrincipal".into(),
+            json!("logs.us-east-1.amazonaws.com"),
+        );
+        req.insert(
+            "retiringServicePrincipal".into(),
+            json!("logs.us-east-1.amazonaws.com"),
+        );
+        req.insert(
+            "constraints".into(),
+            json!({"sourceArn": "arn:aws:logs:us-east-1:111122223333:log-group:x"}),
+        );
+        let g = grant(v).grant.unwrap();
+        assert_eq!(g.effective_grantee(), Some("logs.us-east-1.amazonaws.com"));
+        assert_eq!(
+            g.constraints.unwrap().source_arn.as_deref(),
+            Some("arn:aws:logs:us-east-1:111122223333:log-group:x")
+        );
+    }
+
+    #[test]
+    fn failed_and_dry_run_calls() {
+        let mut v = create_grant();
+        v["errorCode"] = json!("DryRunOperationException");
+        v["requestParameters"]["dryRun"] = json!(true);
+        v["responseElements"] = Value::Null;
+        let e = grant(v);
+        assert!(e.dry_run);
+        assert!(!e.succeeded());
+        assert_eq!(e.grant_id, None);
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let mut v = create_grant();
+        v["requestParameters"] = Value::Null;
+        let e = one(v).unwrap_err().to_string();
+        assert!(
+            e.contains("CreateGrant")
+                && e.contains("e1")
+                && e.contains("without requestParameters"),
+            "{e}"
+        );
+
+        let mut v = create_grant();
+        v["requestParameters"]["operations"] = json!("Decrypt");
+        let e = one(v).unwrap_err().to_string();
+        assert!(e.contains("operations is a string, not a list"), "{e}");
+
+        let mut v = create_grant();
+        v.as_object_mut().unwrap().remove("eventID");
+        assert!(one(v)
+            .unwrap_err()
+            .to_string()
+            .contains("eventID is missing"));
+
+        let mut v = create_grant();
+        v["requestParameters"]["constraints"] = json!({"encryptionContextEquals": {"k": 1}});
+        assert!(one(v).unwrap_err().to_string().contains("not a string"));
+
+        let e = parse_document(br#"{"Records": 3}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Records is a number"), "{e}");
+        assert!(matches!(
+            parse_document(b"{not json"),
+            Err(ParseError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            parse_document(b""),
+            Err(ParseError::InvalidJson(_))
+        ));
+        assert!(matches!(parse_document(b"[1]"), Ok(v) if v[0].is_err()));
+        assert!(matches!(
+            parse_document(b"{\"a\": 1}"),
+            Err(ParseError::UnrecognisedShape(_))
+        ));
+    }
+
+    #[test]
+    fn revoke_without_grant_id_is_an_error() {
+        let e = one(
+            json!({"eventName": "RevokeGrant", "eventSource": "kms.amazonaws.com", "eventID": "v1",
+                           "requestParameters": {"keyId": "k"}}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("names no grant"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(matches!(
+            parse_document(deep.as_bytes()),
+            Err(ParseError::InvalidJson(_))
+        ));
+        let deep_field = format!(
+            "{{\"eventName\":\"CreateGrant\",\"x\":{}{}}}",
+            "{\"a\":".repeat(50_000),
+            "}".repeat(50_000)
+        );
+        assert!(parse_document(deep_field.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn gzip_bombs_and_bad_gzip_are_refused() {
+        // 65 MiB of zeros compresses to ~65 KiB.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let chunk = vec![b' '; 1024 * 1024];
+        for _ in 0..65 {
+            std::io::Write::write_all(&mut gz, &chunk).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        assert!(matches!(
+            parse_document(&bomb),
+            Err(ParseError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_document(&[0x1f, 0x8b, 1, 2, 3]),
+            Err(ParseError::BadGzip(_))
+        ));
+    }
+
+    #[test]
+    fn several_documents_in_one_input() {
+        let text = format!("{}\n{}\n", create_grant(), create_grant());
+        assert_eq!(parse_document(text.as_bytes()).unwrap().len(), 2);
+    }
 }

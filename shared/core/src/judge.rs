@@ -1,12 +1,13 @@
 //! The one judgement of a grant: origin + assessment + rules, used by the
 //! watcher, `classify`, `backfill`, the report and `explain` alike.
 
-use crate::event::GrantEvent;
+use crate::event::{GrantAction, GrantEvent};
 use crate::grant::GrantFacts;
-use crate::origin::OriginVerdict;
+use crate::origin::{self, OriginVerdict};
 use crate::record::GrantRecord;
-use crate::rules::RuleSet;
+use crate::rules::{RuleAction, RuleSet, RuleSubject};
 use crate::verdict::{Finding, Severity, Verdict};
+use crate::{assess, principal};
 use serde::{Deserialize, Serialize};
 
 /// How to judge: suppression rules, the alert threshold, and today's date
@@ -48,8 +49,83 @@ pub struct Judgement {
 /// Judge one grant event. `known` is the ledger's record of the grant, for
 /// Retire/Revoke (what was removed).
 pub fn judge_event(event: &GrantEvent, known: Option<&GrantRecord>, policy: &Policy) -> Verdict {
-    let _ = (event, known, policy);
-    unimplemented_verdict(event)
+    let (origin, findings, facts, removed_grant) = match (event.action, event.grant.as_ref()) {
+        (GrantAction::CreateGrant, grant) => {
+            let facts = grant.cloned().unwrap_or_default();
+            let origin = origin::classify_grant(&facts, Some(&event.caller));
+            let findings = assess::assess_create(event, &facts, &origin);
+            (origin, findings, facts, None)
+        }
+        (_, _) => {
+            let origin = origin::classify_call(&event.caller);
+            let (findings, removed) = assess::assess_removal(event, &origin, known);
+            let facts = known.map(|r| r.grant.clone()).unwrap_or_default();
+            (origin, findings, facts, removed)
+        }
+    };
+    let key_alias = event
+        .key
+        .as_deref()
+        .and_then(principal::alias_name_of)
+        .map(str::to_string);
+    let key_arn = event
+        .key_arn
+        .clone()
+        .or_else(|| known.map(|r| r.key_arn.clone()));
+    // Rules match the grant: for a removal, the removed grant's service.
+    let rule_service = match removed_grant.as_ref() {
+        Some(removed) => removed.service.as_deref(),
+        None => origin.service.as_deref(),
+    };
+    let subject = RuleSubject {
+        grantee: facts.effective_grantee(),
+        key: event.key.as_deref(),
+        key_arn: key_arn.as_deref(),
+        key_alias: key_alias.as_deref(),
+        account: event.account.as_deref(),
+        region: event.region.as_deref(),
+        origin: origin.origin,
+        service: rule_service,
+        operations: &facts.operations,
+        constraints: facts.constraints.as_ref(),
+    };
+    let outcome = apply_rules(&findings, &subject, policy);
+    let mut findings = findings;
+    sort_findings(&mut findings);
+    Verdict {
+        event_id: event.event_id.clone(),
+        event_name: event.action.as_str().to_string(),
+        event_time: event.event_time.clone(),
+        account: event.account.clone(),
+        region: event.region.clone(),
+        key: event.key.clone(),
+        key_arn,
+        key_alias,
+        grant_id: if event.action == GrantAction::CreateGrant && !event.succeeded() {
+            None
+        } else {
+            event.grant_id.clone()
+        },
+        grant_name: facts.name.clone(),
+        actor: (&event.caller).into(),
+        source_ip: event.caller.source_ip.clone(),
+        user_agent: event.caller.user_agent.clone(),
+        grantee: facts.effective_grantee().map(str::to_string),
+        retiring_principal: facts.effective_retiring_principal().map(str::to_string),
+        operations: facts.operations.clone(),
+        constraints: facts.constraints.clone(),
+        origin: origin.origin,
+        service: origin.service.clone(),
+        evidence: origin.evidence.clone(),
+        severity: outcome.severity,
+        alert: outcome.alert,
+        findings,
+        suppressed_by: outcome.suppressed_by,
+        rule_notes: outcome.notes,
+        error_code: event.error_code.clone(),
+        dry_run: event.dry_run,
+        removed_grant,
+    }
 }
 
 /// Judge a grant that exists now; `provenance` is the ledger's record of
@@ -59,47 +135,79 @@ pub fn judge_standing(
     provenance: Option<&GrantRecord>,
     policy: &Policy,
 ) -> Judgement {
-    let _ = (grant, provenance, policy);
+    let origin = origin::classify_grant(&grant.facts, provenance.map(|p| &p.created_by));
+    let mut findings = assess::assess_standing(grant, &origin, provenance);
+    let subject = RuleSubject {
+        grantee: grant.facts.effective_grantee(),
+        key: Some(grant.key_arn.as_str()),
+        key_arn: Some(grant.key_arn.as_str()),
+        key_alias: None,
+        account: Some(grant.account.as_str()),
+        region: Some(grant.region.as_str()),
+        origin: origin.origin,
+        service: origin.service.as_deref(),
+        operations: &grant.facts.operations,
+        constraints: grant.facts.constraints.as_ref(),
+    };
+    let outcome = apply_rules(&findings, &subject, policy);
+    sort_findings(&mut findings);
     Judgement {
-        origin: OriginVerdict::unknown(),
-        findings: Vec::new(),
-        severity: Severity::Info,
-        suppressed_by: None,
-        rule_notes: Vec::new(),
+        origin,
+        findings,
+        severity: outcome.severity,
+        suppressed_by: outcome.suppressed_by,
+        rule_notes: outcome.notes,
     }
 }
 
-// Placeholder until the classifier lands (issue 2).
-fn unimplemented_verdict(event: &GrantEvent) -> Verdict {
-    let grant = event.grant.clone().unwrap_or_default();
-    Verdict {
-        event_id: event.event_id.clone(),
-        event_name: event.action.as_str().to_string(),
-        event_time: event.event_time.clone(),
-        account: event.account.clone(),
-        region: event.region.clone(),
-        key: event.key.clone(),
-        key_arn: event.key_arn.clone(),
-        key_alias: None,
-        grant_id: event.grant_id.clone(),
-        grant_name: grant.name.clone(),
-        actor: (&event.caller).into(),
-        source_ip: event.caller.source_ip.clone(),
-        user_agent: event.caller.user_agent.clone(),
-        grantee: grant.effective_grantee().map(str::to_string),
-        retiring_principal: grant.effective_retiring_principal().map(str::to_string),
-        operations: grant.operations.clone(),
-        constraints: grant.constraints.clone(),
-        origin: crate::verdict::Origin::Unknown,
-        service: None,
-        evidence: Vec::new(),
-        severity: Severity::Info,
-        alert: false,
-        findings: Vec::new(),
-        suppressed_by: None,
-        rule_notes: Vec::new(),
-        error_code: event.error_code.clone(),
-        dry_run: event.dry_run,
-        removed_grant: None,
+/// Severity, alert and suppression after the rules.
+struct RuleOutcome {
+    severity: Severity,
+    alert: bool,
+    suppressed_by: Option<String>,
+    notes: Vec<String>,
+}
+
+fn apply_rules(findings: &[Finding], subject: &RuleSubject<'_>, policy: &Policy) -> RuleOutcome {
+    let severity = assess::worst_severity(findings);
+    let matched = policy.rules.evaluate(subject, policy.today);
+    let mut notes = matched.notes;
+    let (severity, suppressed_by) = match matched.rule {
+        None => (severity, None),
+        Some(rule) => match rule.action {
+            RuleAction::Suppress => {
+                notes.push(format!("suppressed by rule {}: {}", rule.id, rule.reason));
+                (severity, Some(rule.id.clone()))
+            }
+            RuleAction::Rerate(to) => {
+                notes.push(format!(
+                    "rule {} re-rated severity from {severity} to {to}: {}",
+                    rule.id, rule.reason
+                ));
+                (to, None)
+            }
+        },
+    };
+    RuleOutcome {
+        severity,
+        alert: suppressed_by.is_none() && severity >= policy.min_alert_severity,
+        suppressed_by,
+        notes,
+    }
+}
+
+/// Worst first, then by code: stable output for people and tests.
+fn sort_findings(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
+}
+
+impl Policy {
+    /// No rules, alert from `medium`.
+    pub fn new(today: time::Date) -> Policy {
+        Policy {
+            rules: RuleSet::default(),
+            min_alert_severity: Severity::Medium,
+            today,
+        }
     }
 }

@@ -1,7 +1,31 @@
 //! Service vs manual vs unknown, with evidence.
+//!
+//! Service-created grants are not marked as such anywhere. CloudTrail gives
+//! signals, and no single one is enough:
+//!
+//! * **call signals** (set by AWS, not by the caller): `userIdentity.invokedBy`
+//!   naming a service, `userIdentity.type == AWSService`, a `sourceIPAddress`
+//!   that is a service name; weaker: `AWS Internal` in those fields or in the
+//!   user agent, and a user agent naming a service (the caller controls it).
+//! * **grant-shape signals** (a person can type any of them): a service
+//!   principal or `AWS Internal` as grantee, an `ec2-infrastructure` grantee,
+//!   an `AWSServiceRoleFor*` role, a service retiring principal,
+//!   encryption-context keys in an `aws:<service>:` namespace.
+//! * **person signals**: a console session (whose calls show the user agent
+//!   `AWS Internal`), a source IP address, an SDK/CLI user agent.
+//!
+//! A grant is `service` when a call signal set by AWS is corroborated by
+//! another signal; `manual` when the call came from a person or workload
+//! directly; `unknown` otherwise. Service-looking grant shapes in a person's
+//! call are reported by [`OriginVerdict::shape_services`] (the assessor turns
+//! them into `service-context-by-person`).
 
+use crate::event::Caller;
+use crate::grant::GrantFacts;
+use crate::principal::{Principal, ServicePrincipal};
 use crate::verdict::Origin;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginVerdict {
@@ -10,6 +34,11 @@ pub struct OriginVerdict {
     pub service: Option<String>,
     /// Each signal used, in words.
     pub evidence: Vec<String>,
+    /// Services the grant's shape points at (context namespace, retiring
+    /// principal, grantee), whatever the origin. Used to spot a person
+    /// dressing a grant up as a service's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shape_services: Vec<String>,
 }
 
 impl OriginVerdict {
@@ -18,6 +47,693 @@ impl OriginVerdict {
             origin: Origin::Unknown,
             service: None,
             evidence: Vec::new(),
+            shape_services: Vec::new(),
+        }
+    }
+}
+
+/// What grantwatch knows about one AWS service that creates grants: one
+/// table, one place. `name` is the stable short name used in verdicts and
+/// rules.
+#[derive(Debug)]
+pub struct ServiceInfo {
+    pub name: &'static str,
+    /// Service-principal / DNS labels (`lambda` in `lambda.amazonaws.com`).
+    pub labels: &'static [&'static str],
+    /// Encryption-context key prefixes, lower case (`aws:lambda:`).
+    pub context_prefixes: &'static [&'static str],
+    /// Other encryption-context keys the service uses, lower case.
+    pub context_keys: &'static [&'static str],
+    /// Service-linked role names (`AWSServiceRoleForRDS`).
+    pub service_linked_roles: &'static [&'static str],
+    /// Context keys that name the resource depending on the grant, in order
+    /// of preference.
+    pub resource_keys: &'static [&'static str],
+    /// What breaks when a person removes the service's grant, and the fix.
+    pub impact: &'static str,
+}
+
+pub const SERVICES: &[ServiceInfo] = &[
+    ServiceInfo {
+        name: "lambda",
+        labels: &["lambda"],
+        context_prefixes: &["aws:lambda:"],
+        context_keys: &[],
+        service_linked_roles: &[],
+        resource_keys: &["aws:lambda:FunctionArn"],
+        impact: "the function will fail to decrypt its environment variables (every invocation fails before the code runs); update the function's configuration (e.g. save its environment variables again) to recreate the grant",
+    },
+    ServiceInfo {
+        name: "ebs",
+        labels: &["ec2", "ebs"],
+        context_prefixes: &["aws:ebs:"],
+        context_keys: &[],
+        service_linked_roles: &[],
+        resource_keys: &["aws:ebs:id"],
+        impact: "the encrypted EBS volume or snapshot can no longer be decrypted for its instance: attaching, starting the instance or copying the snapshot fails; stop and start the instance, or detach and re-attach the volume, to recreate the grant",
+    },
+    ServiceInfo {
+        name: "autoscaling",
+        labels: &["autoscaling"],
+        context_prefixes: &[],
+        context_keys: &[],
+        service_linked_roles: &["AWSServiceRoleForAutoScaling"],
+        resource_keys: &[],
+        impact: "Auto Scaling can no longer launch instances with volumes encrypted by this key; re-create the grant to the Auto Scaling service-linked role",
+    },
+    ServiceInfo {
+        name: "rds",
+        labels: &["rds"],
+        context_prefixes: &["aws:rds:"],
+        context_keys: &[],
+        service_linked_roles: &["AWSServiceRoleForRDS"],
+        resource_keys: &["aws:rds:db-id", "aws:rds:dbc-id", "aws:rds:cluster-id"],
+        impact: "the DB instance or cluster loses access to its storage key and becomes inaccessible (inaccessible-encryption-credentials); restore access to the key, then start or restore the database",
+    },
+    ServiceInfo {
+        name: "dynamodb",
+        labels: &["dynamodb"],
+        context_prefixes: &["aws:dynamodb:"],
+        context_keys: &[],
+        service_linked_roles: &[],
+        resource_keys: &["aws:dynamodb:tableName"],
+        impact: "DynamoDB can no longer use the key for the table; reads and writes fail and the table becomes inaccessible; DynamoDB recreates the grant when the key is usable again (or switch the table's key)",
+    },
+    ServiceInfo {
+        name: "keyspaces",
+        labels: &["cassandra", "keyspaces"],
+        context_prefixes: &["aws:cassandra:"],
+        context_keys: &[],
+        service_linked_roles: &[],
+        resource_keys: &["aws:cassandra:tableName", "aws:cassandra:keyspaceName"],
+        impact: "Amazon Keyspaces can no longer use the key for the table, which becomes inaccessible; restore the grant by updating the table's encryption settings",
+    },
+    ServiceInfo {
+        name: "mq",
+        labels: &["mq"],
+        context_prefixes: &["aws:mq:", "aws.mq."],
+        context_keys: &[],
+        service_linked_roles: &["AWSServiceRoleForAmazonMQ"],
+        resource_keys: &["aws:mq:broker-id", "aws.mq.broker.id"],
+        impact: "the Amazon MQ broker can no longer decrypt its data and fails to start or reboot; recreate the broker's grant (reboot after restoring key access)",
+    },
+    ServiceInfo {
+        name: "secretsmanager",
+        labels: &["secretsmanager"],
+        context_prefixes: &["aws:secretsmanager:"],
+        context_keys: &["secretarn", "secretversionid"],
+        service_linked_roles: &[],
+        resource_keys: &["SecretARN", "aws:secretsmanager:arn"],
+        impact: "Secrets Manager can no longer decrypt the secret; applications reading it fail; re-save the secret's key setting to recreate access",
+    },
+    ServiceInfo {
+        name: "managedblockchain",
+        labels: &["managedblockchain"],
+        context_prefixes: &["aws:managedblockchain:"],
+        context_keys: &[],
+        service_linked_roles: &[],
+        resource_keys: &["aws:managedblockchain:network-id", "aws:managedblockchain:member-id", "aws:managedblockchain:node-id"],
+        impact: "the Managed Blockchain network member or node can no longer decrypt its ledger data and becomes unavailable; restore the grant through the service",
+    },
+    ServiceInfo {
+        name: "forecast",
+        labels: &["forecast"],
+        context_prefixes: &["aws:forecast:"],
+        context_keys: &[],
+        service_linked_roles: &[],
+        resource_keys: &["aws:forecast:arn"],
+        impact: "Amazon Forecast jobs using this key fail to read or write their encrypted data; re-run the job to recreate the grant",
+    },
+    ServiceInfo {
+        name: "redshift",
+        labels: &["redshift", "redshift-serverless"],
+        context_prefixes: &["aws:redshift:"],
+        context_keys: &[],
+        service_linked_roles: &["AWSServiceRoleForRedshift"],
+        resource_keys: &["aws:redshift:arn"],
+        impact: "the Redshift cluster or workgroup loses access to its encryption key and cannot start or restore; restore access to the key",
+    },
+    ServiceInfo {
+        name: "elasticfilesystem",
+        labels: &["elasticfilesystem"],
+        context_prefixes: &["aws:elasticfilesystem:"],
+        context_keys: &[],
+        service_linked_roles: &["AWSServiceRoleForAmazonElasticFileSystem"],
+        resource_keys: &["aws:elasticfilesystem:filesystem:id"],
+        impact: "the EFS file system can no longer be mounted or read; restore the grant by restoring key access",
+    },
+    ServiceInfo {
+        name: "s3",
+        labels: &["s3"],
+        context_prefixes: &["aws:s3:"],
+        context_keys: &[],
+        service_linked_roles: &[],
+        resource_keys: &["aws:s3:arn"],
+        impact: "S3 can no longer decrypt objects protected by this grant; reads of those objects fail",
+    },
+    ServiceInfo {
+        name: "workspaces",
+        labels: &["workspaces"],
+        context_prefixes: &["aws:workspaces:"],
+        context_keys: &[],
+        service_linked_roles: &["AWSServiceRoleForWorkSpaces"],
+        resource_keys: &["aws:workspaces:workspace-id"],
+        impact: "the WorkSpace's encrypted volumes can no longer be decrypted; it fails to start or rebuild; restore the grant by restoring key access",
+    },
+    ServiceInfo {
+        name: "backup",
+        labels: &["backup"],
+        context_prefixes: &["aws:backup:"],
+        context_keys: &[],
+        service_linked_roles: &["AWSServiceRoleForBackup"],
+        resource_keys: &[],
+        impact: "AWS Backup jobs using this key fail; re-run the backup or restore job",
+    },
+    ServiceInfo {
+        name: "fsx",
+        labels: &["fsx"],
+        context_prefixes: &["aws:fsx:"],
+        context_keys: &[],
+        service_linked_roles: &[],
+        resource_keys: &["aws:fsx:filesystem-id"],
+        impact: "the FSx file system can no longer read its storage; restore key access",
+    },
+];
+
+/// The service a DNS label (`ec2`, `lambda`) or a service principal names.
+pub fn service_by_label(label: &str) -> Option<&'static ServiceInfo> {
+    SERVICES.iter().find(|s| s.labels.contains(&label))
+}
+
+/// A service by its short name (`lambda`, `ebs`).
+pub fn service_by_name(name: &str) -> Option<&'static ServiceInfo> {
+    SERVICES.iter().find(|s| s.name == name)
+}
+
+/// The service an encryption-context key belongs to (`aws:lambda:FunctionArn`
+/// → lambda), ignoring the key's case as KMS does.
+pub fn service_of_context_key(key: &str) -> Option<&'static ServiceInfo> {
+    let lower = key.to_ascii_lowercase();
+    SERVICES.iter().find(|s| {
+        s.context_prefixes.iter().any(|p| lower.starts_with(p))
+            || s.context_keys.contains(&lower.as_str())
+    })
+}
+
+/// The short name for a service principal or DNS name; unknown services
+/// keep their label (`glue.amazonaws.com` → `glue`).
+pub fn service_name_of_principal(principal: &str) -> Option<String> {
+    let sp = ServicePrincipal::parse(principal)?;
+    Some(
+        service_by_label(sp.label)
+            .map(|s| s.name.to_string())
+            .unwrap_or_else(|| sp.label.to_string()),
+    )
+}
+
+/// The service a service-linked role belongs to.
+fn service_of_linked_role(service: Option<&str>, name: &str) -> String {
+    if let Some(info) = SERVICES
+        .iter()
+        .find(|s| s.service_linked_roles.contains(&name))
+    {
+        return info.name.to_string();
+    }
+    if let Some(name) = service.and_then(service_name_of_principal) {
+        return name;
+    }
+    name.trim_start_matches("AWSServiceRoleFor")
+        .to_ascii_lowercase()
+}
+
+const AWS_INTERNAL: &str = "AWS Internal";
+
+/// Signals from the call itself.
+#[derive(Default)]
+struct CallSignals {
+    /// Set by AWS: invokedBy naming a service, type AWSService, a service
+    /// name as source IP. (service, evidence)
+    strong: Vec<(Option<String>, String)>,
+    /// `AWS Internal` (outside a console session) or a service-named user agent.
+    weak: Vec<(Option<String>, String)>,
+    /// A person or workload called directly.
+    person: Vec<String>,
+}
+
+fn call_signals(caller: &Caller) -> CallSignals {
+    let mut s = CallSignals::default();
+    let invoked_by = caller
+        .invoked_by
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let source_ip = caller
+        .source_ip
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let user_agent = caller
+        .user_agent
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+
+    if caller.identity_type.as_deref() == Some("AWSService") {
+        let service = invoked_by.and_then(service_name_of_principal);
+        s.strong
+            .push((service, "userIdentity.type is AWSService".to_string()));
+    }
+    match invoked_by {
+        Some(AWS_INTERNAL) => s.weak.push((None, "invokedBy is AWS Internal".to_string())),
+        Some(v) => {
+            if let Some(service) = service_name_of_principal(v) {
+                s.strong.push((Some(service), format!("invokedBy {v}")));
+            }
+        }
+        None => {}
+    }
+    match source_ip {
+        Some(AWS_INTERNAL) if caller.from_console => {}
+        Some(AWS_INTERNAL) => s.weak.push((None, "source IP is AWS Internal".to_string())),
+        Some(v) if v.parse::<IpAddr>().is_ok() && invoked_by.is_none() => {
+            s.person.push(format!("called from IP address {v}"));
+        }
+        Some(v) if v.parse::<IpAddr>().is_ok() => {}
+        Some(v) => {
+            if let Some(service) = service_name_of_principal(v) {
+                s.strong.push((Some(service), format!("source IP is {v}")));
+            }
+        }
+        None => {}
+    }
+    match user_agent {
+        Some(AWS_INTERNAL) if caller.from_console => s.person.push(
+            "console session (sessionCredentialFromConsole) with user agent AWS Internal: a person's own call"
+                .to_string(),
+        ),
+        Some(AWS_INTERNAL) => s.weak.push((None, "user agent is AWS Internal".to_string())),
+        Some(v) => {
+            if let Some(service) = service_name_of_principal(v) {
+                s.weak.push((Some(service), format!("user agent {v}")));
+            } else if invoked_by.is_none() && is_client_user_agent(v) {
+                s.person.push(format!("client user agent {}", short(v)));
+            }
+        }
+        None => {}
+    }
+    if caller.from_console
+        && invoked_by.is_none()
+        && !s.person.iter().any(|p| p.starts_with("console"))
+    {
+        s.person
+            .push("console session (sessionCredentialFromConsole)".to_string());
+    }
+    s
+}
+
+/// User agents of the SDKs, the CLI, browsers and common tools.
+fn is_client_user_agent(ua: &str) -> bool {
+    const CLIENTS: &[&str] = &[
+        "aws-cli",
+        "boto",
+        "botocore",
+        "aws-sdk",
+        "aws-internal/",
+        "console.amazonaws.com",
+        "mozilla",
+        "terraform",
+        "aws-cdk",
+        "cloudformation",
+        "pulumi",
+        "aws-powershell",
+        "awspowershell",
+        "aws-toolkit",
+        "s3console",
+    ];
+    let lower = ua.to_ascii_lowercase();
+    CLIENTS.iter().any(|c| lower.contains(c))
+}
+
+/// Keep evidence lines short: user agents can be long and untrusted.
+fn short(s: &str) -> String {
+    const MAX: usize = 80;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(MAX).collect::<String>())
+    }
+}
+
+/// Signals from the grant's shape. (service, evidence)
+fn shape_signals(facts: &GrantFacts) -> Vec<(Option<String>, String)> {
+    let mut out = Vec::new();
+    if let Some(sp) = facts.grantee_service_principal.as_deref() {
+        out.push((
+            service_name_of_principal(sp),
+            format!("grantee service principal {sp}"),
+        ));
+    }
+    if let Some(grantee) = facts.grantee.as_deref() {
+        match Principal::parse(grantee) {
+            Principal::Service(_) => out.push((
+                service_name_of_principal(grantee),
+                format!("grantee is service principal {grantee}"),
+            )),
+            Principal::AwsInternal => out.push((None, "grantee is AWS Internal".to_string())),
+            Principal::Ec2Infrastructure { .. } => out.push((
+                Some("ebs".to_string()),
+                "grantee is an ec2-infrastructure instance session".to_string(),
+            )),
+            Principal::ServiceLinkedRole { service, name, .. } => out.push((
+                Some(service_of_linked_role(service, name)),
+                format!("grantee is service-linked role {name}"),
+            )),
+            _ => {}
+        }
+    }
+    if let Some(rp) = facts.effective_retiring_principal() {
+        if let Some(service) = service_name_of_principal(rp) {
+            out.push((Some(service), format!("retiring principal is {rp}")));
+        }
+    }
+    let mut namespaces: Vec<&'static str> = Vec::new();
+    for (key, _) in facts.constraints.iter().flat_map(|c| c.context_pairs()) {
+        if let Some(info) = service_of_context_key(key) {
+            if !namespaces.contains(&info.name) {
+                namespaces.push(info.name);
+                out.push((
+                    Some(info.name.to_string()),
+                    format!("encryption context key {}", short(key)),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn first_service(signals: &[(Option<String>, String)]) -> Option<String> {
+    signals.iter().find_map(|(s, _)| s.clone())
+}
+
+fn distinct_services(signals: &[(Option<String>, String)]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in signals.iter().filter_map(|(s, _)| s.clone()) {
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Who made a grant: a service on someone's behalf, a person/workload, or
+/// unknown. `caller` is `None` for a standing grant without provenance
+/// (only the grant's shape is known).
+pub fn classify_grant(facts: &GrantFacts, caller: Option<&Caller>) -> OriginVerdict {
+    let shape = shape_signals(facts);
+    let shape_services = distinct_services(&shape);
+    let mut verdict = match caller {
+        Some(caller) => decide(&call_signals(caller), &shape),
+        None => decide_from_shape(&shape),
+    };
+    verdict.shape_services = shape_services;
+    verdict
+}
+
+/// Who made a call (a RetireGrant / RevokeGrant): the call signals alone.
+pub fn classify_call(caller: &Caller) -> OriginVerdict {
+    decide(&call_signals(caller), &[])
+}
+
+fn evidence_of(groups: &[&[(Option<String>, String)]]) -> Vec<String> {
+    groups
+        .iter()
+        .flat_map(|g| g.iter().map(|(_, e)| e.clone()))
+        .collect()
+}
+
+fn decide(call: &CallSignals, shape: &[(Option<String>, String)]) -> OriginVerdict {
+    let corroborated = call.strong.len() + call.weak.len() + shape.len() >= 2;
+    // AWS itself says a service made the call, and something else agrees.
+    if !call.strong.is_empty() && corroborated {
+        let service = first_service(&call.strong)
+            .or_else(|| first_service(&call.weak))
+            .or_else(|| first_service(shape));
+        return OriginVerdict {
+            origin: Origin::Service,
+            service,
+            evidence: evidence_of(&[&call.strong, &call.weak, shape]),
+            shape_services: Vec::new(),
+        };
+    }
+    // Services that leave invokedBy out: AWS Internal call, no person in
+    // sight, and a grant shaped like the service's.
+    if call.strong.is_empty()
+        && call.person.is_empty()
+        && !call.weak.is_empty()
+        && !shape.is_empty()
+    {
+        let service = first_service(&call.weak).or_else(|| first_service(shape));
+        let mut evidence = evidence_of(&[&call.weak, shape]);
+        evidence.push("no invokedBy: some services leave it out".to_string());
+        return OriginVerdict {
+            origin: Origin::Service,
+            service,
+            evidence,
+            shape_services: Vec::new(),
+        };
+    }
+    if !call.person.is_empty() {
+        let mut evidence = call.person.clone();
+        evidence.extend(
+            call.strong
+                .iter()
+                .chain(&call.weak)
+                .map(|(_, e)| format!("{e} (not enough alone)")),
+        );
+        if call.strong.is_empty() {
+            return OriginVerdict {
+                origin: Origin::Manual,
+                service: None,
+                evidence,
+                shape_services: Vec::new(),
+            };
+        }
+        // A service name and a person's signals at once: do not guess.
+        return OriginVerdict {
+            origin: Origin::Unknown,
+            service: None,
+            evidence,
+            shape_services: Vec::new(),
+        };
+    }
+    let mut evidence = evidence_of(&[&call.strong, &call.weak, shape]);
+    if evidence.is_empty() {
+        evidence.push("no source IP, user agent or invokedBy to go on".to_string());
+    } else {
+        evidence.push("not enough signals agree".to_string());
+    }
+    OriginVerdict {
+        origin: Origin::Unknown,
+        service: None,
+        evidence,
+        shape_services: Vec::new(),
+    }
+}
+
+/// A standing grant without a CloudTrail record: two shape signals that
+/// agree on one service make it a service grant; anything less is unknown.
+fn decide_from_shape(shape: &[(Option<String>, String)]) -> OriginVerdict {
+    let services = distinct_services(shape);
+    let mut evidence = evidence_of(&[shape]);
+    evidence
+        .push("no CloudTrail record of its creation: judged from the grant's shape".to_string());
+    if shape.len() >= 2 && services.len() == 1 {
+        return OriginVerdict {
+            origin: Origin::Service,
+            service: services.into_iter().next(),
+            evidence,
+            shape_services: Vec::new(),
+        };
+    }
+    OriginVerdict {
+        origin: Origin::Unknown,
+        service: None,
+        evidence,
+        shape_services: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grant::{Constraints, Operation};
+    use std::collections::BTreeMap;
+
+    fn lambda_grant() -> GrantFacts {
+        GrantFacts {
+            grantee: Some("arn:aws:sts::012345678901:assumed-role/test-role-cu5o193j/test".into()),
+            retiring_principal: Some("lambda.ap-northeast-1.amazonaws.com".into()),
+            operations: vec![Operation::Decrypt, Operation::RetireGrant],
+            constraints: Some(Constraints {
+                encryption_context_equals: Some(BTreeMap::from([(
+                    "aws:lambda:FunctionArn".to_string(),
+                    "arn:aws:lambda:ap-northeast-1:012345678901:function:test".to_string(),
+                )])),
+                ..Constraints::default()
+            }),
+            ..GrantFacts::default()
+        }
+    }
+
+    fn fas_caller(service_dns: &str) -> Caller {
+        Caller {
+            arn: Some("arn:aws:sts::012345678901:assumed-role/Admin/alice".into()),
+            identity_type: Some("AssumedRole".into()),
+            account: Some("012345678901".into()),
+            invoked_by: Some(service_dns.into()),
+            source_ip: Some(service_dns.into()),
+            user_agent: Some(service_dns.into()),
+            ..Caller::default()
+        }
+    }
+
+    fn cli_caller() -> Caller {
+        Caller {
+            arn: Some("arn:aws:iam::012345678901:user/alice".into()),
+            identity_type: Some("IAMUser".into()),
+            account: Some("012345678901".into()),
+            source_ip: Some("198.51.100.7".into()),
+            user_agent: Some("aws-cli/2.15.0 Python/3.11.6 Linux/6.1 exe/x86_64".into()),
+            ..Caller::default()
+        }
+    }
+
+    #[test]
+    fn lambda_service_grant_is_service() {
+        let v = classify_grant(&lambda_grant(), Some(&fas_caller("lambda.amazonaws.com")));
+        assert_eq!(v.origin, Origin::Service);
+        assert_eq!(v.service.as_deref(), Some("lambda"));
+        assert!(v
+            .evidence
+            .iter()
+            .any(|e| e.contains("invokedBy lambda.amazonaws.com")));
+    }
+
+    #[test]
+    fn ec2_names_ebs() {
+        let v = classify_call(&fas_caller("ec2.amazonaws.com"));
+        assert_eq!(v.origin, Origin::Service);
+        assert_eq!(v.service.as_deref(), Some("ebs"));
+    }
+
+    #[test]
+    fn person_typing_lambda_context_stays_manual() {
+        let v = classify_grant(&lambda_grant(), Some(&cli_caller()));
+        assert_eq!(v.origin, Origin::Manual);
+        assert_eq!(v.shape_services, vec!["lambda".to_string()]);
+    }
+
+    #[test]
+    fn console_aws_internal_user_agent_is_a_person() {
+        let caller = Caller {
+            user_agent: Some("AWS Internal".into()),
+            source_ip: Some("AWS Internal".into()),
+            from_console: true,
+            ..cli_caller()
+        };
+        let v = classify_grant(&lambda_grant(), Some(&caller));
+        assert_eq!(v.origin, Origin::Manual, "{:?}", v.evidence);
+    }
+
+    #[test]
+    fn aws_internal_user_agent_alone_is_not_service_evidence() {
+        let caller = Caller {
+            user_agent: Some("AWS Internal".into()),
+            ..cli_caller()
+        };
+        let facts = GrantFacts {
+            grantee: Some("arn:aws:iam::012345678901:role/app".into()),
+            operations: vec![Operation::Decrypt],
+            ..GrantFacts::default()
+        };
+        assert_eq!(classify_grant(&facts, Some(&caller)).origin, Origin::Manual);
+    }
+
+    #[test]
+    fn service_without_invoked_by_is_recognised_from_aws_internal_and_shape() {
+        let caller = Caller {
+            arn: Some("arn:aws:sts::012345678901:assumed-role/Admin/alice".into()),
+            identity_type: Some("AssumedRole".into()),
+            source_ip: Some("AWS Internal".into()),
+            user_agent: Some("AWS Internal".into()),
+            ..Caller::default()
+        };
+        let v = classify_grant(&lambda_grant(), Some(&caller));
+        assert_eq!(v.origin, Origin::Service);
+        assert_eq!(v.service.as_deref(), Some("lambda"));
+    }
+
+    #[test]
+    fn invoked_by_alone_is_not_enough() {
+        let caller = Caller {
+            invoked_by: Some("lambda.amazonaws.com".into()),
+            ..Caller::default()
+        };
+        let facts = GrantFacts {
+            grantee: Some("arn:aws:iam::012345678901:role/app".into()),
+            ..GrantFacts::default()
+        };
+        assert_eq!(
+            classify_grant(&facts, Some(&caller)).origin,
+            Origin::Unknown
+        );
+    }
+
+    #[test]
+    fn spoofed_service_user_agent_from_an_ip_is_manual() {
+        let caller = Caller {
+            user_agent: Some("lambda.amazonaws.com".into()),
+            ..cli_caller()
+        };
+        let v = classify_grant(&lambda_grant(), Some(&caller));
+        assert_eq!(v.origin, Origin::Manual, "{:?}", v.evidence);
+    }
+
+    #[test]
+    fn standing_grant_shape_alone() {
+        assert_eq!(
+            classify_grant(&lambda_grant(), None).origin,
+            Origin::Service
+        );
+        let lone = GrantFacts {
+            grantee: Some("arn:aws:iam::012345678901:role/app".into()),
+            retiring_principal: Some("lambda.amazonaws.com".into()),
+            ..GrantFacts::default()
+        };
+        assert_eq!(classify_grant(&lone, None).origin, Origin::Unknown);
+    }
+
+    #[test]
+    fn context_key_namespace_ignores_case() {
+        assert_eq!(
+            service_of_context_key("AWS:EBS:id").map(|s| s.name),
+            Some("ebs")
+        );
+        assert!(service_of_context_key("aws:unknownsvc:x").is_none());
+    }
+
+    #[test]
+    fn service_table_names_are_unique() {
+        for (i, a) in SERVICES.iter().enumerate() {
+            for b in &SERVICES[i + 1..] {
+                assert_ne!(a.name, b.name);
+                assert!(
+                    a.labels.iter().all(|l| !b.labels.contains(l)),
+                    "{} / {}",
+                    a.name,
+                    b.name
+                );
+            }
         }
     }
 }

@@ -114,6 +114,8 @@ pub enum FindingCode {
     DuplicateGrant,
     /// Report only: a key near its grant quota.
     GrantCountHigh,
+    /// Not enough signals to tell a service's grant from a person's.
+    UnknownOrigin,
 }
 
 impl FindingCode {
@@ -139,8 +141,35 @@ impl FindingCode {
             FindingCode::UnknownGrantRemoved => "unknown-grant-removed",
             FindingCode::DuplicateGrant => "duplicate-grant",
             FindingCode::GrantCountHigh => "grant-count-high",
+            FindingCode::UnknownOrigin => "unknown-origin",
         }
     }
+}
+
+impl FindingCode {
+    pub const ALL: [FindingCode; 21] = [
+        FindingCode::ManualGrant,
+        FindingCode::CrossAccountGrantee,
+        FindingCode::CrossAccountCaller,
+        FindingCode::AccountRootGrantee,
+        FindingCode::ReDelegation,
+        FindingCode::Unconstrained,
+        FindingCode::EmptyConstraint,
+        FindingCode::ConstraintNotApplicable,
+        FindingCode::NoRetiringPrincipal,
+        FindingCode::UniqueIdGrantee,
+        FindingCode::DryRun,
+        FindingCode::AccessDenied,
+        FindingCode::FailedCall,
+        FindingCode::UnknownOperation,
+        FindingCode::ServiceContextByPerson,
+        FindingCode::ServiceGrantRemoved,
+        FindingCode::GrantRemoved,
+        FindingCode::UnknownGrantRemoved,
+        FindingCode::DuplicateGrant,
+        FindingCode::GrantCountHigh,
+        FindingCode::UnknownOrigin,
+    ];
 }
 
 impl fmt::Display for FindingCode {
