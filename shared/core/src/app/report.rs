@@ -11,6 +11,7 @@
 //! partial. A key or account-region that cannot be read is never dropped:
 //! it appears in coverage with the reason.
 
+use crate::assess::{assess_key_grants, worst_severity, DEFAULT_GRANT_COUNT_THRESHOLD};
 use crate::judge::{judge_standing, Policy, StandingGrant};
 use crate::ports::inventory::{
     AccountDirectory, AccountRegion, AccountSelection, Inventory, KeyDescription, ListedKey,
@@ -52,6 +53,8 @@ pub struct ReportOptions {
     /// Time kept back from the deadline for judging, writing, storing and
     /// delivering.
     pub reserve: Duration,
+    /// Grants on one key from which `grant-count-high` is raised.
+    pub grant_count_threshold: usize,
 }
 
 impl Default for ReportOptions {
@@ -61,6 +64,7 @@ impl Default for ReportOptions {
             key_concurrency: 4,
             trend_reports: 12,
             reserve: Duration::from_secs(60),
+            grant_count_threshold: DEFAULT_GRANT_COUNT_THRESHOLD,
         }
     }
 }
@@ -682,13 +686,34 @@ where
             facts: g.facts,
         })
         .collect();
+    let key_findings = assess_key_grants(&standing, deps.options.grant_count_threshold);
     report.grants = standing
         .iter()
-        .map(|g| grant_report(g, provenance.get(&g.grant_id), deps.policy))
+        .zip(key_findings)
+        .map(|(g, extra)| {
+            let mut grant = grant_report(g, provenance.get(&g.grant_id), deps.policy);
+            add_key_findings(&mut grant, extra);
+            grant
+        })
         .collect();
     report.grants.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
     report.complete = key_gap.is_none();
     (report, key_gap)
+}
+
+/// Add the key-wide findings (`duplicate-grant`, `grant-count-high`) to a
+/// judged grant: they raise its severity unless a rule suppressed it.
+fn add_key_findings(grant: &mut GrantReport, extra: Vec<crate::verdict::Finding>) {
+    if extra.is_empty() {
+        return;
+    }
+    if grant.suppressed_by.is_none() {
+        grant.severity = grant.severity.max(worst_severity(&extra));
+    }
+    grant.findings.extend(extra);
+    grant
+        .findings
+        .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
 }
 
 /// Judge one standing grant and shape it for the report.
@@ -856,6 +881,11 @@ mod tests {
         assert_eq!(inv.call_count("ListKeys"), 9);
         assert_eq!(inv.call_count("ListGrants"), 25 * 84);
         assert_eq!(r.keys[0].aliases, vec!["alias/key-000".to_string()]);
+        // Every key's grants share grantee, operations and constraints.
+        assert_eq!(
+            r.summary.by_finding.get("duplicate-grant"),
+            Some(&(25 * 249))
+        );
         assert_eq!(
             r.coverage.account_regions[0].status,
             CoverageStatus::Complete

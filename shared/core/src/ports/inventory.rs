@@ -236,6 +236,16 @@ impl Provenance for NoProvenance {
     }
 }
 
+/// The watcher's ledger as the report's provenance (one Query on
+/// `GRANT#<key ARN>`).
+pub struct LedgerProvenance<'a, L>(pub &'a L);
+
+impl<L: crate::ports::ledger::Ledger> Provenance for LedgerProvenance<'_, L> {
+    async fn grant_records(&self, key_arn: &str) -> Result<Vec<GrantRecord>, PortError> {
+        self.0.grants_of_key(key_arn).await
+    }
+}
+
 /// In-memory implementations of the ports, for tests and the CLI's local
 /// store.
 pub mod fake {
