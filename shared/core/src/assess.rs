@@ -432,13 +432,15 @@ pub fn assess_removal(
                 record.created_by.arn.as_deref().unwrap_or("a person or workload")
             ),
         )),
+        (None, _) if by_service => out.push(finding(
+            FindingCode::UnknownGrantRemoved,
+            Severity::Info,
+            format!("{remover_name} {verb} a grant grantwatch never saw created: routine for a service"),
+        )),
         (None, _) => out.push(finding(
             FindingCode::UnknownGrantRemoved,
-            by_origin(remover.origin, Severity::Info, Severity::Medium),
-            format!(
-                "a grant grantwatch never saw created was {verb}{}: if a service depended on it, its resource will fail",
-                if by_service { format!(" by {remover_name}") } else { String::new() }
-            ),
+            Severity::Medium,
+            format!("a grant grantwatch never saw created was {verb} by hand: if a service depended on it, its resource will fail"),
         )),
     }
     (out, removed)

@@ -34,9 +34,11 @@ pub struct OriginVerdict {
     pub service: Option<String>,
     /// Each signal used, in words.
     pub evidence: Vec<String>,
-    /// Services the grant's shape points at (context namespace, retiring
-    /// principal, grantee), whatever the origin. Used to spot a person
-    /// dressing a grant up as a service's.
+    /// Services a grant's hand-typeable parts point at: encryption-context
+    /// keys in an `aws:<service>:` namespace, and a service retiring
+    /// principal on a grant whose grantee is not that service (a 2026
+    /// grant *to* a service principal, retired by it, is not dressing up).
+    /// Used to spot a person dressing a grant up as a service's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shape_services: Vec<String>,
 }
@@ -431,6 +433,32 @@ fn shape_signals(facts: &GrantFacts) -> Vec<(Option<String>, String)> {
     out
 }
 
+fn service_lookalike(facts: &GrantFacts) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |name: String| {
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    };
+    for (key, _) in facts.constraints.iter().flat_map(|c| c.context_pairs()) {
+        if let Some(info) = service_of_context_key(key) {
+            add(info.name.to_string());
+        }
+    }
+    let grantee_service = facts
+        .effective_grantee()
+        .and_then(service_name_of_principal);
+    if let Some(retiring) = facts
+        .effective_retiring_principal()
+        .and_then(service_name_of_principal)
+    {
+        if grantee_service.as_ref() != Some(&retiring) {
+            add(retiring);
+        }
+    }
+    out
+}
+
 fn first_service(signals: &[(Option<String>, String)]) -> Option<String> {
     signals.iter().find_map(|(s, _)| s.clone())
 }
@@ -450,7 +478,7 @@ fn distinct_services(signals: &[(Option<String>, String)]) -> Vec<String> {
 /// (only the grant's shape is known).
 pub fn classify_grant(facts: &GrantFacts, caller: Option<&Caller>) -> OriginVerdict {
     let shape = shape_signals(facts);
-    let shape_services = distinct_services(&shape);
+    let shape_services = service_lookalike(facts);
     let mut verdict = match caller {
         Some(caller) => decide(&call_signals(caller), &shape),
         None => decide_from_shape(&shape),
@@ -735,5 +763,26 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod lookalike_tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_to_a_service_principal_retired_by_it_is_not_dressing_up() {
+        let facts = GrantFacts {
+            grantee_service_principal: Some("logs.us-east-1.amazonaws.com".into()),
+            retiring_service_principal: Some("logs.us-east-1.amazonaws.com".into()),
+            ..GrantFacts::default()
+        };
+        assert!(service_lookalike(&facts).is_empty());
+        let dressed = GrantFacts {
+            grantee: Some("arn:aws:iam::111122223333:role/app".into()),
+            retiring_principal: Some("lambda.us-east-1.amazonaws.com".into()),
+            ..GrantFacts::default()
+        };
+        assert_eq!(service_lookalike(&dressed), vec!["lambda".to_string()]);
     }
 }
