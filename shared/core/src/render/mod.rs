@@ -1,2 +1,35 @@
 //! Rendering verdicts for people: Slack Block Kit, SNS (subject, e-mail
 //! body, attributes) and terminal text. Escaping and limits live here, once.
+//!
+//! The stable API other crates call:
+//! - [`slack::alert`]`(&Verdict) -> serde_json::Value` and
+//!   [`slack::digest`]`(&[Verdict], window: &str) -> Value`: webhook
+//!   payloads `{text, blocks}`;
+//! - [`sns::alert`]`(&Verdict) -> SnsMessage` and
+//!   [`sns::digest`]`(&[Verdict], window: &str) -> SnsMessage`;
+//! - [`text::slack_payload_as_text`]`(&Value) -> String` and
+//!   [`text::sns_as_text`]`(&SnsMessage) -> String` for terminals;
+//! - [`describe`]: words for principals, operations, constraints, the
+//!   headline and summary of a verdict; [`commands`]: the AWS CLI commands
+//!   to inspect and revoke.
+//!
+//! `window` is a phrase that completes "N KMS grant alerts …", e.g.
+//! `"in the last 60 s"` or `"between 18:40 and 18:41 UTC"`.
+
+pub mod commands;
+pub mod describe;
+pub mod mrkdwn;
+pub mod plain;
+pub mod slack;
+pub mod sns;
+pub mod tally;
+pub mod text;
+
+pub use sns::SnsMessage;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+pub(crate) mod testkit;
+#[cfg(test)]
+pub(crate) mod tests_support;
