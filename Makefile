@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The end-to-end tests find moto_server and the deploy helper here.
 export GRANTWATCH_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: help venv build test unit-test e2e-test lint fmt bench demo clean
+.PHONY: help venv chromium build test unit-test e2e-test lint fmt bench demo clean
 .PHONY: deploy-tools lambda-artifacts package deploy
 
 help: ## list the commands
@@ -37,6 +37,16 @@ $(DEPLOY_STAMP): $(VENV_STAMP) requirements-deploy.txt
 
 deploy-tools: $(DEPLOY_STAMP) ## install SAM CLI, cargo-lambda and Zig into .venv
 
+# Debian's Chromium renders report.html in a test and the demo's PNGs.
+chromium: ## install Debian's chromium (headless rendering) when missing; needs root
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "chromium: installing Debian's chromium package"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium: not installed; run 'sudo apt-get install chromium'"; exit 1; \
+	  fi; }
+
 build: ## build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
@@ -46,8 +56,15 @@ lint: $(VENV_STAMP) $(DEPLOY_STAMP) ## static checks: rustfmt, clippy, template 
 	cfn-lint infra/*.yaml
 	for template in infra/*.yaml; do sam validate --lint --region us-east-1 --template-file "$$template"; done
 
-test: lint lambda-artifacts ## lint, then every unit, property and end-to-end test
+test: lint chromium lambda-artifacts ## lint, then every unit, property and end-to-end test
 	$(CARGO) test --workspace --all-targets
+
+DEMO_OUT := out/demo
+demo: $(VENV_STAMP) ## the whole story against a local AWS emulator (moto); no AWS account needed
+	@$(MAKE) --no-print-directory chromium || echo "demo: no chromium: the PNG renderings will be skipped"
+	$(CARGO) build --quiet -p grant-watcher -p grant-report -p grantwatch-e2e --bins
+	rm -rf $(DEMO_OUT)
+	GRANTWATCH_BIN_DIR=$(CURDIR)/target/debug target/debug/demo $(DEMO_OUT)
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -3,6 +3,7 @@
 //! binaries, a stand-in for Slack's webhook, and the SAM stack deployed
 //! into moto.
 
+pub mod demo;
 pub mod moto;
 pub mod runtime_api;
 pub mod slack_stub;
