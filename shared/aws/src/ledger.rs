@@ -1,1 +1,634 @@
-//! DynamoDB grant ledger.
+//! DynamoDB grant ledger. One table, partition key `pk` (S), sort key `sk`
+//! (S), TTL attribute `expires_at` (epoch seconds). Item kinds (every
+//! attribute is documented in docs/watcher.md):
+//!
+//! | pk                  | sk                | what                                   |
+//! |---------------------|-------------------|----------------------------------------|
+//! | `GRANT#<key ARN>`   | `<grant id>`      | a grant: its creation, later its removal |
+//! | `EVENT#<event id>`  | `EVENT`           | an event seen; per-channel delivery     |
+//! | `STORM#<window>`    | `COUNT`           | alerts counted in a storm window        |
+//! | `DIGEST#<window>`   | `DELIVERY`        | the window's digest: closed?, delivery  |
+//! | `DIGEST#<window>`   | `EVENT#<event id>`| one alert held for the window's digest  |
+//!
+//! Every write that decides who sends is conditional, so two concurrent
+//! invocations with the same event never both send on a channel.
+
+use crate::sdk::classify;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use grantwatch_core::ports::ledger::{AlertMode, ChannelClaim, Delivery, EventState, Ledger};
+use grantwatch_core::ports::PortError;
+use grantwatch_core::record::{GrantRecord, Removal};
+use grantwatch_core::verdict::Verdict;
+use std::collections::{BTreeSet, HashMap};
+
+type Item = HashMap<String, AttributeValue>;
+
+pub const DEFAULT_RETENTION_DAYS: u32 = 90;
+
+pub struct DynamoLedger {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    retention_seconds: i64,
+}
+
+impl DynamoLedger {
+    pub fn new(
+        client: aws_sdk_dynamodb::Client,
+        table: impl Into<String>,
+        retention_days: u32,
+    ) -> Self {
+        DynamoLedger {
+            client,
+            table: table.into(),
+            retention_seconds: i64::from(retention_days) * 86_400,
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn expires(&self, now: i64) -> AttributeValue {
+        n(now + self.retention_seconds)
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, PortError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", &e))?;
+        Ok(output.item)
+    }
+
+    async fn query_all(&self, pk: String, sk_prefix: Option<&str>) -> Result<Vec<Item>, PortError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .expression_attribute_values(":pk", s(&pk))
+                .set_exclusive_start_key(start.take());
+            query = match sk_prefix {
+                Some(prefix) => query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                    .expression_attribute_values(":prefix", s(prefix)),
+                None => query.key_condition_expression("pk = :pk"),
+            };
+            let output = query.send().await.map_err(|e| classify("Query", &e))?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+}
+
+fn get_n(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Channel names become attribute-name suffixes: keep them simple.
+fn channel_attribute(prefix: &str, channel: &str) -> String {
+    let clean: String = channel
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("{prefix}_{clean}")
+}
+
+fn delivery_key(delivery: &Delivery) -> (String, &'static str) {
+    match delivery {
+        Delivery::Event(id) => (format!("EVENT#{id}"), "EVENT"),
+        Delivery::Digest(window) => (format!("DIGEST#{window}"), "DELIVERY"),
+    }
+}
+
+fn is_condition_failure(
+    error: &aws_smithy_runtime_api::client::result::SdkError<
+        UpdateItemError,
+        aws_smithy_runtime_api::http::Response,
+    >,
+) -> bool {
+    matches!(
+        error.as_service_error(),
+        Some(UpdateItemError::ConditionalCheckFailedException(_))
+    )
+}
+
+fn corrupt(what: &str, problem: impl std::fmt::Display) -> PortError {
+    PortError::Permanent(format!("ledger item {what} is unreadable: {problem}"))
+}
+
+fn mode_attributes(mode: AlertMode) -> (&'static str, Option<i64>) {
+    match mode {
+        AlertMode::Individual => ("individual", None),
+        AlertMode::Digest { window } => ("digest", Some(window)),
+        AlertMode::DigestLeader { window } => ("digest-leader", Some(window)),
+    }
+}
+
+fn mode_of(item: &Item) -> Option<AlertMode> {
+    let window = get_n(item, "storm_window");
+    match (get_s(item, "alert_mode")?, window) {
+        ("individual", _) => Some(AlertMode::Individual),
+        ("digest", Some(window)) => Some(AlertMode::Digest { window }),
+        ("digest-leader", Some(window)) => Some(AlertMode::DigestLeader { window }),
+        _ => None,
+    }
+}
+
+/// The grant record in an item, if its creation is known.
+fn record_of(item: &Item) -> Result<Option<GrantRecord>, PortError> {
+    let Some(creation) = get_s(item, "creation") else {
+        return Ok(None);
+    };
+    let mut record: GrantRecord =
+        serde_json::from_str(creation).map_err(|e| corrupt("creation", e))?;
+    record.removal = match get_s(item, "removal") {
+        Some(removal) => Some(serde_json::from_str(removal).map_err(|e| corrupt("removal", e))?),
+        None => None,
+    };
+    Ok(Some(record))
+}
+
+fn now_epoch() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Ledger for DynamoLedger {
+    async fn claim_event(&self, event_id: &str, now: i64) -> Result<EventState, PortError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("EVENT#{event_id}")))
+            .key("sk", s("EVENT"))
+            .update_expression(
+                "SET kind = :kind, event_id = :id, first_seen = if_not_exists(first_seen, :now), \
+                 last_seen = :now, expires_at = if_not_exists(expires_at, :expires) ADD times_seen :one",
+            )
+            .expression_attribute_values(":kind", s("event"))
+            .expression_attribute_values(":id", s(event_id))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":expires", self.expires(now))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        let old = output.attributes.unwrap_or_default();
+        let first_seen = get_s(&old, "first_seen").is_none() && get_n(&old, "first_seen").is_none();
+        let delivered: BTreeSet<String> = old
+            .keys()
+            .filter_map(|name| name.strip_prefix("delivered_"))
+            .map(str::to_string)
+            .collect();
+        Ok(EventState {
+            first_seen,
+            mode: mode_of(&old),
+            delivered,
+        })
+    }
+
+    async fn set_alert_mode(
+        &self,
+        event_id: &str,
+        mode: AlertMode,
+    ) -> Result<AlertMode, PortError> {
+        let (name, window) = mode_attributes(mode);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("EVENT#{event_id}")))
+            .key("sk", s("EVENT"))
+            .expression_attribute_values(":mode", s(name))
+            .return_values(ReturnValue::AllNew);
+        update = match window {
+            Some(window) => update
+                .update_expression(
+                    "SET alert_mode = if_not_exists(alert_mode, :mode), \
+                     storm_window = if_not_exists(storm_window, :window)",
+                )
+                .expression_attribute_values(":window", n(window)),
+            None => update.update_expression("SET alert_mode = if_not_exists(alert_mode, :mode)"),
+        };
+        let output = update
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(output.attributes.as_ref().and_then(mode_of).unwrap_or(mode))
+    }
+
+    async fn claim_channel(
+        &self,
+        delivery: &Delivery,
+        channel: &str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<ChannelClaim, PortError> {
+        let (pk, sk) = delivery_key(delivery);
+        let delivered = channel_attribute("delivered", channel);
+        let lease = channel_attribute("lease", channel);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s(sk))
+            .update_expression("SET #lease = :until, expires_at = if_not_exists(expires_at, :expires)")
+            .condition_expression(
+                "attribute_not_exists(#delivered) AND (attribute_not_exists(#lease) OR #lease <= :now)",
+            )
+            .expression_attribute_names("#lease", &lease)
+            .expression_attribute_names("#delivered", &delivered)
+            .expression_attribute_values(":until", n(lease_until))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":expires", self.expires(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(ChannelClaim::Claimed),
+            Err(error) if is_condition_failure(&error) => {
+                let item = self.get(pk, sk).await?.unwrap_or_default();
+                if item.contains_key(&delivered) {
+                    Ok(ChannelClaim::AlreadyDelivered)
+                } else {
+                    Ok(ChannelClaim::InProgress {
+                        until: get_n(&item, &lease).unwrap_or(lease_until),
+                    })
+                }
+            }
+            Err(error) => Err(classify("UpdateItem", &error)),
+        }
+    }
+
+    async fn mark_delivered(
+        &self,
+        delivery: &Delivery,
+        channel: &str,
+        now: i64,
+    ) -> Result<(), PortError> {
+        let (pk, sk) = delivery_key(delivery);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("SET #delivered = :now REMOVE #lease, #failure")
+            .expression_attribute_names("#delivered", channel_attribute("delivered", channel))
+            .expression_attribute_names("#lease", channel_attribute("lease", channel))
+            .expression_attribute_names("#failure", channel_attribute("failure", channel))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    async fn release_channel(
+        &self,
+        delivery: &Delivery,
+        channel: &str,
+        failure: &str,
+    ) -> Result<(), PortError> {
+        let (pk, sk) = delivery_key(delivery);
+        let failure: String = failure.chars().take(1000).collect();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .update_expression("SET #failure = :failure REMOVE #lease")
+            .expression_attribute_names("#failure", channel_attribute("failure", channel))
+            .expression_attribute_names("#lease", channel_attribute("lease", channel))
+            .expression_attribute_values(":failure", s(failure))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    async fn record_grant(&self, record: &GrantRecord) -> Result<(), PortError> {
+        let mut creation = record.clone();
+        creation.removal = None;
+        let json = serde_json::to_string(&creation)
+            .map_err(|e| PortError::Permanent(format!("cannot encode the grant record: {e}")))?;
+        // Readable copies of the main facts (console, report), then the
+        // exact record in `creation`. A removal recorded earlier is kept.
+        let mut sets = vec![
+            ("kind", s("grant")),
+            ("key_arn", s(&record.key_arn)),
+            ("grant_id", s(&record.grant_id)),
+            ("created_event_id", s(&record.created_event_id)),
+            ("origin", s(record.origin.as_str())),
+            ("creation", s(json)),
+        ];
+        let optional = [
+            ("account", record.account.as_deref()),
+            ("region", record.region.as_deref()),
+            ("created_at", record.created_at.as_deref()),
+            ("created_by", record.created_by.arn.as_deref()),
+            ("service", record.service.as_deref()),
+            ("grantee", record.grant.effective_grantee()),
+            (
+                "retiring_principal",
+                record.grant.effective_retiring_principal(),
+            ),
+            ("grant_name", record.grant.name.as_deref()),
+        ];
+        sets.extend(
+            optional
+                .into_iter()
+                .filter_map(|(name, value)| value.filter(|v| !v.is_empty()).map(|v| (name, s(v)))),
+        );
+        let operations: Vec<AttributeValue> = record
+            .grant
+            .operations
+            .iter()
+            .map(|op| s(op.as_str()))
+            .collect();
+        sets.push(("operations", AttributeValue::L(operations)));
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("GRANT#{}", record.key_arn)))
+            .key("sk", s(&record.grant_id));
+        let mut expression = Vec::new();
+        for (i, (name, value)) in sets.into_iter().enumerate() {
+            expression.push(format!("#a{i} = :v{i}"));
+            update = update
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":v{i}"), value);
+        }
+        update
+            .update_expression(format!("SET {}", expression.join(", ")))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    async fn record_removal(
+        &self,
+        key_arn: &str,
+        grant_id: &str,
+        removal: &Removal,
+    ) -> Result<Option<GrantRecord>, PortError> {
+        let json = serde_json::to_string(removal)
+            .map_err(|e| PortError::Permanent(format!("cannot encode the removal: {e}")))?;
+        let now = now_epoch();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("GRANT#{key_arn}")))
+            .key("sk", s(grant_id))
+            .expression_attribute_values(":kind", s("grant"))
+            .expression_attribute_values(":key", s(key_arn))
+            .expression_attribute_values(":grant", s(grant_id))
+            .expression_attribute_values(":removal", s(json))
+            .expression_attribute_values(":action", s(removal.action.as_str()))
+            .expression_attribute_values(":event", s(&removal.event_id))
+            .expression_attribute_values(":origin", s(removal.origin.as_str()))
+            .expression_attribute_values(":expires", self.expires(now))
+            .return_values(ReturnValue::AllOld);
+        let mut expression = String::from(
+            "SET kind = :kind, key_arn = :key, grant_id = :grant, removal = :removal, \
+             removal_action = :action, removal_event_id = :event, removal_origin = :origin, \
+             expires_at = :expires",
+        );
+        if let Some(at) = removal.at.as_deref() {
+            expression.push_str(", removed_at = :at");
+            update = update.expression_attribute_values(":at", s(at));
+        }
+        if let Some(by) = removal.by.arn.as_deref() {
+            expression.push_str(", removed_by = :by");
+            update = update.expression_attribute_values(":by", s(by));
+        }
+        let output = update
+            .update_expression(expression)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        record_of(&output.attributes.unwrap_or_default())
+    }
+
+    async fn get_grant(
+        &self,
+        key_arn: &str,
+        grant_id: &str,
+    ) -> Result<Option<GrantRecord>, PortError> {
+        match self.get(format!("GRANT#{key_arn}"), grant_id).await? {
+            Some(item) => record_of(&item),
+            None => Ok(None),
+        }
+    }
+
+    async fn grants_of_key(&self, key_arn: &str) -> Result<Vec<GrantRecord>, PortError> {
+        let items = self.query_all(format!("GRANT#{key_arn}"), None).await?;
+        let mut records = Vec::new();
+        for item in &items {
+            if let Some(record) = record_of(item)? {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    async fn count_alert(&self, window: i64) -> Result<u64, PortError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("STORM#{window}")))
+            .key("sk", s("COUNT"))
+            .update_expression("SET kind = :kind, expires_at = :expires ADD alerts :one")
+            .expression_attribute_values(":kind", s("storm"))
+            // Counters are only needed for their window: a day is plenty.
+            .expression_attribute_values(":expires", n(window + 86_400))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        let count = output
+            .attributes
+            .as_ref()
+            .and_then(|a| get_n(a, "alerts"))
+            .ok_or_else(|| corrupt("storm counter", "no count returned"))?;
+        Ok(count.max(0) as u64)
+    }
+
+    async fn add_to_digest(&self, window: i64, verdict: &Verdict) -> Result<bool, PortError> {
+        let json = serde_json::to_string(verdict)
+            .map_err(|e| PortError::Permanent(format!("cannot encode the verdict: {e}")))?;
+        let now = now_epoch();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("DIGEST#{window}")))
+            .item("sk", s(format!("EVENT#{}", verdict.event_id)))
+            .item("kind", s("digest-entry"))
+            .item("event_id", s(&verdict.event_id))
+            .item("verdict", s(json))
+            .item("expires_at", self.expires(now))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", &e))?;
+        // Written first, checked second: if the digest was still open now,
+        // the leader (which closes before it reads) will see this entry.
+        let delivery = self.get(format!("DIGEST#{window}"), "DELIVERY").await?;
+        Ok(!delivery.is_some_and(|item| item.contains_key("closed_at")))
+    }
+
+    async fn close_digest(&self, window: i64) -> Result<Vec<Verdict>, PortError> {
+        let now = now_epoch();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("DIGEST#{window}")))
+            .key("sk", s("DELIVERY"))
+            .update_expression(
+                "SET kind = :kind, closed_at = if_not_exists(closed_at, :now), \
+                 expires_at = if_not_exists(expires_at, :expires)",
+            )
+            .expression_attribute_values(":kind", s("digest"))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":expires", self.expires(now))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        let items = self
+            .query_all(format!("DIGEST#{window}"), Some("EVENT#"))
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                let json =
+                    get_s(item, "verdict").ok_or_else(|| corrupt("digest entry", "no verdict"))?;
+                serde_json::from_str(json).map_err(|e| corrupt("digest entry", e))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::query::QueryOutput;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn condition_failed() -> UpdateItemError {
+        UpdateItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .message("The conditional request failed")
+                .meta(crate::sdk::tests::meta("ConditionalCheckFailedException"))
+                .build(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_lost_channel_race_reads_whether_the_winner_delivered() {
+        let update = mock!(aws_sdk_dynamodb::Client::update_item).then_error(condition_failed);
+        let delivered = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(|| GetItemOutput::builder().item("delivered_sns", n(1)).build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update, &delivered]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        let claim = ledger
+            .claim_channel(&Delivery::Event("e1".into()), "sns", 100, 200)
+            .await
+            .unwrap();
+        assert_eq!(claim, ChannelClaim::AlreadyDelivered);
+
+        let leased = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(|| GetItemOutput::builder().item("lease_sns", n(150)).build());
+        let update = mock!(aws_sdk_dynamodb::Client::update_item).then_error(condition_failed);
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update, &leased]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        let claim = ledger
+            .claim_channel(&Delivery::Event("e1".into()), "sns", 100, 200)
+            .await
+            .unwrap();
+        assert_eq!(claim, ChannelClaim::InProgress { until: 150 });
+    }
+
+    #[tokio::test]
+    async fn grant_queries_follow_every_page() {
+        let record = GrantRecord {
+            key_arn: "k".into(),
+            grant_id: "g".into(),
+            account: None,
+            region: None,
+            created_event_id: "e".into(),
+            created_at: None,
+            created_by: Default::default(),
+            origin: grantwatch_core::verdict::Origin::Manual,
+            service: None,
+            grant: Default::default(),
+            removal: None,
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        let page_json = json.clone();
+        let pages = mock!(aws_sdk_dynamodb::Client::query)
+            .sequence()
+            .output(move || {
+                QueryOutput::builder()
+                    .items(HashMap::from([("creation".to_string(), s(&page_json))]))
+                    .last_evaluated_key("pk", s("GRANT#k"))
+                    .build()
+            })
+            .output(move || {
+                QueryOutput::builder()
+                    .items(HashMap::from([("creation".to_string(), s(&json))]))
+                    .items(HashMap::from([(
+                        "removal_action".to_string(),
+                        s("RetireGrant"),
+                    )]))
+                    .build()
+            })
+            .build();
+        let client = mock_client!(aws_sdk_dynamodb, [&pages]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        let records = ledger.grants_of_key("k").await.unwrap();
+        assert_eq!(
+            records.len(),
+            2,
+            "both pages, and the item without a creation skipped"
+        );
+        assert_eq!(pages.num_calls(), 2);
+    }
+}
