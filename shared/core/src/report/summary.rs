@@ -1,2 +1,474 @@
 //! The report's summary for people: an SNS plain-text e-mail and a Slack
-//! Block Kit message.
+//! Block Kit message, both with the link to report.html.
+//!
+//! Both lead with what needs a look: new grants that are risky or made by
+//! hand, then the other risky grants. Escaping, truncation and the SNS and
+//! Block Kit limits come from [`crate::render`] (one place for each rule).
+
+use super::model::{GrantRef, GrantReport, KeyReport, Report};
+use crate::render::mrkdwn::{self, code, escape, fit_lines, truncate};
+use crate::render::plain::{ascii_line, one_line, truncate_bytes};
+use crate::render::slack::severity_label;
+use crate::render::sns::{SnsMessage, MAX_BODY_BYTES, MAX_SUBJECT_CHARS};
+use crate::verdict::{Origin, Severity};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+
+/// Grants listed by name in the e-mail.
+pub const EMAIL_TOP_ITEMS: usize = 25;
+/// Grants listed by name in Slack.
+pub const SLACK_TOP_ITEMS: usize = 10;
+/// Slack's limit for a button's URL.
+const MAX_BUTTON_URL: usize = 3000;
+const MAX_VALUE: usize = 200;
+
+/// A grant worth a reviewer's look, and why it is listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attention {
+    pub grant: GrantRef,
+    /// New since the previous report.
+    pub is_new: bool,
+    pub aliases: Vec<String>,
+    pub operations: Vec<String>,
+    pub finding_codes: Vec<String>,
+}
+
+/// New grants that are risky or manual first (worst first), then other
+/// risky grants (worst first), then other new grants.
+pub fn attention(report: &Report) -> Vec<Attention> {
+    let new: HashSet<(&str, &str)> = report
+        .diff
+        .iter()
+        .flat_map(|d| d.new_grants.iter())
+        .map(|g| (g.key_arn.as_str(), g.grant_id.as_str()))
+        .collect();
+    let mut items: Vec<(u8, Attention)> = report
+        .grants()
+        .filter_map(|(key, grant)| {
+            let is_new = new.contains(&(key.key_arn.as_str(), grant.grant_id.as_str()));
+            let notable = grant.is_risky()
+                || (grant.origin == Origin::Manual && grant.suppressed_by.is_none());
+            let rank = match (is_new, notable, grant.is_risky()) {
+                (true, true, _) => 0,
+                (false, _, true) => 1,
+                (true, false, _) => 2,
+                _ => return None,
+            };
+            Some((rank, item(key, grant, is_new)))
+        })
+        .collect();
+    items.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(b.1.grant.severity.cmp(&a.1.grant.severity))
+            .then(a.1.grant.key_arn.cmp(&b.1.grant.key_arn))
+            .then(a.1.grant.grant_id.cmp(&b.1.grant.grant_id))
+    });
+    items.into_iter().map(|(_, a)| a).collect()
+}
+
+fn item(key: &KeyReport, grant: &GrantReport, is_new: bool) -> Attention {
+    Attention {
+        grant: GrantRef::of(key, grant),
+        is_new,
+        aliases: key.aliases.clone(),
+        operations: grant
+            .operations
+            .iter()
+            .map(|o| o.as_str().to_string())
+            .collect(),
+        finding_codes: grant
+            .findings
+            .iter()
+            .map(|f| f.code.as_str().to_string())
+            .collect(),
+    }
+}
+
+fn worst(report: &Report) -> Severity {
+    report
+        .grants()
+        .filter(|(_, g)| g.suppressed_by.is_none())
+        .map(|(_, g)| g.severity)
+        .max()
+        .unwrap_or(Severity::Info)
+}
+
+fn counts_line(m: &BTreeMap<String, usize>) -> String {
+    let mut v: Vec<(&String, &usize)> = m.iter().filter(|(_, n)| **n > 0).collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    if v.is_empty() {
+        return "none".into();
+    }
+    v.iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn severity_line(m: &BTreeMap<String, usize>) -> String {
+    Severity::ALL
+        .iter()
+        .rev()
+        .map(|s| format!("{} {}", s.as_str(), m.get(s.as_str()).copied().unwrap_or(0)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn headline(report: &Report) -> String {
+    let s = &report.summary;
+    let mut h = format!("{} grants on {} keys, {} risky", s.grants, s.keys, s.risky);
+    if let (Some(new), Some(removed)) = (s.new_grants, s.removed_grants) {
+        let _ = write!(h, ", {new} new, {removed} removed");
+    }
+    if report.partial {
+        h.push_str(", PARTIAL");
+    }
+    h
+}
+
+/// The SNS message: an ASCII subject, an e-mail body, and attributes
+/// `kind=report`, `severity` (worst unsuppressed), `partial`.
+pub fn sns(report: &Report, link: &str) -> SnsMessage {
+    let s = &report.summary;
+    let subject = ascii_line(
+        &format!(
+            "[grantwatch] KMS grant report {}: {}",
+            report.date(),
+            headline(report)
+        ),
+        MAX_SUBJECT_CHARS,
+    );
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "KMS grant report {} (generated {})",
+        one_line(report.date(), 20),
+        one_line(&report.generated_at, 40)
+    );
+    if report.partial {
+        let _ = writeln!(
+            b,
+            "\nPARTIAL REPORT: {} part(s) could not be read; see Coverage below and in the report.",
+            s.coverage_gaps
+        );
+    }
+    let _ = writeln!(b, "\nOpen the full report:\n{}\n", one_line(link, 4000));
+    let _ = writeln!(
+        b,
+        "Scope:       {} account(s) x {} region(s){}",
+        report.scope.accounts.len(),
+        report.scope.regions.len(),
+        if report.scope.organization {
+            " (organization)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        b,
+        "Keys:        {} ({} customer managed, {} AWS managed)",
+        s.keys, s.keys_customer_managed, s.keys_aws_managed
+    );
+    let _ = writeln!(b, "Grants:      {}", s.grants);
+    let _ = writeln!(
+        b,
+        "Risky:       {} (medium or above, not suppressed)",
+        s.risky
+    );
+    let _ = writeln!(
+        b,
+        "By origin:   {}",
+        one_line(&counts_line(&s.by_origin), 500)
+    );
+    let _ = writeln!(b, "By severity: {}", severity_line(&s.by_severity));
+    let _ = writeln!(
+        b,
+        "By service:  {}",
+        one_line(&counts_line(&s.by_service), 500)
+    );
+    match &report.diff {
+        Some(d) => {
+            let _ = writeln!(
+                b,
+                "Since {}: {} new, {} removed, {} severity change(s)",
+                one_line(&d.previous_generated_at, 40),
+                d.new_grants.len(),
+                d.removed_grants.len(),
+                d.severity_changes.len()
+            );
+        }
+        None => {
+            let _ = writeln!(b, "Since last report: this is the first report");
+        }
+    }
+
+    let items = attention(report);
+    if !items.is_empty() {
+        let _ = writeln!(
+            b,
+            "\nNeeds a look ({}; new and risky manual grants first):",
+            items.len()
+        );
+        for a in items.iter().take(EMAIL_TOP_ITEMS) {
+            let g = &a.grant;
+            let _ = writeln!(
+                b,
+                "\n- [{}]{} {} grant {} on key {}",
+                severity_label(g.severity),
+                if a.is_new { " NEW" } else { "" },
+                g.origin,
+                one_line(g.name.as_deref().unwrap_or(&g.grant_id), MAX_VALUE),
+                one_line(
+                    a.aliases.first().map(String::as_str).unwrap_or(&g.key_arn),
+                    MAX_VALUE
+                )
+            );
+            let _ = writeln!(b, "  key:        {}", one_line(&g.key_arn, MAX_VALUE));
+            let _ = writeln!(
+                b,
+                "  grantee:    {}",
+                one_line(g.grantee.as_deref().unwrap_or("(none)"), MAX_VALUE)
+            );
+            let _ = writeln!(
+                b,
+                "  operations: {}",
+                one_line(&a.operations.join(", "), MAX_VALUE)
+            );
+            if !a.finding_codes.is_empty() {
+                let _ = writeln!(b, "  findings:   {}", a.finding_codes.join(", "));
+            }
+        }
+        if items.len() > EMAIL_TOP_ITEMS {
+            let _ = writeln!(
+                b,
+                "\n...and {} more in the report.",
+                items.len() - EMAIL_TOP_ITEMS
+            );
+        }
+    }
+    if let Some(d) = &report.diff {
+        if !d.removed_grants.is_empty() {
+            let _ = writeln!(
+                b,
+                "\nRemoved since the previous report ({}):",
+                d.removed_grants.len()
+            );
+            for g in d.removed_grants.iter().take(EMAIL_TOP_ITEMS) {
+                let _ = writeln!(
+                    b,
+                    "- {} grant {} on {} to {}",
+                    g.origin,
+                    one_line(g.name.as_deref().unwrap_or(&g.grant_id), MAX_VALUE),
+                    one_line(&g.key_arn, MAX_VALUE),
+                    one_line(g.grantee.as_deref().unwrap_or("(none)"), MAX_VALUE)
+                );
+            }
+        }
+    }
+    if !report.coverage.gaps.is_empty() {
+        let _ = writeln!(b, "\nCoverage gaps ({}):", report.coverage.gaps.len());
+        for g in report.coverage.gaps.iter().take(EMAIL_TOP_ITEMS) {
+            let _ = writeln!(
+                b,
+                "- {}/{} {}: {}",
+                one_line(&g.account, 20),
+                one_line(&g.region, 30),
+                one_line(
+                    g.key_arn.as_deref().unwrap_or("whole account-region"),
+                    MAX_VALUE
+                ),
+                g.reason.as_str()
+            );
+        }
+    }
+    let _ = writeln!(b, "\n-- grantwatch");
+
+    let mut attributes = BTreeMap::new();
+    attributes.insert("kind".to_string(), "report".to_string());
+    attributes.insert("severity".to_string(), worst(report).as_str().to_string());
+    attributes.insert("partial".to_string(), report.partial.to_string());
+    SnsMessage {
+        subject,
+        message: truncate_bytes(&b, MAX_BODY_BYTES, "\n[cut to fit the SNS size limit]\n"),
+        attributes,
+    }
+}
+
+/// The Slack webhook payload `{text, blocks}`: headline counts, the top
+/// items, coverage, and a button to the report.
+pub fn slack(report: &Report, link: &str) -> Value {
+    let s = &report.summary;
+    let title = format!("KMS grant report {}", report.date());
+    let mut blocks = vec![json!({
+        "type": "header",
+        "text": {"type": "plain_text", "text": truncate(&escape(&title), mrkdwn::MAX_HEADER_TEXT)}
+    })];
+    if report.partial {
+        blocks.push(section(&format!(
+            ":warning: *Partial report*: {} part(s) could not be read (see Coverage in the report).",
+            s.coverage_gaps
+        )));
+    }
+    let diff_field = match (s.new_grants, s.removed_grants, s.severity_changes) {
+        (Some(n), Some(r), Some(c)) => {
+            format!("*Since last report*\n{n} new, {r} removed, {c} changed")
+        }
+        _ => "*Since last report*\nfirst report".to_string(),
+    };
+    blocks.push(json!({
+        "type": "section",
+        "fields": [
+            field(&format!("*Grants*\n{} on {} keys", s.grants, s.keys)),
+            field(&format!("*Risky (medium+)*\n{}", s.risky)),
+            field(&format!("*By origin*\n{}", escape(&counts_line(&s.by_origin)))),
+            field(&format!("*By severity*\n{}", severity_line(&s.by_severity))),
+            field(&diff_field),
+            field(&format!(
+                "*Scope*\n{} account(s) × {} region(s)",
+                report.scope.accounts.len(),
+                report.scope.regions.len()
+            )),
+        ]
+    }));
+    let items = attention(report);
+    if !items.is_empty() {
+        let lines: Vec<String> = items
+            .iter()
+            .take(SLACK_TOP_ITEMS)
+            .map(|a| {
+                let g = &a.grant;
+                format!(
+                    "*{}*{} {} grant {} on {} to {}",
+                    severity_label(g.severity),
+                    if a.is_new { " :new:" } else { "" },
+                    g.origin,
+                    code(g.name.as_deref().unwrap_or(&g.grant_id)),
+                    code(a.aliases.first().map(String::as_str).unwrap_or(&g.key_arn)),
+                    code(g.grantee.as_deref().unwrap_or("(none)"))
+                )
+            })
+            .collect();
+        let mut text = format!("*Needs a look* ({})\n", items.len());
+        let budget = mrkdwn::MAX_SECTION_TEXT.saturating_sub(mrkdwn::slack_len(&text));
+        text.push_str(&fit_lines(&lines, budget, "grants"));
+        if items.len() > SLACK_TOP_ITEMS && mrkdwn::slack_len(&text) + 40 < mrkdwn::MAX_SECTION_TEXT
+        {
+            let _ = write!(
+                text,
+                "\n…and {} more in the report",
+                items.len() - SLACK_TOP_ITEMS
+            );
+        }
+        blocks.push(section(&text));
+    }
+    if !report.coverage.gaps.is_empty() {
+        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        for g in &report.coverage.gaps {
+            *reasons.entry(g.reason.as_str()).or_default() += 1;
+        }
+        let text = reasons
+            .iter()
+            .map(|(r, n)| format!("{r} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        blocks.push(section(&format!("*Coverage gaps*: {text}")));
+    }
+    if link.chars().count() <= MAX_BUTTON_URL && !link.is_empty() {
+        blocks.push(json!({
+            "type": "actions",
+            "elements": [{
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Open report.html"},
+                "url": link,
+                "action_id": "open_report"
+            }]
+        }));
+    } else {
+        blocks.push(section(
+            "The report link is too long for Slack: see the e-mail.",
+        ));
+    }
+    blocks.truncate(mrkdwn::MAX_BLOCKS);
+    json!({
+        "text": truncate(&escape(&format!("{title}: {}", headline(report))), mrkdwn::MAX_FALLBACK_TEXT),
+        "blocks": blocks
+    })
+}
+
+fn section(text: &str) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn::truncate_mrkdwn(text, mrkdwn::MAX_SECTION_TEXT)}})
+}
+
+fn field(text: &str) -> Value {
+    json!({"type": "mrkdwn", "text": mrkdwn::truncate_mrkdwn(text, mrkdwn::MAX_FIELD_TEXT)})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::diff;
+    use crate::report::test_support::{grant, key, report};
+
+    fn hostile_report() -> Report {
+        let previous = report(vec![key("k1", vec![grant("old", Severity::Low)])]);
+        let mut g = grant("new-manual", Severity::High);
+        g.name = Some("<!channel> & `rm -rf` \nSubject: fake".into());
+        let mut quiet = grant("old", Severity::Low);
+        quiet.origin = Origin::Service;
+        quiet.findings.clear();
+        let mut r = report(vec![key("k1", vec![quiet, g])]);
+        diff::apply(&mut r, Some(&previous));
+        r
+    }
+
+    #[test]
+    fn sns_summary_leads_with_new_risky_manual_grants_and_cannot_be_forged() {
+        let m = sns(
+            &hostile_report(),
+            "https://bucket.s3/report.html?X-Amz-Signature=abc&x=1",
+        );
+        assert!(m.subject.is_ascii() && m.subject.len() < 100 && !m.subject.contains('\n'));
+        assert!(m.subject.contains("1 new"));
+        assert!(m
+            .message
+            .contains("https://bucket.s3/report.html?X-Amz-Signature=abc&x=1"));
+        let look = m.message.find("Needs a look").unwrap();
+        assert!(m.message[look..].contains("[HIGH] NEW manual grant"));
+        assert!(
+            !m.message.contains("\nSubject: fake"),
+            "a name cannot start a line"
+        );
+        assert_eq!(m.attributes.get("kind").map(String::as_str), Some("report"));
+        assert_eq!(
+            m.attributes.get("severity").map(String::as_str),
+            Some("high")
+        );
+    }
+
+    #[test]
+    fn slack_summary_escapes_and_stays_within_limits() {
+        let mut r = hostile_report();
+        for i in 0..200 {
+            let mut g = grant(&format!("g{i:03}"), Severity::Medium);
+            g.name = Some("x".repeat(500));
+            r.keys[0].grants.push(g);
+        }
+        r.summary = crate::report::model::summarise(&r.keys, &r.coverage);
+        let v = slack(&r, "https://example.invalid/report.html");
+        let text = v.to_string();
+        assert!(!text.contains("<!channel>"));
+        let blocks = v["blocks"].as_array().unwrap();
+        assert!(blocks.len() <= mrkdwn::MAX_BLOCKS);
+        for b in blocks {
+            if let Some(t) = b["text"]["text"].as_str() {
+                assert!(mrkdwn::slack_len(t) <= mrkdwn::MAX_SECTION_TEXT);
+            }
+        }
+        assert_eq!(
+            blocks.last().unwrap()["elements"][0]["url"],
+            "https://example.invalid/report.html"
+        );
+        assert!(text.contains("more in the report"));
+    }
+}
