@@ -1,11 +1,234 @@
-//! `grantwatch classify`.
+//! `grantwatch classify`: CloudTrail grant events in, one verdict per
+//! event out (JSON Lines), or the exact alert payloads with `--render`.
+//!
+//! Exit codes: 0 every input was read; 1 some input (or record) was bad,
+//! the good ones were still printed; 2 usage error (bad rules file, bad
+//! option).
 
+use grantwatch_core::app::watch::grant_record;
+use grantwatch_core::event::{parse_document, GrantAction, GrantEvent, Parsed};
+use grantwatch_core::judge::{judge_event, Policy};
+use grantwatch_core::record::GrantRecord;
+use grantwatch_core::render;
+use grantwatch_core::rules::RuleSet;
+use grantwatch_core::verdict::{Severity, Verdict};
+use std::collections::HashMap;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderTarget {
+    /// The Slack incoming-webhook payload (Block Kit).
+    Slack,
+    /// `{subject, message, attributes}` as published to SNS.
+    Sns,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("grantwatch classify: not implemented yet");
-    ExitCode::from(2)
+#[derive(clap::Args)]
+pub struct Args {
+    /// Suppression / re-rating rules (TOML, see docs/classify.md).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Alert threshold: events at or above it get `alert: true`.
+    #[arg(long, value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
+    min_severity: Severity,
+    /// Print, for each event that would alert, the payload the watcher sends.
+    #[arg(long, value_enum, value_name = "TARGET")]
+    render: Option<RenderTarget>,
+    /// The date rules expire against (YYYY-MM-DD); default today (UTC).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    today: Option<time::Date>,
+    /// Also print a count of events, skipped records and bad inputs on stderr.
+    #[arg(long)]
+    stats: bool,
+    /// CloudTrail records, EventBridge events or CloudTrail log files (plain
+    /// or gzip); stdin when none is given or for `-`.
+    #[arg(value_name = "PATH")]
+    paths: Vec<String>,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    s.parse()
+}
+
+fn parse_date(s: &str) -> Result<time::Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &format).map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
+}
+
+const STDIN: &str = "-";
+
+#[derive(Default)]
+struct Counts {
+    events: usize,
+    skipped: usize,
+    bad: usize,
+}
+
+/// Grants created earlier in this run, by grant id: a RetireGrant later in
+/// the same input is judged against what it removed, as the watcher does
+/// with its ledger.
+#[derive(Default)]
+struct SeenGrants(HashMap<String, GrantRecord>);
+
+impl SeenGrants {
+    fn get(&self, event: &GrantEvent) -> Option<&GrantRecord> {
+        if !event.action.is_removal() {
+            return None;
+        }
+        event.grant_id.as_deref().and_then(|id| self.0.get(id))
+    }
+
+    fn remember(&mut self, event: &GrantEvent, verdict: &Verdict) {
+        if event.action != GrantAction::CreateGrant || !event.succeeded() || event.dry_run {
+            return;
+        }
+        if let (Some(key_arn), Some(grant_id)) =
+            (verdict.key_arn.as_deref(), event.grant_id.as_deref())
+        {
+            self.0.insert(
+                grant_id.to_string(),
+                grant_record(event, verdict, key_arn, grant_id),
+            );
+        }
+    }
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let rules = match &args.rules {
+        None => RuleSet::default(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| RuleSet::parse_toml(&text).map_err(|e| e.to_string()))
+        {
+            Ok(rules) => rules,
+            Err(e) => {
+                eprintln!("grantwatch classify: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let policy = Policy {
+        rules,
+        min_alert_severity: args.min_severity,
+        today: args
+            .today
+            .unwrap_or_else(|| time::OffsetDateTime::now_utc().date()),
+    };
+    let paths = if args.paths.is_empty() {
+        vec![STDIN.to_string()]
+    } else {
+        args.paths.clone()
+    };
+
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut counts = Counts::default();
+    let mut seen = SeenGrants::default();
+    for path in &paths {
+        let name = if path == STDIN {
+            "<stdin>"
+        } else {
+            path.as_str()
+        };
+        match classify_input(path, &policy, args.render, &mut out, &mut counts, &mut seen) {
+            Ok(()) => {}
+            Err(InputError::Bad(problems)) => {
+                counts.bad += 1;
+                for problem in problems {
+                    eprintln!("grantwatch classify: {name}: {problem}");
+                }
+            }
+            Err(InputError::Output(e)) => return output_failed(e),
+        }
+    }
+    if let Err(e) = out.flush() {
+        return output_failed(e);
+    }
+    if args.stats {
+        eprintln!(
+            "grantwatch classify: {} grant events, {} other records skipped, {} bad inputs",
+            counts.events, counts.skipped, counts.bad
+        );
+    }
+    if counts.bad > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A closed pipe (`| head`) is the reader's choice, not an error.
+fn output_failed(e: io::Error) -> ExitCode {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("grantwatch classify: cannot write output: {e}");
+    ExitCode::from(1)
+}
+
+enum InputError {
+    /// What is wrong with the input, one line each (a log file may have
+    /// several bad records).
+    Bad(Vec<String>),
+    Output(io::Error),
+}
+
+fn read_input(path: &str) -> Result<Vec<u8>, String> {
+    // Read one byte past the parser's limit so it can say "too large".
+    let limit = grantwatch_core::event::MAX_INPUT_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    let result = if path == STDIN {
+        io::stdin().lock().take(limit).read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes))
+    };
+    result.map_err(|e| format!("cannot read: {e}"))?;
+    Ok(bytes)
+}
+
+fn classify_input(
+    path: &str,
+    policy: &Policy,
+    render_target: Option<RenderTarget>,
+    out: &mut impl Write,
+    counts: &mut Counts,
+    seen: &mut SeenGrants,
+) -> Result<(), InputError> {
+    let bytes = read_input(path).map_err(|e| InputError::Bad(vec![e]))?;
+    let records = parse_document(&bytes).map_err(|e| InputError::Bad(vec![e.to_string()]))?;
+    let mut problems = Vec::new();
+    for record in records {
+        match record {
+            Ok(Parsed::Grant(event)) => {
+                counts.events += 1;
+                let verdict = judge_event(&event, seen.get(&event), policy);
+                seen.remember(&event, &verdict);
+                print_verdict(&verdict, render_target, out).map_err(InputError::Output)?;
+            }
+            Ok(Parsed::NotAGrantEvent { .. }) => counts.skipped += 1,
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(InputError::Bad(problems))
+    }
+}
+
+fn print_verdict(
+    verdict: &Verdict,
+    render_target: Option<RenderTarget>,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let line = match render_target {
+        None => serde_json::to_string(verdict),
+        Some(_) if !verdict.alert => return Ok(()),
+        Some(RenderTarget::Slack) => serde_json::to_string(&render::slack::alert(verdict)),
+        Some(RenderTarget::Sns) => serde_json::to_string(&render::sns::alert(verdict)),
+    }
+    .map_err(io::Error::other)?;
+    writeln!(out, "{line}")
 }
