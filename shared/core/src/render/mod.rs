@@ -28,6 +28,8 @@ pub mod text;
 pub use sns::SnsMessage;
 
 #[cfg(test)]
+mod fixture_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 pub(crate) mod testkit;

@@ -318,14 +318,20 @@ fn removed_grant_text(v: &Verdict) -> String {
         return "*Removed grant*: the ledger never saw this grant, so its origin and purpose are unknown."
             .to_string();
     };
+    let creator = r
+        .created_by
+        .as_deref()
+        .map(|p| prose(&describe::principal(p), 300))
+        .unwrap_or_else(|| "an unknown principal".into());
+    let how = match (r.origin, r.service.as_deref()) {
+        (Origin::Service, Some(service)) => format!("by {} on behalf of {creator}", code(service)),
+        (Origin::Service, None) => format!("by an AWS service on behalf of {creator}"),
+        (Origin::Manual, _) => format!("by hand by {creator}"),
+        (Origin::Unknown, _) => format!("by {creator} (origin unknown)"),
+    };
     let mut lines = vec![format!(
-        "Created by {} ({}) at {}",
-        r.created_by
-            .as_deref()
-            .map(|p| prose(&describe::principal(p), 300))
-            .unwrap_or_else(|| "an unknown principal".into()),
-        origin_text(r.origin, r.service.as_deref()),
-        optional_code(r.created_at.as_deref()),
+        "Created {how} at {}",
+        optional_code(r.created_at.as_deref())
     )];
     if let Some(id) = &r.created_event_id {
         lines.push(format!("Creating event {}", code(id)));
@@ -551,7 +557,7 @@ mod tests {
             "HIGH · Service grant removed by a person"
         );
         let all = texts(&payload).join("\n");
-        assert!(all.contains("*Removed grant*\nCreated by alice (Admin role, 111122223333) (service · `lambda`) at `2026-11-01T09:00:00Z`"), "{all}");
+        assert!(all.contains("*Removed grant*\nCreated by `lambda` on behalf of alice (Admin role, 111122223333) at `2026-11-01T09:00:00Z`"), "{all}");
         assert!(all.contains(&format!("Depends on it: `{FUNCTION_ARN}`")));
         assert!(
             all.contains("*Impact*: The function will fail to decrypt its environment variables")
