@@ -18,6 +18,8 @@ Prints one JSON object on stdout:
    "functions": {logical id: {"function_name", "function_arn", "role",
                  "runtime", "handler", "architectures", "memory_size",
                  "timeout", "environment": {name: value}}},
+   "rules": {logical id: {"name", "arn", "event_bus_name", "state",
+             "event_pattern", "targets"}},
    "template": <the template sent to moto>}
 Diagnostics go to stderr; the exit status is non-zero on any failure.
 
@@ -170,10 +172,23 @@ def _resolve(node, conditions):
     return node
 
 
-def resolve_conditions(template, params):
+MOTO_ACCOUNT_ID = "123456789012"  # moto's default account
+
+
+def pseudo_parameters(region, stack_name):
+    return {
+        "AWS::Region": region,
+        "AWS::AccountId": MOTO_ACCOUNT_ID,
+        "AWS::Partition": "aws",
+        "AWS::StackName": stack_name,
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+
+
+def resolve_conditions(template, params, pseudo):
     """The template as CloudFormation would see it with these parameter values:
     no Conditions, no Fn::If, no resource or output whose condition is false."""
-    conditions = evaluate_conditions(template, params)
+    conditions = evaluate_conditions(template, {**pseudo, **params})
     original_resources = list(template["Resources"])
     template = dict(template)
     template.pop("Conditions", None)
@@ -268,11 +283,11 @@ def sam_transform(template, params):
     return transform(template, cfn_params, _NoManagedPolicies())
 
 
-def prepare(template_path, overrides):
+def prepare(template_path, overrides, region, stack_name):
     """The CloudFormation template to send to moto, and the parameter values."""
     template = load_template(template_path)
     params = parameter_values(template, overrides)
-    template, _ = resolve_conditions(template, params)
+    template, _ = resolve_conditions(template, params, pseudo_parameters(region, stack_name))
     point_code_at_placeholder(template)
     if "Transform" in template:
         template = sam_transform(template, params)
@@ -364,6 +379,23 @@ def deploy(endpoint, region, stack_name, template, params, timeout_seconds):
                 for name, value in config.get("Environment", {}).get("Variables", {}).items()
             },
         }
+    events = client("events")
+    rule_ids = {r["physical_id"]: logical_id for logical_id, r in resources.items() if r["type"] == "AWS::Events::Rule"}
+    rules = {}
+    for bus in events.list_event_buses()["EventBuses"]:
+        for rule in events.list_rules(EventBusName=bus["Name"])["Rules"]:
+            logical_id = rule_ids.get(rule["Name"])
+            if logical_id is None:
+                continue
+            targets = events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus["Name"])
+            rules[logical_id] = {
+                "name": rule["Name"],
+                "arn": rule["Arn"],
+                "event_bus_name": bus["Name"],
+                "state": rule.get("State", ""),
+                "event_pattern": json.loads(rule.get("EventPattern", "null")),
+                "targets": targets["Targets"],
+            }
     return {
         "stack_name": stack_name,
         "stack_id": stack_id,
@@ -371,6 +403,7 @@ def deploy(endpoint, region, stack_name, template, params, timeout_seconds):
         "outputs": outputs,
         "resources": resources,
         "functions": functions,
+        "rules": rules,
         "template": template,
     }
 
@@ -400,7 +433,7 @@ def main(argv=None):
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     try:
-        template, params = prepare(args.template, overrides)
+        template, params = prepare(args.template, overrides, args.region, args.stack_name)
         if args.print_template:
             json.dump(template, sys.stdout, indent=1)
             return 0

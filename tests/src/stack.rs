@@ -57,6 +57,18 @@ pub struct DeployedFunction {
     pub environment: HashMap<String, String>,
 }
 
+/// An EventBridge rule of the stack, as EventBridge describes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeployedRule {
+    pub name: String,
+    pub arn: String,
+    pub event_bus_name: String,
+    pub state: String,
+    pub event_pattern: Value,
+    /// `ListTargetsByRule`'s targets (`Id`, `Arn`, `RoleArn`, `RetryPolicy`, `DeadLetterConfig`...).
+    pub targets: Vec<Value>,
+}
+
 /// A stack created in moto.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DeployedStack {
@@ -71,6 +83,8 @@ pub struct DeployedStack {
     pub resources: HashMap<String, StackResource>,
     /// Functions by logical id.
     pub functions: HashMap<String, DeployedFunction>,
+    /// EventBridge rules by logical id.
+    pub rules: HashMap<String, DeployedRule>,
     /// The CloudFormation template moto received: SAM transformed,
     /// conditions resolved with the parameters.
     pub template: Value,
