@@ -286,8 +286,8 @@ pub async fn run(options: &DemoOptions) -> Result<DemoOutcome, String> {
         let delivered_sns = inbox_receive(&inbox).await;
         let delivered_slack = new_slack_payloads(&slack, outcome.slack.len());
         match &result {
-            Ok(_) if delivered_sns.is_empty() && delivered_slack.is_empty() => {
-                say("  ✓ recorded in the ledger; normal, no alert")
+            Ok(answer) if delivered_sns.is_empty() && delivered_slack.is_empty() => {
+                say(&format!("  ✓ {}", quiet_step_summary(answer)))
             }
             Ok(_) => {}
             Err(e) => say(&format!("  ✗ the watcher failed: {e}")),
@@ -641,6 +641,24 @@ fn print_slack(payload: &Value) {
         say(&format!("  │ {line}"));
     }
     say("  └────────────────────────────────────────────────────────────");
+}
+
+/// Why a step raised no alert, from the watcher's answer.
+fn quiet_step_summary(answer: &Value) -> String {
+    let severity = answer
+        .get("severity")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    match answer.get("outcome").and_then(Value::as_str) {
+        Some("skipped") => "not a grant event: skipped".to_string(),
+        _ if severity == "info" => {
+            "recorded in the ledger; severity info (a service doing what it always does): no alert"
+                .to_string()
+        }
+        _ => format!(
+            "recorded in the ledger; severity {severity}, below the alert threshold: no alert"
+        ),
+    }
 }
 
 fn tail(text: &str, lines: usize) -> String {
