@@ -236,6 +236,16 @@ impl Provenance for NoProvenance {
     }
 }
 
+/// An optional ledger: `None` knows nothing.
+impl<P: Provenance> Provenance for Option<P> {
+    async fn grant_records(&self, key_arn: &str) -> Result<Vec<GrantRecord>, PortError> {
+        match self {
+            Some(p) => p.grant_records(key_arn).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
 /// The watcher's ledger as the report's provenance (one Query on
 /// `GRANT#<key ARN>`).
 pub struct LedgerProvenance<'a, L>(pub &'a L);
