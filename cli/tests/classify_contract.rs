@@ -278,8 +278,8 @@ fn every_documented_finding_code_is_exercised_by_the_corpus() {
             }
         }
     }
-    // Report-only codes (duplicate-grant, grant-count-high) and
-    // unknown-origin are covered by unit tests in grantwatch-core.
+    // Report-only codes (duplicate-grant, grant-count-high) are covered
+    // by unit tests in grantwatch-core (assess::tests).
     for code in [
         "manual-grant",
         "cross-account-grantee",
@@ -299,6 +299,7 @@ fn every_documented_finding_code_is_exercised_by_the_corpus() {
         "service-grant-removed",
         "grant-removed",
         "unknown-grant-removed",
+        "unknown-origin",
     ] {
         assert!(seen.contains(code), "no fixture expects {code}");
     }

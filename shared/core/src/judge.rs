@@ -211,3 +211,168 @@ impl Policy {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{parse_document, Caller, Parsed};
+    use crate::grant::{Constraints, Operation};
+    use crate::verdict::{FindingCode, Origin};
+    use std::collections::BTreeMap;
+    use time::macros::date;
+
+    fn event(json: serde_json::Value) -> GrantEvent {
+        match parse_document(json.to_string().as_bytes())
+            .unwrap()
+            .remove(0)
+        {
+            Ok(Parsed::Grant(e)) => *e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn manual_create(key: &str) -> GrantEvent {
+        event(serde_json::json!({
+            "eventName": "CreateGrant", "eventSource": "kms.amazonaws.com", "eventID": "e1",
+            "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "accountId": "111122223333"},
+            "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.22.0",
+            "requestParameters": {"keyId": key, "granteePrincipal": "arn:aws:iam::111122223333:role/app",
+                                  "retiringPrincipal": "arn:aws:iam::111122223333:role/admin",
+                                  "operations": ["Decrypt"], "constraints": {"encryptionContextSubset": {"app": "x"}}},
+            "responseElements": {"grantId": "g1"}
+        }))
+    }
+
+    fn policy(rules: &str) -> Policy {
+        Policy {
+            rules: RuleSet::parse_toml(rules).unwrap(),
+            ..Policy::new(date!(2026 - 11 - 28))
+        }
+    }
+
+    #[test]
+    fn a_manual_grant_alerts_at_the_default_threshold() {
+        let v = judge_event(&manual_create("alias/payments"), None, &policy(""));
+        assert_eq!(v.origin, Origin::Manual);
+        assert_eq!(v.severity, Severity::Medium);
+        assert!(v.alert);
+        assert_eq!(v.key_alias.as_deref(), Some("alias/payments"));
+        assert_eq!(v.key_arn, None);
+        assert_eq!(v.grant_id.as_deref(), Some("g1"));
+    }
+
+    #[test]
+    fn suppression_keeps_the_verdict_but_not_the_alert() {
+        let p = policy("[[rule]]\nid = \"payments\"\nreason = \"known\"\nkey = \"alias/pay*\"\n");
+        let v = judge_event(&manual_create("alias/payments"), None, &p);
+        assert_eq!(v.suppressed_by.as_deref(), Some("payments"));
+        assert!(!v.alert);
+        assert_eq!(v.severity, Severity::Medium);
+        assert!(v.rule_notes[0].contains("payments"));
+    }
+
+    #[test]
+    fn rerating_changes_severity_and_alert() {
+        let p = policy("[[rule]]\nid = \"crit\"\nreason = \"crown jewels\"\nkey = \"alias/payments\"\nseverity = \"critical\"\n");
+        let v = judge_event(&manual_create("alias/payments"), None, &p);
+        assert_eq!(v.severity, Severity::Critical);
+        assert!(v.alert);
+        assert_eq!(v.suppressed_by, None);
+    }
+
+    fn lambda_record() -> GrantRecord {
+        GrantRecord {
+            key_arn: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                .into(),
+            grant_id: "g1".into(),
+            account: Some("111122223333".into()),
+            region: Some("us-east-1".into()),
+            created_event_id: "c1".into(),
+            created_at: Some("2026-11-20T09:15:02Z".into()),
+            created_by: Caller {
+                arn: Some("arn:aws:sts::111122223333:assumed-role/Admin/alice".into()),
+                invoked_by: Some("lambda.amazonaws.com".into()),
+                source_ip: Some("lambda.amazonaws.com".into()),
+                ..Caller::default()
+            },
+            origin: Origin::Service,
+            service: Some("lambda".into()),
+            grant: GrantFacts {
+                grantee: Some("arn:aws:sts::111122223333:assumed-role/fn-role/fn".into()),
+                retiring_principal: Some("lambda.us-east-1.amazonaws.com".into()),
+                operations: vec![Operation::Decrypt, Operation::RetireGrant],
+                constraints: Some(Constraints {
+                    encryption_context_equals: Some(BTreeMap::from([(
+                        "aws:lambda:FunctionArn".to_string(),
+                        "arn:aws:lambda:us-east-1:111122223333:function:fn".to_string(),
+                    )])),
+                    ..Constraints::default()
+                }),
+                ..GrantFacts::default()
+            },
+            removal: None,
+        }
+    }
+
+    #[test]
+    fn a_removal_is_described_by_the_removed_grant() {
+        let retire = event(serde_json::json!({
+            "eventName": "RevokeGrant", "eventSource": "kms.amazonaws.com", "eventID": "r1",
+            "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/bob", "accountId": "111122223333"},
+            "sourceIPAddress": "198.51.100.8", "userAgent": "aws-cli/2.22.0",
+            "requestParameters": {"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "grantId": "g1"}
+        }));
+        let record = lambda_record();
+        let v = judge_event(&retire, Some(&record), &policy(""));
+        assert_eq!(v.grantee, record.grant.grantee);
+        assert_eq!(v.operations, record.grant.operations);
+        assert_eq!(v.findings[0].code, FindingCode::ServiceGrantRemoved);
+        assert!(v.alert);
+        let removed = v.removed_grant.unwrap();
+        assert_eq!(
+            removed.dependent_resource.as_deref(),
+            Some("arn:aws:lambda:us-east-1:111122223333:function:fn")
+        );
+        // A rule on the removed grant's service matches the removal.
+        let p = policy("[[rule]]\nid = \"lambda-ok\"\nreason = \"r\"\nservice = \"lambda\"\n");
+        assert_eq!(
+            judge_event(&retire, Some(&record), &p)
+                .suppressed_by
+                .as_deref(),
+            Some("lambda-ok")
+        );
+    }
+
+    #[test]
+    fn standing_grants_use_provenance_when_known() {
+        let record = lambda_record();
+        let grant = StandingGrant {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            key_arn: record.key_arn.clone(),
+            key_spec: Some("SYMMETRIC_DEFAULT".into()),
+            grant_id: "g1".into(),
+            created: None,
+            issuing_account: Some("arn:aws:iam::111122223333:root".into()),
+            facts: record.grant.clone(),
+        };
+        let with = judge_standing(&grant, Some(&record), &policy(""));
+        assert_eq!(with.origin.origin, Origin::Service);
+        assert_eq!(with.severity, Severity::Info);
+        // Without provenance, the grant's shape (retiring principal + context) still says lambda.
+        let without = judge_standing(&grant, None, &policy(""));
+        assert_eq!(without.origin.service.as_deref(), Some("lambda"));
+        // A manual, unconstrained standing grant from another account is high.
+        let mut manual = grant.clone();
+        manual.facts = GrantFacts {
+            grantee: Some("arn:aws:iam::444455556666:role/x".into()),
+            operations: vec![Operation::Decrypt],
+            ..GrantFacts::default()
+        };
+        let j = judge_standing(&manual, None, &policy(""));
+        assert_eq!(j.origin.origin, Origin::Unknown);
+        assert_eq!(j.severity, Severity::High);
+    }
+}
