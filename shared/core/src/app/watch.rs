@@ -74,6 +74,8 @@ pub struct WatchDeps<L, P, S, C> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChannelResult {
     pub channel: String,
+    /// Serialized inline: `{"channel": "slack", "status": "rejected", "detail": "..."}`.
+    #[serde(flatten)]
     pub status: ChannelStatus,
 }
 
@@ -1000,6 +1002,26 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(sent(&deps.sns), 3);
+    }
+
+    #[test]
+    fn channel_results_read_flat_in_the_response() {
+        let result = ChannelResult {
+            channel: "slack".into(),
+            status: ChannelStatus::Rejected("HTTP 404".into()),
+        };
+        assert_eq!(
+            serde_json::to_value(&result).unwrap(),
+            serde_json::json!({"channel": "slack", "status": "rejected", "detail": "HTTP 404"})
+        );
+        let sent = ChannelResult {
+            channel: "sns".into(),
+            status: ChannelStatus::Sent,
+        };
+        assert_eq!(
+            serde_json::to_value(&sent).unwrap(),
+            serde_json::json!({"channel": "sns", "status": "sent"})
+        );
     }
 
     #[test]
