@@ -13,7 +13,8 @@
 use grantwatch_e2e::moto::Moto;
 use grantwatch_e2e::stack::{self, DeployedStack, REPORT, WATCHER};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
 
 /// The event pattern the issue specifies, exactly.
 fn kms_grant_pattern() -> Value {
@@ -447,6 +448,58 @@ async fn every_configured_option_reaches_the_functions() {
     assert_eq!(env_value(&report, "MEMBER_ROLE_EXTERNAL_ID"), "ext-123");
     assert_eq!(env_value(&report, "LISTGRANTS_RATE_PER_SECOND"), "10");
     assert_eq!(env_value(&report, "MIN_ALERT_SEVERITY"), "high");
+
+    // With every option set, the template sets exactly the variables each
+    // function's code reads (Lambda's own AWS_* variables aside).
+    for function in [WATCHER, REPORT] {
+        let binary = stack.template_resource(function).expect("function")["Metadata"]
+            ["BuildProperties"]["Binary"]
+            .as_str()
+            .expect("BuildProperties.Binary")
+            .to_string();
+        let read = variables_read_by(&binary);
+        let set: BTreeSet<String> = stack.function_env(function).into_keys().collect();
+        assert_eq!(
+            set, read,
+            "{function}: template variables vs variables functions/{binary} reads"
+        );
+    }
+}
+
+/// Environment variable names in a function crate's code: its upper-case
+/// string literals (`required("LEDGER_TABLE")`), tests and Lambda's own
+/// `AWS_*` variables left out.
+fn variables_read_by(binary: &str) -> BTreeSet<String> {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../functions")
+        .join(binary)
+        .join("src");
+    let mut names = BTreeSet::new();
+    for entry in std::fs::read_dir(&src)
+        .expect("function src")
+        .filter_map(|e| e.ok())
+    {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for literal in code.split('"').skip(1).step_by(2) {
+            let looks_like_variable = literal.len() > 3
+                && literal.starts_with(|c: char| c.is_ascii_uppercase())
+                && literal
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                && literal.contains('_');
+            if looks_like_variable && !literal.starts_with("AWS_") {
+                names.insert(literal.to_string());
+            }
+        }
+    }
+    assert!(
+        !names.is_empty(),
+        "functions/{binary} reads no variable: is the scan broken?"
+    );
+    names
 }
 
 #[tokio::test]
