@@ -1,0 +1,506 @@
+//! grant-watcher end to end: the compiled binary behind the Runtime API
+//! harness, with the environment the SAM template gives it (deployed into
+//! moto), against moto (SNS → SQS read-back, DynamoDB, Secrets Manager) and
+//! the Slack stand-in.
+
+use grantwatch_e2e::moto::{Moto, SnsDelivery, SnsInbox};
+use grantwatch_e2e::runtime_api::{function_binary, Function, FunctionConfig};
+use grantwatch_e2e::slack_stub::{Reply, SlackStub};
+use grantwatch_e2e::stack;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+const LAMBDA_GRANT_ID: &str = "60f37ec4106eb161780bd5530a3564e62cb0935a831661372f93a7e8670299df";
+const FUNCTION_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:test";
+/// The secret-looking part of the Slack stub's URL (must never be logged).
+const WEBHOOK_TOKEN: &str = "secretwebhooktoken";
+
+fn fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/fixtures/watcher/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The risky manual grant as the `n`th distinct event and grant.
+fn manual_grant(n: usize) -> Value {
+    let mut event = fixture("manual-cross-account-grant");
+    event["detail"]["eventID"] = format!("burst-{n:04}").into();
+    event["detail"]["responseElements"]["grantId"] = format!("grant-{n:04}").into();
+    event
+}
+
+/// Everything one test needs: moto with the stack, the Slack stub, the
+/// SNS inbox, and the function's environment.
+struct World {
+    moto: Moto,
+    slack: SlackStub,
+    inbox: SnsInbox,
+    table: String,
+    config: FunctionConfig,
+}
+
+impl World {
+    async fn new(parameters: &[(&str, &str)]) -> World {
+        let moto = Moto::start().await;
+        let slack = SlackStub::start().await;
+        let secret = moto
+            .secrets()
+            .await
+            .create_secret()
+            .name("grantwatch/slack-webhook")
+            .secret_string(serde_json::json!({ "url": slack.url() }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let secret_arn = secret.arn().unwrap().to_string();
+        let mut all = vec![("SlackWebhookSecretArn", secret_arn.as_str())];
+        all.extend_from_slice(parameters);
+        let endpoint = moto.endpoint().to_string();
+        let owned: Vec<(String, String)> = all
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let deployed = tokio::task::spawn_blocking(move || {
+            let borrowed: Vec<(&str, &str)> = owned
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            stack::deploy_template(&endpoint, &borrowed)
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("deploying the template into moto failed: {e}"));
+        let env = deployed.function_env(stack::WATCHER);
+        assert_eq!(env.get("SLACK_WEBHOOK_SECRET_ARN"), Some(&secret_arn));
+        let table = env["LEDGER_TABLE"].clone();
+        let inbox = moto.subscribe_queue(&env["ALERT_TOPIC_ARN"]).await;
+        let config = FunctionConfig::new("grant-watcher")
+            .envs(env)
+            .envs(moto.lambda_env())
+            .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+            .timeout(Duration::from_secs(60));
+        World {
+            moto,
+            slack,
+            inbox,
+            table,
+            config,
+        }
+    }
+
+    async fn function(&self) -> Function {
+        Function::start(&function_binary("grant-watcher"), self.config.clone())
+            .await
+            .expect("start grant-watcher")
+    }
+
+    async fn item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.moto
+            .dynamodb()
+            .await
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .send()
+            .await
+            .unwrap()
+            .item
+    }
+
+    /// Every `pk` in the ledger.
+    async fn partition_keys(&self) -> Vec<String> {
+        let client = self.moto.dynamodb().await;
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let page = client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            for item in page.items() {
+                if let Some(Ok(pk)) = item.get("pk").map(|v| v.as_s()) {
+                    keys.push(pk.clone());
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return keys,
+            }
+        }
+    }
+}
+
+fn attribute<'a>(message: &'a SnsDelivery, name: &str) -> &'a str {
+    message
+        .attributes
+        .get(name)
+        .map(String::as_str)
+        .unwrap_or_else(|| panic!("no attribute {name} in {:?}", message.attributes))
+}
+
+fn slack_text(body: &Value) -> String {
+    body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_articles_story_a_person_retiring_a_lambda_grant_is_a_high_alert_naming_the_function() {
+    let world = World::new(&[]).await;
+    let function = world.function().await;
+
+    let created = function
+        .invoke(fixture("lambda-create-grant"))
+        .await
+        .unwrap();
+    assert_eq!(created["outcome"], "watched");
+    assert_eq!(
+        created["alert"], false,
+        "Lambda's own grant is normal: {created}"
+    );
+    assert!(world.inbox.receive().await.is_empty());
+    assert!(world.slack.requests().is_empty());
+    let item = world
+        .item(&format!("GRANT#{KEY_ARN}"), LAMBDA_GRANT_ID)
+        .await
+        .expect("the grant is in the ledger");
+    assert_eq!(item["origin"].as_s().unwrap(), "service");
+    assert_eq!(item["service"].as_s().unwrap(), "lambda");
+    assert!(
+        !item.contains_key("expires_at"),
+        "a live grant does not expire"
+    );
+
+    let retired = function
+        .invoke(fixture("manual-retire-grant"))
+        .await
+        .unwrap();
+    assert_eq!(retired["alert"], true);
+    assert_eq!(retired["severity"], "high");
+    let messages = world.inbox.receive().await;
+    assert_eq!(messages.len(), 1);
+    let alert = &messages[0];
+    assert_eq!(attribute(alert, "severity"), "high");
+    assert!(attribute(alert, "finding_codes").contains("service-grant-removed"));
+    assert!(alert.message.contains(FUNCTION_ARN), "{}", alert.message);
+    let posted = world.slack.accepted();
+    assert_eq!(posted.len(), 1);
+    assert!(slack_text(&posted[0]).contains(FUNCTION_ARN));
+
+    let item = world
+        .item(&format!("GRANT#{KEY_ARN}"), LAMBDA_GRANT_ID)
+        .await
+        .unwrap();
+    assert_eq!(item["removal_action"].as_s().unwrap(), "RetireGrant");
+    assert_eq!(
+        item["removed_by"].as_s().unwrap(),
+        "arn:aws:sts::123456789012:assumed-role/Admin/bob"
+    );
+    assert!(
+        item.contains_key("expires_at"),
+        "a removed grant expires (TTL)"
+    );
+    assert!(!function.all_output().contains(WEBHOOK_TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_risky_manual_grant_alerts_on_both_channels_with_filterable_attributes() {
+    let world = World::new(&[]).await;
+    let function = world.function().await;
+    let outcome = function
+        .invoke(fixture("manual-cross-account-grant"))
+        .await
+        .unwrap();
+    assert_eq!(outcome["alert"], true);
+
+    let messages = world.inbox.receive().await;
+    assert_eq!(messages.len(), 1);
+    let alert = &messages[0];
+    let subject = alert.subject.as_deref().unwrap();
+    assert!(subject.len() < 100 && subject.is_ascii(), "{subject}");
+    assert!(subject.contains("alice"), "{subject}");
+    assert_eq!(
+        attribute(alert, "severity"),
+        outcome["severity"].as_str().unwrap()
+    );
+    assert_eq!(attribute(alert, "origin"), "manual");
+    assert_eq!(attribute(alert, "event_name"), "CreateGrant");
+    assert_eq!(attribute(alert, "account"), "123456789012");
+    assert_eq!(attribute(alert, "region"), "us-east-1");
+    let codes = attribute(alert, "finding_codes");
+    assert!(
+        codes.contains("manual-grant") && codes.contains("cross-account-grantee"),
+        "{codes}"
+    );
+    assert!(
+        alert.message.contains("aws kms revoke-grant"),
+        "{}",
+        alert.message
+    );
+
+    let posted = world.slack.accepted();
+    assert_eq!(posted.len(), 1);
+    let raw = &world.slack.requests()[0].raw_body;
+    assert!(posted[0]["blocks"]
+        .as_array()
+        .is_some_and(|b| !b.is_empty()));
+    assert!(
+        !raw.contains("<script>"),
+        "event strings are escaped: {raw}"
+    );
+
+    let emf = function.emf_lines();
+    assert_eq!(emf.len(), 1);
+    assert_eq!(function.metric_sum("Alerts"), 1.0);
+    assert_eq!(function.metric_sum("EventsSeen"), 1.0);
+    assert!(!function.all_output().contains(WEBHOOK_TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_event_delivered_twice_alerts_once() {
+    let world = World::new(&[]).await;
+    let function = world.function().await;
+    let event = fixture("manual-cross-account-grant");
+    let first = function.invoke(event.clone()).await.unwrap();
+    // A second execution environment, as a duplicate delivery may land on one.
+    let other = world.function().await;
+    let second = other.invoke(event).await.unwrap();
+    assert_eq!(first["first_seen"], true);
+    assert_eq!(second["first_seen"], false);
+    assert_eq!(world.inbox.receive().await.len(), 1);
+    assert_eq!(world.slack.requests().len(), 1);
+    assert_eq!(other.metric_sum("DuplicateEvents"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_answering_429_is_retried_after_retry_after() {
+    let world = World::new(&[]).await;
+    world.slack.script([
+        Reply::TooManyRequests {
+            retry_after_secs: 1,
+        },
+        Reply::Ok,
+    ]);
+    let function = world.function().await;
+    function
+        .invoke(fixture("manual-cross-account-grant"))
+        .await
+        .unwrap();
+    let requests = world.slack.requests();
+    let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [429, 200]);
+    assert!(requests[1].at.duration_since(requests[0].at) >= Duration::from_secs(1));
+    assert_eq!(
+        requests[0].body, requests[1].body,
+        "the same message is retried"
+    );
+    assert_eq!(world.inbox.receive().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_down_still_delivers_sns_fails_the_invocation_and_the_retry_does_not_resend_sns() {
+    let world = World::new(&[]).await;
+    world.slack.set_fallback(Reply::ServerError);
+    let function = world.function().await;
+    let event = fixture("manual-cross-account-grant");
+    let error = function.invoke(event.clone()).await.unwrap_err();
+    assert_eq!(error.error_type, "DeliveryFailed");
+    assert!(error.error_message.contains("slack"), "{error}");
+    assert!(!error.error_message.contains(WEBHOOK_TOKEN));
+    assert_eq!(world.inbox.receive().await.len(), 1, "SNS delivered anyway");
+    assert!(world.slack.requests().len() > 1, "5xx is retried");
+    assert_eq!(function.metric_sum("DeliveriesFailed"), 1.0);
+
+    // Slack is back; Lambda retries the event.
+    world.slack.set_fallback(Reply::Ok);
+    let retried = function.invoke(event).await.unwrap();
+    assert_eq!(retried["channels"][0]["status"], "already-delivered");
+    assert_eq!(retried["channels"][1]["status"], "sent");
+    assert!(world.inbox.receive().await.is_empty(), "SNS is not resent");
+    assert_eq!(world.slack.accepted().len(), 1);
+    assert!(!function.all_output().contains(WEBHOOK_TOKEN));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_webhook_is_a_configuration_error_counted_not_retried() {
+    let world = World::new(&[]).await;
+    world.slack.set_fallback(Reply::NotFound);
+    let function = world.function().await;
+    let outcome = function
+        .invoke(fixture("manual-cross-account-grant"))
+        .await
+        .unwrap();
+    assert_eq!(outcome["channels"][1]["status"], "rejected");
+    assert_eq!(world.slack.requests().len(), 1);
+    assert_eq!(world.inbox.receive().await.len(), 1);
+    assert_eq!(function.metric_sum("DeliveriesFailed"), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_event_fails_clearly_and_the_next_events_are_served() {
+    let world = World::new(&[]).await;
+    let function = world.function().await;
+    let error = function
+        .invoke(fixture("malformed-create-grant"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type, "MalformedEvent");
+    assert!(error.error_message.contains("CreateGrant"), "{error}");
+
+    let skipped = function
+        .invoke(fixture("decrypt-not-a-grant"))
+        .await
+        .unwrap();
+    assert_eq!(skipped["outcome"], "skipped");
+    assert_eq!(skipped["event_name"], "Decrypt");
+    assert!(function
+        .json_lines()
+        .iter()
+        .any(|l| l.to_string().contains("not a grant event")));
+
+    let alerted = function
+        .invoke(fixture("manual-cross-account-grant"))
+        .await
+        .unwrap();
+    assert_eq!(alerted["alert"], true);
+    assert!(function.is_running());
+    assert_eq!(world.inbox.receive().await.len(), 1);
+    assert_eq!(function.metric_sum("MalformedEvents"), 1.0);
+    assert_eq!(function.metric_sum("NotGrantEvents"), 1.0);
+    let keys = world.partition_keys().await;
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("d001") || k.contains("x001")),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_setting_is_an_init_error_naming_it() {
+    let world = World::new(&[]).await;
+    let mut config = world.config.clone();
+    config.env.remove("LEDGER_TABLE");
+    let function = Function::start(&function_binary("grant-watcher"), config)
+        .await
+        .unwrap();
+    let error = function
+        .invoke(fixture("manual-cross-account-grant"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type, "InvalidConfiguration");
+    assert!(error.error_message.contains("LEDGER_TABLE"), "{error}");
+    assert!(world.inbox.receive().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_500_alerting_events_becomes_digests_and_every_event_is_ledgered() {
+    const EVENTS: usize = 500;
+    const THRESHOLD: usize = 10;
+    const WINDOW_SECONDS: u64 = 30;
+    let window = WINDOW_SECONDS.to_string();
+    let world = World::new(&[
+        ("StormThreshold", "10"),
+        ("StormWindowSeconds", window.as_str()),
+    ])
+    .await;
+    let workers = 4;
+    let mut functions = Vec::new();
+    for _ in 0..workers {
+        functions.push(world.function().await);
+    }
+    let started = std::time::Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let results = futures_join(functions.iter().map(|function| {
+        let next = next.clone();
+        async move {
+            let mut failures = Vec::new();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if n >= EVENTS {
+                    return failures;
+                }
+                if let Err(error) = function.invoke(manual_grant(n)).await {
+                    failures.push(error);
+                }
+            }
+        }
+    }))
+    .await;
+    let failures: Vec<_> = results.into_iter().flatten().collect();
+    assert!(failures.is_empty(), "{failures:?}");
+
+    let messages = world.inbox.receive().await;
+    let (digests, alone): (Vec<&SnsDelivery>, Vec<&SnsDelivery>) = messages
+        .iter()
+        .partition(|m| attribute(m, "kind") == "digest");
+    assert!(!digests.is_empty(), "a storm makes digests");
+    // At most THRESHOLD alone per storm window, never one per event.
+    assert!(
+        messages.len() < EVENTS / 10,
+        "{} SNS messages",
+        messages.len()
+    );
+    let in_digests: usize = digests
+        .iter()
+        .map(|d| attribute(d, "count").parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(
+        alone.len() + in_digests,
+        EVENTS,
+        "every alert is in the SNS record once"
+    );
+    assert!(alone.len() >= THRESHOLD);
+    assert_eq!(
+        world.slack.accepted().len(),
+        messages.len(),
+        "Slack gets the same digests"
+    );
+
+    let keys: BTreeSet<String> = world.partition_keys().await.into_iter().collect();
+    for n in 0..EVENTS {
+        assert!(
+            keys.contains(&format!("EVENT#burst-{n:04}")),
+            "event {n} is in the ledger"
+        );
+        assert!(keys.contains(&format!("GRANT#{KEY_ARN}")));
+    }
+    let digested: f64 = functions.iter().map(|f| f.metric_sum("Digested")).sum();
+    assert_eq!(digested as usize, in_digests);
+}
+
+/// Run futures concurrently on this task (no extra crates).
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
