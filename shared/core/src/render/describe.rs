@@ -207,6 +207,18 @@ pub fn key_label(v: &Verdict) -> String {
     }
 }
 
+/// [`key_label`], with a bare key id cut to its first 8 characters
+/// (`key 1234abcd…`): enough to recognise it in a subject line.
+pub fn key_label_short(v: &Verdict) -> String {
+    let label = key_label(v);
+    match label.strip_prefix("key ") {
+        Some(id) if id.chars().count() > 12 => {
+            format!("key {}…", id.chars().take(8).collect::<String>())
+        }
+        _ => label,
+    }
+}
+
 /// The key to put in a CLI command: its ARN when known, else as given.
 pub fn key_for_command(v: &Verdict) -> Option<&str> {
     v.key_arn
@@ -317,15 +329,20 @@ pub fn removal_verb(v: &Verdict) -> &'static str {
 /// - `Service grant removed by a person: alice revoked a lambda grant on alias/app`
 /// - `Denied CreateGrant attempt by bob on key 1234abcd-...`
 pub fn summary(v: &Verdict) -> String {
-    summary_naming(v, 2)
+    summary_naming(v, 2, false)
 }
 
-/// [`summary`], naming at most `max_ops` operations (the rest as "+N"):
-/// subjects shorten it to fit.
-pub fn summary_naming(v: &Verdict, max_ops: usize) -> String {
+/// [`summary`], naming at most `max_ops` operations (the rest as "+N"),
+/// and with `short_key` a key without alias by the start of its id only:
+/// subjects shorten it this way to fit.
+pub fn summary_naming(v: &Verdict, max_ops: usize, short_key: bool) -> String {
     let head = headline(v);
     let who = actor_name(v);
-    let key = key_label(v);
+    let key = if short_key {
+        key_label_short(v)
+    } else {
+        key_label(v)
+    };
     if is_removal(v) {
         let whose = v
             .removed_grant

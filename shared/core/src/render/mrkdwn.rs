@@ -44,7 +44,10 @@ pub const BACKTICK_STAND_IN: char = 'ˋ';
 /// Escape untrusted text for mrkdwn (and for Block Kit `plain_text`, which
 /// Slack also decodes): `&` → `&amp;`, `<` → `&lt;`, `>` → `&gt;`.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+    if !s.contains(['&', '<', '>']) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 16);
     for c in s.chars() {
         match c {
             '&' => out.push_str("&amp;"),
@@ -69,19 +72,41 @@ pub fn unescape(s: &str) -> String {
 /// backticks replaced by [`BACKTICK_STAND_IN`] (so the span cannot be
 /// closed early), escaped. An empty value shows as `(empty)`.
 pub fn code(s: &str) -> String {
-    let cut = truncate(s, MAX_INLINE_VALUE);
-    let cleaned: String = cut
-        .chars()
-        .map(|c| match c {
-            '`' => BACKTICK_STAND_IN,
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect();
-    if cleaned.trim().is_empty() {
+    // One pass: cut, clean and escape together (this runs for every value
+    // of every alert).
+    let budget = MAX_INLINE_VALUE - ELLIPSIS.len_utf16();
+    let cut = slack_len_exceeds(s, MAX_INLINE_VALUE);
+    let mut out = String::with_capacity(s.len().min(4 * MAX_INLINE_VALUE) + 8);
+    out.push('`');
+    let mut used = 0;
+    let mut visible = false;
+    for c in s.chars() {
+        if cut && used + c.len_utf16() > budget {
+            out.push(ELLIPSIS);
+            break;
+        }
+        used += c.len_utf16();
+        match c {
+            '`' => out.push(BACKTICK_STAND_IN),
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+        visible |= !c.is_whitespace() && !c.is_control();
+    }
+    if !visible {
         return "`(empty)`".to_string();
     }
-    format!("`{}`", escape(&cleaned))
+    out.push('`');
+    out
+}
+
+/// `slack_len(s) > max`, without scanning when the byte length decides.
+fn slack_len_exceeds(s: &str, max: usize) -> bool {
+    // UTF-16 units never exceed UTF-8 bytes.
+    s.len() > max && slack_len(s) > max
 }
 
 /// Untrusted prose (a finding's message, an impact): cut to `max`
@@ -121,7 +146,7 @@ pub fn slack_len(s: &str) -> usize {
 /// Cut plain (unescaped) text to at most `max` UTF-16 units, on a
 /// character boundary, ending with [`ELLIPSIS`] when cut.
 pub fn truncate(s: &str, max: usize) -> String {
-    if slack_len(s) <= max {
+    if !slack_len_exceeds(s, max) {
         return s.to_string();
     }
     if max == 0 {
@@ -146,7 +171,7 @@ pub fn truncate(s: &str, max: usize) -> String {
 /// [`truncate`], and never inside an entity (`&amp;`, `&lt;`, `&gt;`): a
 /// dangling `&` would be an unescaped ampersand.
 pub fn truncate_mrkdwn(s: &str, max: usize) -> String {
-    if slack_len(s) <= max {
+    if !slack_len_exceeds(s, max) {
         return s.to_string();
     }
     let mut cut = truncate(s, max);

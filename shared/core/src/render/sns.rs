@@ -283,13 +283,13 @@ pub fn digest(verdicts: &[Verdict], window: &str) -> SnsMessage {
 /// `[SEVERITY] summary`, naming fewer operations when that makes it fit
 /// whole, cut with "..." otherwise.
 fn alert_subject(v: &Verdict) -> String {
-    let candidates: Vec<String> = (1..=3)
-        .rev()
-        .map(|ops| {
+    let severity = severity_label(v.severity);
+    let candidates: Vec<String> = [(3, false), (2, false), (1, false), (1, true)]
+        .into_iter()
+        .map(|(ops, short_key)| {
             format!(
-                "[{}] {}",
-                severity_label(v.severity),
-                describe::summary_naming(v, ops)
+                "[{severity}] {}",
+                describe::summary_naming(v, ops, short_key)
             )
         })
         .collect();
@@ -487,6 +487,17 @@ mod tests {
     }
 
     #[test]
+    fn subject_shortens_operations_then_the_key_id_to_fit() {
+        let mut v = manual_grant();
+        v.key_alias = None;
+        v.actor.arn = Some("arn:aws:sts::111122223333:assumed-role/automation/bot-7".into());
+        assert_eq!(
+            alert(&v).subject,
+            "[HIGH] Manual KMS grant by bot-7: 444455556666 root may Decrypt +2 with key 1234abcd..."
+        );
+    }
+
+    #[test]
     fn attributes_allow_filter_policies() {
         let msg = alert(&manual_grant());
         let expected: BTreeMap<String, String> = [
@@ -528,7 +539,7 @@ mod tests {
         let msg = alert(&removal_of_lambda_grant());
         assert_eq!(
             msg.subject,
-            "[HIGH] Service grant removed by a person: alice revoked a lambda grant on key 1234abcd-12ab-34cd..."
+            "[HIGH] Service grant removed by a person: alice revoked a lambda grant on key 1234abcd..."
         );
         let body = &msg.message;
         assert!(body.contains("THE REMOVED GRANT"));
