@@ -21,7 +21,7 @@ use crate::judge::StandingGrant;
 use crate::origin::{service_by_name, OriginVerdict};
 use crate::principal::{principal_account, Principal};
 use crate::record::GrantRecord;
-use crate::verdict::{Finding, FindingCode, Origin, RemovedGrant, Severity};
+use crate::verdict::{quote, Finding, FindingCode, Origin, RemovedGrant, Severity};
 use std::collections::{BTreeMap, HashMap};
 
 /// Where a grant sits: the key's account and spec, the caller's account.
@@ -118,7 +118,11 @@ pub fn assess_grant(
             out.push(finding(
                 FindingCode::CrossAccountGrantee,
                 by_origin(o, Severity::Low, Severity::High),
-                format!("grantee is in account {ga}, not the key's account {ka}"),
+                format!(
+                    "grantee is in account {}, not the key's account {}",
+                    quote(ga),
+                    quote(ka)
+                ),
             ));
         }
     }
@@ -127,7 +131,11 @@ pub fn assess_grant(
             out.push(finding(
                 FindingCode::CrossAccountCaller,
                 by_origin(o, Severity::Low, Severity::High),
-                format!("created from account {ca} on a key of account {ka}"),
+                format!(
+                    "created from account {} on a key of account {}",
+                    quote(ca),
+                    quote(ka)
+                ),
             ));
         }
     }
@@ -135,7 +143,7 @@ pub fn assess_grant(
         Some(Principal::AccountRoot { account }) => out.push(finding(
             FindingCode::AccountRootGrantee,
             by_origin(o, Severity::Low, Severity::High),
-            format!("grantee is the whole account {account}: any principal there that IAM allows can use the key"),
+            format!("grantee is the whole account {}: any principal there that IAM allows can use the key", quote(account)),
         )),
         Some(Principal::UniqueId { id, .. }) => out.push(finding(
             FindingCode::UniqueIdGrantee,
@@ -174,7 +182,7 @@ pub fn assess_grant(
         out.push(finding(
             FindingCode::Unconstrained,
             by_origin(o, Severity::Info, Severity::High),
-            format!("allows {} with no constraint", ops_list(&data_ops)),
+            format!("allows {} with no constraint", quote(&ops_list(&data_ops))),
         ));
     }
     if constraints.is_some_and(has_context_constraint) {
@@ -187,7 +195,7 @@ pub fn assess_grant(
             out.push(finding(
                 FindingCode::ConstraintNotApplicable,
                 by_origin(o, Severity::Info, severity),
-                format!("encryption-context constraints do not apply to a {spec} key: the grant is effectively unconstrained"),
+                format!("encryption-context constraints do not apply to a {} key: the grant is effectively unconstrained", quote(spec)),
             ));
         } else if !facts.operations.is_empty()
             && facts
@@ -223,7 +231,7 @@ pub fn assess_grant(
             by_origin(o, Severity::Low, Severity::Medium),
             format!(
                 "operations grantwatch does not know: {}",
-                unknown_ops.join(", ")
+                quote(&unknown_ops.join(", "))
             ),
         ));
     }
@@ -287,19 +295,27 @@ pub fn assess_outcome(event: &GrantEvent, origin: Origin) -> Vec<Finding> {
         let message = event
             .error_message
             .as_deref()
-            .map(|m| format!(": {}", short(m)))
+            .map(|m| format!(": {}", quote(m)))
             .unwrap_or_default();
         if code.starts_with("AccessDenied") {
             out.push(finding(
                 FindingCode::AccessDenied,
                 by_origin(origin, Severity::Low, Severity::Medium),
-                format!("{} was denied ({code}){message}", event.action.as_str()),
+                format!(
+                    "{} was denied ({}){message}",
+                    event.action.as_str(),
+                    quote(code)
+                ),
             ));
         } else {
             out.push(finding(
                 FindingCode::FailedCall,
                 by_origin(origin, Severity::Info, Severity::Low),
-                format!("{} failed ({code}){message}", event.action.as_str()),
+                format!(
+                    "{} failed ({}){message}",
+                    event.action.as_str(),
+                    quote(code)
+                ),
             ));
         }
     }
@@ -311,15 +327,6 @@ fn done_word(action: GrantAction) -> &'static str {
         GrantAction::CreateGrant => "granted",
         GrantAction::RetireGrant => "retired",
         GrantAction::RevokeGrant => "revoked",
-    }
-}
-
-fn short(s: &str) -> String {
-    const MAX: usize = 200;
-    if s.chars().count() <= MAX {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(MAX).collect::<String>())
     }
 }
 
@@ -399,11 +406,12 @@ pub fn assess_removal(
     let by_service = remover.origin == Origin::Service;
     let remover_name = remover
         .service
-        .clone()
+        .as_deref()
+        .map(quote)
         .unwrap_or_else(|| "a service".to_string());
     match (record, &removed) {
         (Some(record), Some(removed)) if record.origin == Origin::Service => {
-            let creator = record.service.as_deref().unwrap_or("a service");
+            let creator = record.service.as_deref().map(quote).unwrap_or_else(|| "a service".to_string());
             if by_service {
                 out.push(finding(
                     FindingCode::GrantRemoved,
@@ -414,7 +422,7 @@ pub fn assess_removal(
                 let resource = removed
                     .dependent_resource
                     .as_deref()
-                    .map(|r| format!(" for {r}"))
+                    .map(|r| format!(" for {}", quote(r)))
                     .unwrap_or_default();
                 let impact = removed.impact.as_deref().unwrap_or("a workload may break");
                 out.push(finding(
@@ -429,7 +437,7 @@ pub fn assess_removal(
             by_origin(remover.origin, Severity::Info, Severity::Low),
             format!(
                 "a grant created by {} was {verb}",
-                record.created_by.arn.as_deref().unwrap_or("a person or workload")
+                record.created_by.arn.as_deref().map(quote).unwrap_or_else(|| "a person or workload".to_string())
             ),
         )),
         (None, _) if by_service => out.push(finding(
@@ -487,7 +495,7 @@ pub fn assess_key_grants(grants: &[StandingGrant], count_threshold: usize) -> Ve
                 Severity::Low,
                 format!(
                     "same grantee, operations and constraints as grant {} on this key",
-                    grants[first].grant_id
+                    quote(&grants[first].grant_id)
                 ),
             )),
             None => {
@@ -500,7 +508,10 @@ pub fn assess_key_grants(grants: &[StandingGrant], count_threshold: usize) -> Ve
             out[first].push(finding(
                 FindingCode::GrantCountHigh,
                 Severity::Medium,
-                format!("key {key} holds {count} grants, near the quota of 50,000 per key"),
+                format!(
+                    "key {} holds {count} grants, near the quota of 50,000 per key",
+                    quote(key)
+                ),
             ));
         }
     }

@@ -23,7 +23,7 @@
 use crate::event::Caller;
 use crate::grant::GrantFacts;
 use crate::principal::{Principal, ServicePrincipal};
-use crate::verdict::Origin;
+use crate::verdict::{quote, Origin};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -338,7 +338,7 @@ fn call_signals(caller: &Caller) -> CallSignals {
             if let Some(service) = service_name_of_principal(v) {
                 s.weak.push((Some(service), format!("user agent {v}")));
             } else if invoked_by.is_none() && is_client_user_agent(v) {
-                s.person.push(format!("client user agent {}", short(v)));
+                s.person.push(format!("client user agent {}", quote(v)));
             }
         }
         None => {}
@@ -376,30 +376,20 @@ fn is_client_user_agent(ua: &str) -> bool {
     CLIENTS.iter().any(|c| lower.contains(c))
 }
 
-/// Keep evidence lines short: user agents can be long and untrusted.
-fn short(s: &str) -> String {
-    const MAX: usize = 80;
-    if s.chars().count() <= MAX {
-        s.to_string()
-    } else {
-        format!("{}…", s.chars().take(MAX).collect::<String>())
-    }
-}
-
 /// Signals from the grant's shape. (service, evidence)
 fn shape_signals(facts: &GrantFacts) -> Vec<(Option<String>, String)> {
     let mut out = Vec::new();
     if let Some(sp) = facts.grantee_service_principal.as_deref() {
         out.push((
             service_name_of_principal(sp),
-            format!("grantee service principal {sp}"),
+            format!("grantee service principal {}", quote(sp)),
         ));
     }
     if let Some(grantee) = facts.grantee.as_deref() {
         match Principal::parse(grantee) {
             Principal::Service(_) => out.push((
                 service_name_of_principal(grantee),
-                format!("grantee is service principal {grantee}"),
+                format!("grantee is service principal {}", quote(grantee)),
             )),
             Principal::AwsInternal => out.push((None, "grantee is AWS Internal".to_string())),
             Principal::Ec2Infrastructure { .. } => out.push((
@@ -408,14 +398,17 @@ fn shape_signals(facts: &GrantFacts) -> Vec<(Option<String>, String)> {
             )),
             Principal::ServiceLinkedRole { service, name, .. } => out.push((
                 Some(service_of_linked_role(service, name)),
-                format!("grantee is service-linked role {name}"),
+                format!("grantee is service-linked role {}", quote(name)),
             )),
             _ => {}
         }
     }
     if let Some(rp) = facts.effective_retiring_principal() {
         if let Some(service) = service_name_of_principal(rp) {
-            out.push((Some(service), format!("retiring principal is {rp}")));
+            out.push((
+                Some(service),
+                format!("retiring principal is {}", quote(rp)),
+            ));
         }
     }
     let mut namespaces: Vec<&'static str> = Vec::new();
@@ -425,7 +418,7 @@ fn shape_signals(facts: &GrantFacts) -> Vec<(Option<String>, String)> {
                 namespaces.push(info.name);
                 out.push((
                     Some(info.name.to_string()),
-                    format!("encryption context key {}", short(key)),
+                    format!("encryption context key {}", quote(key)),
                 ));
             }
         }

@@ -103,9 +103,11 @@ impl<'a> ServicePrincipal<'a> {
     }
 }
 
+/// A DNS label: at most 63 lower-case letters, digits and dashes.
 fn is_dns_label(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// `ap-northeast-1`, `us-gov-west-1`, `cn-north-1`: letters and dashes,

@@ -178,6 +178,28 @@ impl fmt::Display for FindingCode {
     }
 }
 
+/// Longest piece of event data quoted in a finding message or an evidence
+/// line: they are one-liners; renderers escape and truncate again.
+pub const MAX_QUOTED_CHARS: usize = 200;
+
+/// Quote untrusted event data in a message: at most
+/// [`MAX_QUOTED_CHARS`] characters, line breaks flattened.
+pub fn quote(s: &str) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_QUOTED_CHARS + 1)
+        .collect();
+    if flat.chars().count() > MAX_QUOTED_CHARS {
+        format!(
+            "{}…",
+            flat.chars().take(MAX_QUOTED_CHARS).collect::<String>()
+        )
+    } else {
+        flat
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     pub code: FindingCode,

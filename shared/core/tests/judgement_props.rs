@@ -234,6 +234,15 @@ fn check_every_verdict(records: Vec<Result<Parsed, grantwatch_core::event::Parse
                 v.suppressed_by.is_none() && v.severity >= policy.min_alert_severity
             );
             assert!(serde_json::to_string(&v).is_ok());
+            // Messages and evidence are bounded one-liners, whatever the event holds.
+            for line in v.findings.iter().map(|f| &f.message).chain(&v.evidence) {
+                assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
+                assert!(
+                    line.chars().count() <= 1500,
+                    "{} chars",
+                    line.chars().count()
+                );
+            }
             if !event.succeeded()
                 && event.action == grantwatch_core::event::GrantAction::CreateGrant
             {
@@ -349,4 +358,23 @@ fn record_strategy_produces_grant_events() {
         grants >= 30,
         "only {grants} of 300 generated records were grant events"
     );
+}
+
+/// Huge and multi-line values in an event end up quoted, not pasted.
+#[test]
+fn huge_values_are_quoted_in_messages() {
+    let huge = format!("Evil\n{}", "A".repeat(1_000_000));
+    let record = json!({
+        "eventName": "CreateGrant", "eventSource": "kms.amazonaws.com", "eventID": "e",
+        "recipientAccountId": huge, "awsRegion": "us-east-1",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/a", "accountId": huge,
+                         "invokedBy": format!("{}.amazonaws.com", "a".repeat(100_000))},
+        "sourceIPAddress": "198.51.100.7", "userAgent": huge,
+        "errorCode": huge, "errorMessage": huge,
+        "requestParameters": {"keyId": huge, "granteePrincipal": format!("arn:aws:iam::{huge}:role/x"),
+                              "operations": [huge, "Decrypt"]}
+    });
+    let records = parse_document(record.to_string().as_bytes()).expect("document");
+    assert!(matches!(records[0], Ok(Parsed::Grant(_))));
+    check_every_verdict(records);
 }
