@@ -658,3 +658,142 @@ fn the_reader_role_is_created_in_one_region_only() {
         "no central bus given: nothing to forward"
     );
 }
+
+/// The template's `Fn::FindInMap`s and parameter `Ref`s resolved (moto
+/// creates no e-mail subscription, so the test applies its filter itself).
+fn resolve_mappings(template: &Value, node: &Value, parameters: &HashMap<&str, &str>) -> Value {
+    match node {
+        Value::Object(map) if map.len() == 1 && map.contains_key("Fn::FindInMap") => {
+            let args: Vec<Value> = map["Fn::FindInMap"]
+                .as_array()
+                .expect("FindInMap arguments")
+                .iter()
+                .map(|a| resolve_mappings(template, a, parameters))
+                .collect();
+            let key = |i: usize| args[i].as_str().expect("FindInMap key").to_string();
+            template["Mappings"][key(0)][key(1)][key(2)].clone()
+        }
+        Value::Object(map) if map.len() == 1 && map.contains_key("Ref") => {
+            let name = map["Ref"].as_str().expect("Ref name");
+            json!(parameters
+                .get(name)
+                .unwrap_or_else(|| panic!("no value for {name}")))
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), resolve_mappings(template, v, parameters)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| resolve_mappings(template, v, parameters))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+#[tokio::test]
+async fn the_email_filter_passes_severe_alerts_and_alarm_notifications() {
+    let moto = Moto::start().await;
+    let default_stack = deploy(&moto, &[]);
+    assert!(
+        default_stack
+            .template_resource("AlertEmailSubscription")
+            .is_none(),
+        "no e-mail subscription without AlertEmail"
+    );
+    moto.reset().await;
+
+    let parameters: HashMap<&str, &str> = [
+        ("AlertEmail", "security@example.com"),
+        ("AlertEmailMinSeverity", "high"),
+    ]
+    .into_iter()
+    .collect();
+    let stack = deploy(
+        &moto,
+        &parameters.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>(),
+    );
+    let subscription = &stack
+        .template_resource("AlertEmailSubscription")
+        .expect("e-mail subscription")["Properties"];
+    assert_eq!(subscription["Protocol"], "email");
+    assert_eq!(subscription["Endpoint"], json!({"Ref": "AlertEmail"}));
+    let policy = resolve_mappings(&stack.template, &subscription["FilterPolicy"], &parameters);
+
+    // The same filter on an SQS subscription of the deployed topic.
+    let topic = stack.alert_topic_arn().expect("topic").to_string();
+    let sqs = moto.sqs().await;
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("email-stand-in")
+        .send()
+        .await
+        .expect("queue")
+        .queue_url
+        .expect("queue url");
+    let queue_arn = format!(
+        "arn:aws:sqs:{}:{}:email-stand-in",
+        stack::REGION,
+        grantwatch_e2e::moto::ACCOUNT
+    );
+    let sns = moto.sns().await;
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .attributes("FilterPolicy", policy.to_string())
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("subscribe with filter policy {policy}: {e:?}"));
+    for (message, severity) in [
+        ("critical alert", Some("critical")),
+        ("high alert", Some("high")),
+        ("medium alert", Some("medium")),
+        ("info alert", Some("info")),
+        ("alarm notification", None),
+    ] {
+        let mut publish = sns.publish().topic_arn(&topic).message(message);
+        if let Some(severity) = severity {
+            publish = publish.message_attributes(
+                "severity",
+                aws_sdk_sns::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(severity)
+                    .build()
+                    .expect("attribute"),
+            );
+        }
+        publish.send().await.expect("publish");
+    }
+    let mut received = Vec::new();
+    loop {
+        let batch = sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .expect("receive");
+        if batch.messages().is_empty() {
+            break;
+        }
+        for message in batch.messages() {
+            received.push(message.body().unwrap_or_default().to_string());
+            sqs.delete_message()
+                .queue_url(&queue_url)
+                .set_receipt_handle(message.receipt_handle().map(str::to_string))
+                .send()
+                .await
+                .expect("delete");
+        }
+    }
+    received.sort();
+    assert_eq!(
+        received,
+        ["alarm notification", "critical alert", "high alert"]
+    );
+}
