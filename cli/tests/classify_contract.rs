@@ -497,3 +497,20 @@ fn render_prints_the_payload_of_each_alerting_event() {
     }
     assert_eq!(payloads[0]["attributes"]["severity"], json!("critical"));
 }
+
+#[test]
+fn stats_count_events_skipped_records_and_bad_inputs() {
+    let dir = corpus_dir();
+    let log = dir.join("log-file.json");
+    let bad = dir.join("malformed-not-json.json");
+    let out = grantwatch(
+        &["--stats", log.to_str().unwrap(), bad.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("3 grant events, 1 other records skipped, 1 bad inputs"),
+        "{stderr}"
+    );
+}
