@@ -1,11 +1,349 @@
-//! `grantwatch explain`.
+//! `grantwatch explain`: why can this principal use this key? Every grant
+//! that lets the principal (or a session of that role: an assumed-role
+//! session ARN matches its role, and a role matches its sessions) use the
+//! key, with operations, constraints, origin and creator if known. When no
+//! grant does, it says so and shows the key-policy statements that name the
+//! principal or its account root (then IAM policies decide).
+//!
+//! Exit status: 0 a grant allows it, 1 none does, 2 error.
 
+use grantwatch_aws::inventory::{KmsInventory, RetryPolicy, SingleClient};
+use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
+use grantwatch_aws::sdk;
+use grantwatch_core::app::report::grant_report;
+use grantwatch_core::grant::Operation;
+use grantwatch_core::judge::{Policy, StandingGrant};
+use grantwatch_core::ports::inventory::{AccountRegion, Inventory, LedgerProvenance, Provenance};
+use grantwatch_core::principal::Principal;
+use grantwatch_core::render::describe;
+use serde_json::Value;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Key id, key ARN, alias name (alias/x) or alias ARN.
+    #[arg(long)]
+    key: String,
+    /// The principal: role, user, assumed-role session, account root, or service principal.
+    #[arg(long)]
+    principal: String,
+    /// Only grants that allow this operation (e.g. Decrypt).
+    #[arg(long)]
+    operation: Option<String>,
+    /// Region of the key (default: the key ARN's, else the configured region).
+    #[arg(long)]
+    region: Option<String>,
+    /// The grant ledger (DynamoDB table): who created each grant.
+    #[arg(long)]
+    ledger_table: Option<String>,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    eprintln!("grantwatch explain: not implemented yet");
-    ExitCode::from(2)
+/// The role an assumed-role session belongs to, or the role itself:
+/// `(account, role name)`.
+fn role_of(p: &Principal<'_>) -> Option<(String, String)> {
+    match p {
+        Principal::Role { account, name } => Some((account.to_string(), name.to_string())),
+        Principal::AssumedRole { account, role, .. } => {
+            Some((account.to_string(), role.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// Does a grant to `grantee` let `principal` use the key? The same
+/// principal, or a role and its sessions (either way round).
+pub fn grantee_covers(grantee: &str, principal: &str) -> bool {
+    if grantee.trim() == principal.trim() {
+        return true;
+    }
+    let (g, p) = (Principal::parse(grantee), Principal::parse(principal));
+    match (role_of(&g), role_of(&p)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Does a key-policy statement's `Principal` name `principal`, its role,
+/// its account root, or everyone?
+fn statement_names(statement: &Value, principal: &str) -> bool {
+    let p = Principal::parse(principal);
+    let account = p.account().map(str::to_string);
+    let mut names: Vec<String> = Vec::new();
+    match &statement["Principal"] {
+        Value::String(s) => names.push(s.clone()),
+        Value::Object(map) => {
+            for (kind, value) in map {
+                if kind != "AWS" && kind != "Service" {
+                    continue;
+                }
+                match value {
+                    Value::String(s) => names.push(s.clone()),
+                    Value::Array(a) => {
+                        names.extend(a.iter().filter_map(Value::as_str).map(str::to_string))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        _ => {}
+    }
+    names.iter().any(|n| {
+        n == "*"
+            || grantee_covers(n, principal)
+            || account.as_deref().is_some_and(|a| {
+                n == a
+                    || Principal::parse(n).is_account_root()
+                        && Principal::parse(n).account() == Some(a)
+            })
+    })
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("grantwatch explain: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(explain(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(problem) => {
+            eprintln!("grantwatch explain: {problem}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn explain(args: Args) -> Result<bool, String> {
+    let config = sdk::load_config().await;
+    let region = args
+        .region
+        .clone()
+        .or_else(|| {
+            args.key
+                .starts_with("arn:")
+                .then(|| args.key.split(':').nth(3).map(str::to_string))
+                .flatten()
+        })
+        .or_else(|| config.region().map(|r| r.to_string()))
+        .ok_or("no region: pass --region or set AWS_REGION")?;
+    let kms = aws_sdk_kms::Client::from_conf(
+        aws_sdk_kms::config::Builder::from(&config)
+            .region(aws_sdk_kms::config::Region::new(region.clone()))
+            .build(),
+    );
+    let described = kms
+        .describe_key()
+        .key_id(&args.key)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "DescribeKey {}: {}",
+                args.key,
+                sdk::classify("DescribeKey", &e)
+            )
+        })?;
+    let meta = described.key_metadata().ok_or("DescribeKey: no metadata")?;
+    let key_id = meta.key_id().to_string();
+    let key_arn = meta.arn().unwrap_or_default().to_string();
+    let account = meta.aws_account_id().unwrap_or_default().to_string();
+    let key_spec = meta.key_spec().map(|s| s.as_str().to_string());
+    let operation = args.operation.as_deref().map(Operation::parse);
+
+    let inventory = KmsInventory::new(SingleClient(kms.clone()), 20.0, RetryPolicy::default());
+    let at = AccountRegion::new(account.clone(), region.clone());
+    let mut grants = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = inventory
+            .list_grants(&at, &key_id, marker.take())
+            .await
+            .map_err(|e| format!("ListGrants: {e}"))?;
+        grants.extend(page.items);
+        match page.next_marker {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    let ledger = args.ledger_table.as_ref().map(|t| {
+        DynamoLedger::new(
+            aws_sdk_dynamodb::Client::new(&config),
+            t,
+            DEFAULT_RETENTION_DAYS,
+        )
+    });
+    let provenance = ledger.as_ref().map(LedgerProvenance);
+    let records = provenance.grant_records(&key_arn).await.unwrap_or_default();
+    let policy = Policy::new(time::OffsetDateTime::now_utc().date());
+
+    println!("Key {key_arn} ({} grants)", grants.len());
+    println!("Principal {}", args.principal);
+    let mut allowing = 0;
+    for g in grants {
+        let covers = g
+            .facts
+            .effective_grantee()
+            .is_some_and(|grantee| grantee_covers(grantee, &args.principal));
+        let allows_op = operation
+            .as_ref()
+            .is_none_or(|op| g.facts.has_operation(op));
+        if !covers || !allows_op {
+            continue;
+        }
+        allowing += 1;
+        let standing = StandingGrant {
+            account: account.clone(),
+            region: region.clone(),
+            key_arn: key_arn.clone(),
+            key_spec: key_spec.clone(),
+            grant_id: g.grant_id.clone(),
+            created: g.created.clone(),
+            issuing_account: g.issuing_account.clone(),
+            facts: g.facts.clone(),
+        };
+        let record = records.iter().find(|r| r.grant_id == g.grant_id);
+        let judged = grant_report(&standing, record, &policy);
+        let clean = |s: &str| grantwatch_core::render::plain::one_line(s, 500);
+        println!();
+        println!(
+            "Grant {} ({})",
+            clean(&judged.grant_id),
+            clean(judged.name.as_deref().unwrap_or("no name"))
+        );
+        println!(
+            "  grantee:     {}",
+            clean(judged.grantee.as_deref().unwrap_or(""))
+        );
+        println!(
+            "  operations:  {}",
+            describe::operations(&judged.operations)
+        );
+        for line in describe::constraints(judged.constraints.as_ref()) {
+            println!("  constraint:  {}", clean(&line));
+        }
+        println!(
+            "  retiring:    {}",
+            clean(judged.retiring_principal.as_deref().unwrap_or("(none)"))
+        );
+        println!(
+            "  origin:      {}{}",
+            judged.origin,
+            judged
+                .service
+                .as_deref()
+                .map(|s| format!(" ({})", clean(s)))
+                .unwrap_or_default()
+        );
+        println!("  severity:    {}", judged.severity);
+        match &judged.created_by {
+            Some(c) => println!(
+                "  created by:  {} at {}",
+                clean(c.arn.as_deref().unwrap_or("?")),
+                clean(c.at.as_deref().unwrap_or("?"))
+            ),
+            None => println!("  created by:  unknown (the ledger has no record of it)"),
+        }
+        if let Some(created) = &judged.created {
+            println!("  created:     {}", clean(created));
+        }
+    }
+    if allowing > 0 {
+        println!("\n{allowing} grant(s) let this principal use the key.");
+        return Ok(true);
+    }
+    println!(
+        "\nNo grant lets this principal use the key{}.",
+        args.operation
+            .as_deref()
+            .map(|o| format!(" for {o}"))
+            .unwrap_or_default()
+    );
+    let policy_text = kms
+        .get_key_policy()
+        .key_id(&key_id)
+        .policy_name("default")
+        .send()
+        .await
+        .map_err(|e| format!("GetKeyPolicy: {}", sdk::classify("GetKeyPolicy", &e)))?
+        .policy
+        .unwrap_or_default();
+    let document: Value =
+        serde_json::from_str(&policy_text).map_err(|e| format!("key policy is not JSON: {e}"))?;
+    let statements: Vec<&Value> = match &document["Statement"] {
+        Value::Array(a) => a.iter().collect(),
+        s @ Value::Object(_) => vec![s],
+        _ => vec![],
+    };
+    let naming: Vec<&&Value> = statements
+        .iter()
+        .filter(|s| statement_names(s, &args.principal))
+        .collect();
+    if naming.is_empty() {
+        println!("No key-policy statement names this principal or its account: the key policy does not allow it.");
+    } else {
+        println!("Key-policy statements that name this principal or its account root (then IAM policies decide):");
+        for s in naming {
+            println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_session_matches_its_role_and_the_role_its_sessions() {
+        let role = "arn:aws:iam::012345678901:role/test-role-cu5o193j";
+        let session = "arn:aws:sts::012345678901:assumed-role/test-role-cu5o193j/test";
+        assert!(grantee_covers(session, role));
+        assert!(grantee_covers(role, session));
+        assert!(grantee_covers(
+            session,
+            "arn:aws:sts::012345678901:assumed-role/test-role-cu5o193j/other"
+        ));
+        assert!(!grantee_covers(
+            session,
+            "arn:aws:iam::012345678901:role/another"
+        ));
+        assert!(!grantee_covers(
+            session,
+            "arn:aws:sts::999999999999:assumed-role/test-role-cu5o193j/test"
+        ));
+        assert!(grantee_covers(
+            "lambda.amazonaws.com",
+            "lambda.amazonaws.com"
+        ));
+    }
+
+    #[test]
+    fn key_policy_statements_naming_the_principal_or_its_account_root() {
+        let session = "arn:aws:sts::012345678901:assumed-role/app/s1";
+        assert!(statement_names(
+            &json!({"Principal": {"AWS": "arn:aws:iam::012345678901:root"}}),
+            session
+        ));
+        assert!(statement_names(
+            &json!({"Principal": {"AWS": ["012345678901"]}}),
+            session
+        ));
+        assert!(statement_names(
+            &json!({"Principal": {"AWS": "arn:aws:iam::012345678901:role/app"}}),
+            session
+        ));
+        assert!(statement_names(&json!({"Principal": "*"}), session));
+        assert!(!statement_names(
+            &json!({"Principal": {"AWS": "arn:aws:iam::012345678901:role/admin"}}),
+            session
+        ));
+        assert!(!statement_names(
+            &json!({"Principal": {"AWS": "arn:aws:iam::999999999999:root"}}),
+            session
+        ));
+    }
 }

@@ -1,0 +1,416 @@
+//! grant-report end to end: the compiled binary behind the Runtime API
+//! harness, with the environment the SAM template gives it (deployed into
+//! moto), against moto (KMS keys, aliases and grants; S3; SNS read back
+//! through SQS; STS; Organizations) and the Slack stand-in.
+
+mod report_support;
+
+use aws_sdk_kms::types::{GrantConstraints, GrantOperation};
+use grantwatch_e2e::moto::{Moto, SnsInbox};
+use grantwatch_e2e::runtime_api::{function_binary, Function, FunctionConfig};
+use grantwatch_e2e::slack_stub::SlackStub;
+use grantwatch_e2e::stack;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const ACCOUNT: &str = "123456789012";
+const HOSTILE: &str = "<script>alert(1)</script>=cmd|' /C calc'!A0";
+
+struct World {
+    moto: Moto,
+    slack: SlackStub,
+    inbox: SnsInbox,
+    bucket: String,
+    config: FunctionConfig,
+}
+
+impl World {
+    async fn new() -> World {
+        let moto = Moto::start().await;
+        let slack = SlackStub::start().await;
+        let secret = moto
+            .secrets()
+            .await
+            .create_secret()
+            .name("grantwatch/slack-webhook")
+            .secret_string(json!({ "url": slack.url() }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let secret_arn = secret.arn().unwrap().to_string();
+        let endpoint = moto.endpoint().to_string();
+        let deployed = tokio::task::spawn_blocking(move || {
+            stack::deploy_template(&endpoint, &[("SlackWebhookSecretArn", secret_arn.as_str())])
+        })
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("deploying the template into moto failed: {e}"));
+        let env = deployed.function_env(stack::REPORT);
+        let bucket = env["REPORT_BUCKET"].clone();
+        let inbox = moto.subscribe_queue(&env["ALERT_TOPIC_ARN"]).await;
+        let config = FunctionConfig::new("grant-report")
+            .envs(env)
+            .envs(moto.lambda_env())
+            .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+            .timeout(Duration::from_secs(120));
+        World {
+            moto,
+            slack,
+            inbox,
+            bucket,
+            config,
+        }
+    }
+
+    async fn function(&self) -> Function {
+        Function::start(&function_binary("grant-report"), self.config.clone())
+            .await
+            .expect("start grant-report")
+    }
+
+    async fn object(&self, key: &str) -> Vec<u8> {
+        let out = self
+            .moto
+            .s3()
+            .await
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{key}: {e:?}"));
+        out.body.collect().await.unwrap().into_bytes().to_vec()
+    }
+
+    async fn report(&self, date: &str) -> Value {
+        serde_json::from_slice(&self.object(&format!("reports/{date}/report.json")).await).unwrap()
+    }
+}
+
+/// A key with an alias and the grants of the article: one made by Lambda
+/// for a function, one made by hand (cross-account, re-delegating, no
+/// constraints, a hostile name). Returns (key id, key ARN, grant ids).
+async fn key_with_grants(
+    kms: &aws_sdk_kms::Client,
+    alias: &str,
+    account: &str,
+) -> (String, String, Vec<String>) {
+    let key = kms
+        .create_key()
+        .description("payments")
+        .send()
+        .await
+        .unwrap();
+    let meta = key.key_metadata().unwrap();
+    let (key_id, key_arn) = (meta.key_id().to_string(), meta.arn().unwrap().to_string());
+    kms.create_alias()
+        .alias_name(alias)
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .unwrap();
+    let lambda = kms
+        .create_grant()
+        .key_id(&key_id)
+        .name("test/8135ba14-4a6f-495a-8b59-80730abb9fa2")
+        .grantee_principal(format!(
+            "arn:aws:sts::{account}:assumed-role/test-role-cu5o193j/test"
+        ))
+        .retiring_principal("lambda.us-east-1.amazonaws.com")
+        .operations(GrantOperation::Decrypt)
+        .operations(GrantOperation::RetireGrant)
+        .constraints(
+            GrantConstraints::builder()
+                .encryption_context_equals(
+                    "aws:lambda:FunctionArn",
+                    format!("arn:aws:lambda:us-east-1:{account}:function:test"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let manual = kms
+        .create_grant()
+        .key_id(&key_id)
+        .name(HOSTILE)
+        .grantee_principal("arn:aws:iam::999988887777:root")
+        .operations(GrantOperation::Decrypt)
+        .operations(GrantOperation::Encrypt)
+        .operations(GrantOperation::CreateGrant)
+        .send()
+        .await
+        .unwrap();
+    let ids = vec![
+        lambda.grant_id().unwrap().to_string(),
+        manual.grant_id().unwrap().to_string(),
+    ];
+    (key_id, key_arn, ids)
+}
+
+fn grants_of<'a>(report: &'a Value, key_arn: &str) -> Vec<&'a Value> {
+    report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["key_arn"] == key_arn)
+        .flat_map(|k| k["grants"].as_array().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn weekly_report_is_stored_diffed_and_announced() {
+    let world = World::new().await;
+    let kms = world.moto.kms().await;
+    let (key_id, key_arn, grant_ids) = key_with_grants(&kms, "alias/payments", ACCOUNT).await;
+    let function = world.function().await;
+
+    // Week 1.
+    let first = function
+        .invoke(json!({}))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", function.all_output()));
+    let date = first["generated_at"].as_str().unwrap()[..10].to_string();
+    assert_eq!(first["partial"], false, "{first}");
+    let report = world.report(&date).await;
+    assert_eq!(report_support::validate(&report), Vec::<String>::new());
+    assert!(report["diff"].is_null());
+    let grants = grants_of(&report, &key_arn);
+    assert_eq!(grants.len(), 2);
+    let key = report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_arn"] == key_arn)
+        .unwrap();
+    assert_eq!(key["aliases"], json!(["alias/payments"]));
+    assert_eq!(key["manager"], "CUSTOMER");
+    let lambda = grants
+        .iter()
+        .find(|g| g["grant_id"] == grant_ids[0])
+        .unwrap();
+    assert_eq!(lambda["origin"], "service", "{lambda}");
+    assert_eq!(lambda["service"], "lambda");
+    let manual = grants
+        .iter()
+        .find(|g| g["grant_id"] == grant_ids[1])
+        .unwrap();
+    // No ledger record of its creation: the shape alone cannot tell who made it.
+    assert_eq!(manual["origin"], "unknown", "{manual}");
+    assert_eq!(manual["name"], HOSTILE);
+    assert!(
+        ["high", "critical"].contains(&manual["severity"].as_str().unwrap()),
+        "{manual}"
+    );
+
+    // CSV: one row per grant of the report.
+    let csv = String::from_utf8(world.object(&format!("reports/{date}/grants.csv")).await).unwrap();
+    let total = report["summary"]["grants"].as_u64().unwrap() as usize;
+    assert_eq!(
+        csv.split("\r\n").filter(|l| !l.is_empty()).count(),
+        1 + total
+    );
+    assert!(csv.contains(&key_id));
+
+    // The SNS e-mail, read back through SQS, with a working presigned link.
+    let deliveries = world.inbox.receive().await;
+    let email = deliveries
+        .iter()
+        .find(|d| {
+            d.subject
+                .as_deref()
+                .is_some_and(|s| s.starts_with("[grantwatch] KMS grant report"))
+        })
+        .unwrap_or_else(|| panic!("no report e-mail in {deliveries:?}"));
+    assert_eq!(
+        email.attributes.get("kind").map(String::as_str),
+        Some("report")
+    );
+    let link = email
+        .message
+        .lines()
+        .find(|l| l.contains("X-Amz-Signature="))
+        .unwrap_or_else(|| panic!("no presigned link in {}", email.message))
+        .trim()
+        .to_string();
+    assert!(link.contains(&format!("reports/{date}/report.html")));
+    assert!(email.message.contains("NEW") || email.message.contains("Needs a look"));
+    let html = reqwest::get(&link).await.unwrap().text().await.unwrap();
+    assert!(
+        html.contains("<table id=\"grant-table\">"),
+        "the link opens report.html"
+    );
+
+    // Slack: the Block Kit summary with the same link.
+    let slack = world.slack.accepted();
+    let summary = slack
+        .iter()
+        .find(|p| {
+            p["blocks"][0]["text"]["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("KMS grant report"))
+        })
+        .unwrap_or_else(|| panic!("no report in Slack: {slack:?}"));
+    assert_eq!(
+        summary["blocks"].as_array().unwrap().last().unwrap()["elements"][0]["url"],
+        link.as_str()
+    );
+    assert!(!summary.to_string().contains("<script>"));
+
+    // The page in headless Chromium: renders, every row, no script error.
+    let dir = report_support::tempdir("e2e-html");
+    let page = dir.join("report.html");
+    std::fs::write(
+        &page,
+        world.object(&format!("reports/{date}/report.html")).await,
+    )
+    .unwrap();
+    let dom = report_support::chromium_dump_dom(&page);
+    assert!(dom.contains("data-ready=\"yes\""));
+    assert!(!dom.contains("id=\"js-error\""));
+    assert_eq!(dom.matches("<tr data-severity=").count(), total);
+    if std::env::var_os("GRANTWATCH_SCREENSHOT").is_some() {
+        let png =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/images/report.png");
+        std::fs::create_dir_all(png.parent().unwrap()).unwrap();
+        report_support::chromium_screenshot(&page, &png);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Week 2: one grant added, one revoked; the diff says so.
+    let added = kms
+        .create_grant()
+        .key_id(&key_id)
+        .name("ops/temporary")
+        .grantee_principal(format!("arn:aws:iam::{ACCOUNT}:user/alice"))
+        .operations(GrantOperation::Decrypt)
+        .send()
+        .await
+        .unwrap()
+        .grant_id()
+        .unwrap()
+        .to_string();
+    kms.revoke_grant()
+        .key_id(&key_id)
+        .grant_id(&grant_ids[1])
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = function
+        .invoke(json!({"regions": ["us-east-1"]}))
+        .await
+        .unwrap();
+    assert_ne!(second["generated_at"], first["generated_at"]);
+    let report = world.report(&date).await;
+    assert_eq!(report_support::validate(&report), Vec::<String>::new());
+    let diff = &report["diff"];
+    assert_eq!(diff["previous_generated_at"], first["generated_at"]);
+    let ids = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["grant_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&diff["new_grants"]), vec![added]);
+    assert_eq!(ids(&diff["removed_grants"]), vec![grant_ids[1].clone()]);
+    assert_eq!(report["trend"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_organization_is_reported_through_each_member_accounts_role() {
+    let world = World::new().await;
+    let config = world.moto.sdk_config().await;
+    let org = aws_sdk_organizations::Client::new(&config);
+    org.create_organization().send().await.unwrap();
+    for name in ["workloads", "data"] {
+        org.create_account()
+            .account_name(name)
+            .email(format!("{name}@example.com"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let accounts: Vec<String> = org
+        .list_accounts()
+        .send()
+        .await
+        .unwrap()
+        .accounts()
+        .iter()
+        .filter_map(|a| a.id().map(str::to_string))
+        .collect();
+    let members: Vec<String> = accounts
+        .iter()
+        .filter(|a| a.as_str() != ACCOUNT)
+        .cloned()
+        .collect();
+    assert_eq!(members.len(), 2, "{accounts:?}");
+
+    // One key per member account, created with the member role's credentials.
+    let sts = world.moto.sts().await;
+    let mut member_keys = Vec::new();
+    for member in &members {
+        let creds = sts
+            .assume_role()
+            .role_arn(format!(
+                "arn:aws:iam::{member}:role/grantwatch-report-reader"
+            ))
+            .role_session_name("setup")
+            .send()
+            .await
+            .unwrap()
+            .credentials
+            .unwrap();
+        let member_config = aws_sdk_kms::config::Builder::from(&config)
+            .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                creds.access_key_id(),
+                creds.secret_access_key(),
+                Some(creds.session_token().to_string()),
+                None,
+                "member",
+            ))
+            .build();
+        let kms = aws_sdk_kms::Client::from_conf(member_config);
+        let (_, key_arn, _) = key_with_grants(&kms, "alias/member", member).await;
+        assert!(
+            key_arn.contains(member.as_str()),
+            "moto put the key in {key_arn}"
+        );
+        member_keys.push(key_arn);
+    }
+
+    let function = world.function().await;
+    let outcome = function
+        .invoke(json!({"accounts": "ORG"}))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", function.all_output()));
+    let report = world
+        .report(&outcome["generated_at"].as_str().unwrap()[..10])
+        .await;
+    assert_eq!(report_support::validate(&report), Vec::<String>::new());
+    assert_eq!(report["scope"]["organization"], true);
+    let mut scoped: Vec<String> = report["scope"]["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    scoped.sort();
+    let mut expected = accounts.clone();
+    expected.sort();
+    assert_eq!(scoped, expected);
+    assert_eq!(report["partial"], false, "{}", report["coverage"]);
+    for (member, key_arn) in members.iter().zip(&member_keys) {
+        let grants = grants_of(&report, key_arn);
+        assert_eq!(grants.len(), 2, "{member}: {key_arn}");
+        let key = report["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| &k["key_arn"] == key_arn)
+            .unwrap();
+        assert_eq!(&key["account"], member);
+    }
+}
