@@ -329,19 +329,28 @@ pub fn removal_verb(v: &Verdict) -> &'static str {
 /// - `Service grant removed by a person: alice revoked a lambda grant on alias/app`
 /// - `Denied CreateGrant attempt by bob on key 1234abcd-...`
 pub fn summary(v: &Verdict) -> String {
-    summary_naming(v, 2, false)
+    summary_naming(v, 2, KeyForm::Label)
 }
 
-/// [`summary`], naming at most `max_ops` operations (the rest as "+N"),
-/// and with `short_key` a key without alias by the start of its id only:
-/// subjects shorten it this way to fit.
-pub fn summary_naming(v: &Verdict, max_ops: usize, short_key: bool) -> String {
+/// How a summary names the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyForm {
+    /// [`key_label`]: the alias, else the key id.
+    Label,
+    /// [`key_label_short`]: the alias, else the start of the key id.
+    Short,
+    /// Not at all (for a CreateGrant summary that must be short).
+    Omit,
+}
+
+/// [`summary`], naming at most `max_ops` operations (the rest as "+N")
+/// and the key as `key_form` says: subjects shorten it this way to fit.
+pub fn summary_naming(v: &Verdict, max_ops: usize, key_form: KeyForm) -> String {
     let head = headline(v);
     let who = actor_name(v);
-    let key = if short_key {
-        key_label_short(v)
-    } else {
-        key_label(v)
+    let key = match key_form {
+        KeyForm::Label | KeyForm::Omit => key_label(v),
+        KeyForm::Short => key_label_short(v),
     };
     if is_removal(v) {
         let whose = v
@@ -363,10 +372,11 @@ pub fn summary_naming(v: &Verdict, max_ops: usize, short_key: bool) -> String {
         .filter(|g| !g.trim().is_empty())
         .map(principal_name)
         .unwrap_or_else(|| "an unknown grantee".to_string());
-    format!(
-        "{head} by {who}: {grantee} may {} with {key}",
-        operations_short(&v.operations, max_ops)
-    )
+    let ops = operations_short(&v.operations, max_ops);
+    if key_form == KeyForm::Omit {
+        return format!("{head} by {who}: {grantee} may {ops}");
+    }
+    format!("{head} by {who}: {grantee} may {ops} with {key}")
 }
 
 /// What a finding code means and why it matters, in a sentence: the

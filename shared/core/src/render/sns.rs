@@ -8,7 +8,7 @@
 //! characters ([`super::plain`]) so they cannot forge lines of the e-mail.
 
 use super::commands::commands;
-use super::describe::{self, is_removal};
+use super::describe::{self, is_removal, KeyForm};
 use super::plain::{ascii_line, one_line, truncate_bytes};
 use super::slack::severity_label;
 use super::tally::tally;
@@ -280,19 +280,25 @@ pub fn digest(verdicts: &[Verdict], window: &str) -> SnsMessage {
     }
 }
 
-/// `[SEVERITY] summary`, naming fewer operations when that makes it fit
-/// whole, cut with "..." otherwise.
+/// `[SEVERITY] summary`, naming fewer operations, then a shorter key id,
+/// then no key, until it fits whole; cut with "..." otherwise.
 fn alert_subject(v: &Verdict) -> String {
     let severity = severity_label(v.severity);
-    let candidates: Vec<String> = [(3, false), (2, false), (1, false), (1, true)]
-        .into_iter()
-        .map(|(ops, short_key)| {
-            format!(
-                "[{severity}] {}",
-                describe::summary_naming(v, ops, short_key)
-            )
-        })
-        .collect();
+    let candidates: Vec<String> = [
+        (3, KeyForm::Label),
+        (2, KeyForm::Label),
+        (1, KeyForm::Label),
+        (1, KeyForm::Short),
+        (1, KeyForm::Omit),
+    ]
+    .into_iter()
+    .map(|(ops, key_form)| {
+        format!(
+            "[{severity}] {}",
+            describe::summary_naming(v, ops, key_form)
+        )
+    })
+    .collect();
     candidates
         .iter()
         .find(|c| ascii_line(c, usize::MAX).len() <= MAX_SUBJECT_CHARS)
@@ -494,6 +500,18 @@ mod tests {
         assert_eq!(
             alert(&v).subject,
             "[HIGH] Manual KMS grant by bot-7: 444455556666 root may Decrypt +2 with key 1234abcd..."
+        );
+    }
+
+    #[test]
+    fn subject_drops_the_key_before_cutting() {
+        let mut v = manual_grant();
+        v.key_alias = None;
+        v.actor.arn =
+            Some("arn:aws:sts::111122223333:assumed-role/automation/i-0fedcba9876543210".into());
+        assert_eq!(
+            alert(&v).subject,
+            "[HIGH] Manual KMS grant by i-0fedcba9876543210: 444455556666 root may Decrypt +2"
         );
     }
 
