@@ -56,15 +56,21 @@ lint: $(VENV_STAMP) $(DEPLOY_STAMP) ## static checks: rustfmt, clippy, template 
 	cfn-lint infra/*.yaml
 	for template in infra/*.yaml; do sam validate --lint --region us-east-1 --template-file "$$template"; done
 
+# One debug build for everything: `build --all-targets` resolves features
+# exactly as `test --all-targets` does, so the tests run these binaries
+# (GRANTWATCH_BIN_DIR) instead of building them again with other features.
+BIN_DIR := $(CURDIR)/target/debug
+
 test: lint chromium lambda-artifacts ## lint, then every unit, property and end-to-end test
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) build --workspace --all-targets
+	GRANTWATCH_BIN_DIR=$(BIN_DIR) $(CARGO) test --workspace --all-targets
 
 DEMO_OUT := out/demo
 demo: $(VENV_STAMP) ## the whole story against a local AWS emulator (moto); no AWS account needed
 	@$(MAKE) --no-print-directory chromium || echo "demo: no chromium: the PNG renderings will be skipped"
-	$(CARGO) build --quiet -p grant-watcher -p grant-report -p grantwatch-e2e --bins
+	$(CARGO) build --workspace --all-targets
 	rm -rf $(DEMO_OUT)
-	GRANTWATCH_BIN_DIR=$(CURDIR)/target/debug target/debug/demo $(DEMO_OUT)
+	GRANTWATCH_BIN_DIR=$(BIN_DIR) $(BIN_DIR)/demo $(DEMO_OUT)
 
 fmt: ## format the code
 	$(CARGO) fmt --all

@@ -884,7 +884,7 @@ fn wrap_pairs(text: &str, marker: char, tag: &str) -> String {
     text.split('\n')
         .map(|line| {
             let parts: Vec<&str> = line.split(marker).collect();
-            if parts.len() < 3 || parts.len() % 2 == 0 {
+            if parts.len() < 3 || parts.len().is_multiple_of(2) {
                 return line.to_string();
             }
             let mut out = String::new();
