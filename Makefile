@@ -61,7 +61,13 @@ lint: $(VENV_STAMP) $(DEPLOY_STAMP) ## static checks: rustfmt, clippy, template 
 # (GRANTWATCH_BIN_DIR) instead of building them again with other features.
 BIN_DIR := $(CURDIR)/target/debug
 
-test: lint chromium lambda-artifacts ## lint, then every unit, property and end-to-end test
+# make test builds the deployable arm64 artifacts to catch a broken cross
+# build, with thin LTO and parallel codegen: the full profile (fat LTO, one
+# codegen unit) is for `make package`, and would take most of CI's budget.
+CI_RELEASE_PROFILE := CARGO_PROFILE_RELEASE_LTO=thin CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+
+test: lint chromium ## lint, the arm64 release build, then every unit, property and end-to-end test
+	$(CI_RELEASE_PROFILE) $(MAKE) --no-print-directory lambda-artifacts
 	$(CARGO) build --workspace --all-targets
 	GRANTWATCH_BIN_DIR=$(BIN_DIR) $(CARGO) test --workspace --all-targets
 
@@ -79,7 +85,7 @@ bench: ## criterion benchmarks (figures as ratios against a baseline in the same
 	$(CARGO) bench -p grantwatch-core
 
 clean: ## remove build output, the venv and demo output
-	rm -rf target $(VENV) out .aws-sam
+	rm -rf target $(VENV) out .aws-sam infra/.aws-sam
 
 # --- infra: deployable Lambda artifacts, sam build, sam deploy (docs/deploy.md).
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
