@@ -81,22 +81,24 @@ fn manual_grant(id: &str, name: &str) -> ListedGrant {
 }
 
 fn inventory(extra_manual: bool) -> FakeInventory {
-    let mut region = FakeRegion::default();
-    region.keys = vec![
-        key("app", KeyManager::Customer),
-        key("aws-ebs", KeyManager::Aws),
-        key("locked", KeyManager::Customer),
-    ];
-    region.aliases = vec![
-        AliasEntry {
-            alias_name: "alias/payments".into(),
-            target_key_id: Some("app".into()),
-        },
-        AliasEntry {
-            alias_name: "alias/aws/ebs".into(),
-            target_key_id: Some("aws-ebs".into()),
-        },
-    ];
+    let mut region = FakeRegion {
+        keys: vec![
+            key("app", KeyManager::Customer),
+            key("aws-ebs", KeyManager::Aws),
+            key("locked", KeyManager::Customer),
+        ],
+        aliases: vec![
+            AliasEntry {
+                alias_name: "alias/payments".into(),
+                target_key_id: Some("app".into()),
+            },
+            AliasEntry {
+                alias_name: "alias/aws/ebs".into(),
+                target_key_id: Some("aws-ebs".into()),
+            },
+        ],
+        ..FakeRegion::default()
+    };
     let mut app: Vec<ListedGrant> = (0..5).map(lambda_grant).collect();
     app.push(manual_grant("hostile", HOSTILE));
     app.push(manual_grant("formula", "=HYPERLINK(\"http://x\",\"y\")"));
@@ -235,7 +237,10 @@ async fn report_html_renders_in_headless_chromium_with_every_row_and_no_script_e
         "{} of {} grants shown",
         report.summary.grants, report.summary.grants
     )));
-    assert!(!dom.contains("<title>pwned"), "the hostile grant name did not run");
+    assert!(
+        !dom.contains("<title>pwned"),
+        "the hostile grant name did not run"
+    );
     assert!(
         !dom.contains("<img src=\"x\""),
         "the hostile grant name made no element"
