@@ -3,9 +3,9 @@
 
 pub mod inventory;
 pub mod ledger;
-pub mod secrets;
 pub mod scope;
 pub mod sdk;
+pub mod secrets;
 pub mod slack;
 pub mod sns;
 pub mod store;
