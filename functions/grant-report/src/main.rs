@@ -17,11 +17,14 @@
 mod delivery;
 
 use delivery::Channel;
+use grantwatch_aws::config::{bad, ConfigError, Env};
 use grantwatch_aws::inventory::{KmsInventory, RetryPolicy, DEFAULT_LISTGRANTS_RATE};
 use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
 use grantwatch_aws::scope::{AwsDirectory, MemberKmsClients, DEFAULT_MEMBER_ROLE};
-use grantwatch_aws::sdk;
+use grantwatch_aws::sdk::{self, SystemClock};
 use grantwatch_aws::secrets::SecretsManagerSource;
+use grantwatch_aws::slack::{SlackNotifier, SlackPolicy};
+use grantwatch_aws::sns::SnsNotifier;
 use grantwatch_aws::store::S3ReportStore;
 use grantwatch_core::app::report::{
     run_report, DeadlineAt, Quiet, ReportDeps, ReportOptions, ReportOutcome, ReportRequest,
@@ -33,7 +36,6 @@ use grantwatch_core::verdict::Severity;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
-use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The function's settings, from its environment (see docs/report.md).
@@ -51,21 +53,6 @@ struct Settings {
     member_role_external_id: Option<String>,
     link_expiry: Duration,
     listgrants_rate: f64,
-}
-
-/// A setting that is missing or wrong; the message names it.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}: {problem}")]
-struct ConfigError {
-    name: &'static str,
-    problem: String,
-}
-
-fn bad(name: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name,
-        problem: problem.into(),
-    }
 }
 
 /// `a, b,,c` → `[a, b, c]`.
@@ -107,28 +94,11 @@ fn regions_from(name: &'static str, values: Vec<String>) -> Result<Vec<String>, 
 
 impl Settings {
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-        let optional = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let required =
-            |name: &'static str| optional(name).ok_or_else(|| bad(name, "required, not set"));
-        let alert_topic_arn = required("ALERT_TOPIC_ARN")?;
-        if !(alert_topic_arn.starts_with("arn:") && alert_topic_arn.contains(":sns:")) {
-            return Err(bad(
-                "ALERT_TOPIC_ARN",
-                format!("{alert_topic_arn:?} is not an SNS topic ARN"),
-            ));
-        }
-        let min_alert_severity = match optional("MIN_ALERT_SEVERITY") {
-            None => Severity::Medium,
-            Some(text) => Severity::from_str(&text).map_err(|e| bad("MIN_ALERT_SEVERITY", e))?,
-        };
-        let rules_s3_uri = optional("RULES_S3_URI");
-        if let Some(uri) = &rules_s3_uri {
-            sdk::parse_s3_uri(uri).map_err(|e| bad("RULES_S3_URI", e))?;
-        }
+        let env = Env::new(get);
+        let optional = |name: &str| env.optional(name);
+        let alert_topic_arn = env.alert_topic_arn()?;
+        let min_alert_severity = env.min_alert_severity()?;
+        let rules_s3_uri = env.rules_s3_uri()?;
         let regions = match optional("REPORT_REGIONS") {
             Some(list) => regions_from("REPORT_REGIONS", comma_list(&list))?,
             None => optional("AWS_REGION").into_iter().collect(),
@@ -168,7 +138,7 @@ impl Settings {
             },
         };
         Ok(Settings {
-            report_bucket: required("REPORT_BUCKET")?,
+            report_bucket: env.required("REPORT_BUCKET")?,
             alert_topic_arn,
             ledger_table: optional("LEDGER_TABLE"),
             slack_webhook_secret_arn: optional("SLACK_WEBHOOK_SECRET_ARN"),
@@ -260,10 +230,10 @@ async fn init() -> Result<Deps, ConfigError> {
             format!("cannot tell which account this is: {e}"),
         )
     })?;
-    let mut channels = vec![Channel::Sns {
-        client: aws_sdk_sns::Client::new(&config),
-        topic_arn: settings.alert_topic_arn.clone(),
-    }];
+    let mut channels = vec![Channel::Sns(SnsNotifier::new(
+        aws_sdk_sns::Client::new(&config),
+        settings.alert_topic_arn.clone(),
+    ))];
     if let Some(secret) = &settings.slack_webhook_secret_arn {
         let http = reqwest::Client::builder().build().map_err(|e| {
             bad(
@@ -271,13 +241,12 @@ async fn init() -> Result<Deps, ConfigError> {
                 format!("cannot build the HTTP client: {e}"),
             )
         })?;
-        channels.push(Channel::Slack {
+        channels.push(Channel::Slack(SlackNotifier::new(
             http,
-            secrets: SecretsManagerSource::new(
-                aws_sdk_secretsmanager::Client::new(&config),
-                secret,
-            ),
-        });
+            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&config), secret),
+            SystemClock,
+            SlackPolicy::default(),
+        )));
     }
     let clients = MemberKmsClients::new(
         config.clone(),

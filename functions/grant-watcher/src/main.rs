@@ -2,6 +2,7 @@
 //! builds its clients once, then hands each EventBridge event to
 //! `grantwatch_core::app::watch::watch_event`. Nothing else lives here.
 
+use grantwatch_aws::config::{bad, ConfigError, Env};
 use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
 use grantwatch_aws::sdk::{self, SystemClock};
 use grantwatch_aws::secrets::SecretsManagerSource;
@@ -14,7 +15,6 @@ use grantwatch_core::app::watch::{
 use grantwatch_core::verdict::Severity;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
-use std::str::FromStr;
 
 type Slack = SlackNotifier<SecretsManagerSource, SystemClock>;
 type Deps = WatchDeps<DynamoLedger, SnsNotifier, Slack, SystemClock>;
@@ -33,78 +33,30 @@ struct Settings {
     function_name: String,
 }
 
-/// A setting that is missing or wrong; the message names it.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}: {problem}")]
-struct ConfigError {
-    name: &'static str,
-    problem: String,
-}
-
-fn bad(name: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name,
-        problem: problem.into(),
-    }
-}
-
 impl Settings {
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-        let optional = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let required =
-            |name: &'static str| optional(name).ok_or_else(|| bad(name, "required, not set"));
-        let number =
-            |name: &'static str, default: u64, min: u64, max: u64| -> Result<u64, ConfigError> {
-                match optional(name) {
-                    None => Ok(default),
-                    Some(text) => match text.parse::<u64>() {
-                        Ok(value) if (min..=max).contains(&value) => Ok(value),
-                        _ => Err(bad(
-                            name,
-                            format!("{text:?} is not a whole number from {min} to {max}"),
-                        )),
-                    },
-                }
-            };
-        let alert_topic_arn = required("ALERT_TOPIC_ARN")?;
-        if !(alert_topic_arn.starts_with("arn:") && alert_topic_arn.contains(":sns:")) {
-            return Err(bad(
-                "ALERT_TOPIC_ARN",
-                format!("{alert_topic_arn:?} is not an SNS topic ARN"),
-            ));
-        }
-        let min_alert_severity = match optional("MIN_ALERT_SEVERITY") {
-            None => Severity::Medium,
-            Some(text) => Severity::from_str(&text).map_err(|e| bad("MIN_ALERT_SEVERITY", e))?,
-        };
-        let rules_s3_uri = optional("RULES_S3_URI");
-        if let Some(uri) = &rules_s3_uri {
-            sdk::parse_s3_uri(uri).map_err(|e| bad("RULES_S3_URI", e))?;
-        }
+        let env = Env::new(get);
         Ok(Settings {
-            alert_topic_arn,
-            ledger_table: required("LEDGER_TABLE")?,
-            slack_webhook_secret_arn: optional("SLACK_WEBHOOK_SECRET_ARN"),
-            min_alert_severity,
-            rules_s3_uri,
-            ledger_retention_days: number(
+            alert_topic_arn: env.alert_topic_arn()?,
+            ledger_table: env.required("LEDGER_TABLE")?,
+            slack_webhook_secret_arn: env.optional("SLACK_WEBHOOK_SECRET_ARN"),
+            min_alert_severity: env.min_alert_severity()?,
+            rules_s3_uri: env.rules_s3_uri()?,
+            ledger_retention_days: env.number(
                 "LEDGER_RETENTION_DAYS",
                 DEFAULT_RETENTION_DAYS.into(),
                 1,
                 3650,
             )? as u32,
-            storm_threshold: number("STORM_THRESHOLD", DEFAULT_STORM_THRESHOLD, 1, 100_000)?,
-            storm_window_seconds: number(
+            storm_threshold: env.number("STORM_THRESHOLD", DEFAULT_STORM_THRESHOLD, 1, 100_000)?,
+            storm_window_seconds: env.number(
                 "STORM_WINDOW_SECONDS",
                 DEFAULT_STORM_WINDOW_SECONDS,
                 1,
                 600,
             )?,
-            function_name: optional("AWS_LAMBDA_FUNCTION_NAME")
+            function_name: env
+                .optional("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "grant-watcher".to_string()),
         })
     }

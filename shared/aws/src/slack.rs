@@ -88,8 +88,20 @@ impl<S: SecretSource, C: Clock> Notifier for SlackNotifier<S, C> {
     }
 
     async fn send(&self, notice: Notice<'_>, deadline_ms: i64) -> Result<(), PortError> {
+        self.post(&render(notice), deadline_ms).await
+    }
+}
+
+impl<S: SecretSource, C: Clock> SlackNotifier<S, C> {
+    /// Post a Block Kit payload (alerts, digests, the report's summary):
+    /// honours 429 `Retry-After`, retries 5xx and connection errors with
+    /// backoff until `deadline_ms` (epoch ms), never retries other 4xx.
+    pub async fn post(
+        &self,
+        payload: &serde_json::Value,
+        deadline_ms: i64,
+    ) -> Result<(), PortError> {
         let url = self.secrets.slack_webhook_url().await?;
-        let payload = render(notice);
         let mut backoff = self.policy.first_backoff;
         let mut attempt = 0;
         loop {
@@ -108,7 +120,7 @@ impl<S: SecretSource, C: Clock> Notifier for SlackNotifier<S, C> {
                 .http
                 .post(url.expose())
                 .timeout(timeout)
-                .json(&payload)
+                .json(payload)
                 .send()
                 .await
             {

@@ -35,7 +35,13 @@ impl Notifier for SnsNotifier {
     }
 
     async fn send(&self, notice: Notice<'_>, _deadline_ms: i64) -> Result<(), PortError> {
-        let message = render(notice);
+        self.publish(&render(notice)).await
+    }
+}
+
+impl SnsNotifier {
+    /// Publish a rendered message (alerts, digests, the report's summary).
+    pub async fn publish(&self, message: &SnsMessage) -> Result<(), PortError> {
         let mut publish = self
             .client
             .publish()
