@@ -694,7 +694,7 @@ fn screenshots(options: &DemoOptions, slack: &[Value]) -> Vec<PathBuf> {
     let report_html = options.out_dir.join("report.html");
     if report_html.exists() {
         let png = options.out_dir.join("report.png");
-        if screenshot(&chromium, &report_html, &png, (1280, 1800)) {
+        if screenshot(&chromium, &report_html, &png, (1400, 1300)) {
             written.push(png);
         }
     }
@@ -736,6 +736,16 @@ fn find_chromium() -> Option<PathBuf> {
 }
 
 fn screenshot(chromium: &Path, page: &Path, png: &Path, (width, height): (u32, u32)) -> bool {
+    // Chromium needs absolute paths: `file://out/demo/x.html` is no URL.
+    let Ok(page) = std::fs::canonicalize(page) else {
+        say(&format!("  (cannot find {})", page.display()));
+        return false;
+    };
+    let png = match png.parent().map(std::fs::canonicalize) {
+        Some(Ok(dir)) => dir.join(png.file_name().unwrap_or_default()),
+        _ => png.to_path_buf(),
+    };
+    let (page, png) = (page.as_path(), png.as_path());
     let profile =
         std::env::temp_dir().join(format!("grantwatch-demo-chromium-{}", std::process::id()));
     let status = std::process::Command::new(chromium)
