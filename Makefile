@@ -69,7 +69,7 @@ CI_RELEASE_PROFILE := CARGO_PROFILE_RELEASE_LTO=thin CARGO_PROFILE_RELEASE_CODEG
 test: lint chromium ## lint, the arm64 release build, then every unit, property and end-to-end test
 	$(CI_RELEASE_PROFILE) $(MAKE) --no-print-directory lambda-artifacts
 	$(CARGO) build --workspace --all-targets
-	GRANTWATCH_BIN_DIR=$(BIN_DIR) $(CARGO) test --workspace --all-targets
+	GRANTWATCH_BIN_DIR=$(BIN_DIR) $(CARGO) test --workspace --all-targets --no-fail-fast
 
 DEMO_OUT := out/demo
 demo: $(VENV_STAMP) ## the whole story against a local AWS emulator (moto); no AWS account needed

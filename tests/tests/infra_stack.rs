@@ -468,20 +468,25 @@ async fn every_configured_option_reaches_the_functions() {
 
 /// Environment variable names in a function crate's code: its upper-case
 /// string literals (`required("LEDGER_TABLE")`), tests and Lambda's own
-/// `AWS_*` variables left out.
+/// `AWS_*` variables left out. The shared settings module
+/// (`grantwatch_aws::config`: `ALERT_TOPIC_ARN`, `MIN_ALERT_SEVERITY`,
+/// `RULES_S3_URI`) counts when the function uses it.
 fn variables_read_by(binary: &str) -> BTreeSet<String> {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../functions")
-        .join(binary)
-        .join("src");
-    let mut names = BTreeSet::new();
-    for entry in std::fs::read_dir(&src)
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let src = workspace.join("functions").join(binary).join("src");
+    let mut texts: Vec<String> = std::fs::read_dir(&src)
         .expect("function src")
         .filter_map(|e| e.ok())
-    {
-        let Ok(text) = std::fs::read_to_string(entry.path()) else {
-            continue;
-        };
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .collect();
+    if texts.iter().any(|t| t.contains("grantwatch_aws::config")) {
+        texts.push(
+            std::fs::read_to_string(workspace.join("shared/aws/src/config.rs"))
+                .expect("shared settings module"),
+        );
+    }
+    let mut names = BTreeSet::new();
+    for text in &texts {
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
         for literal in code.split('"').skip(1).step_by(2) {
             let looks_like_variable = literal.len() > 3
