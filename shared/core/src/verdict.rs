@@ -116,6 +116,32 @@ pub enum FindingCode {
     GrantCountHigh,
     /// Not enough signals to tell a service's grant from a person's.
     UnknownOrigin,
+    /// A recognisable KMS grant event that could not be fully parsed: alerted with what is known.
+    UnparseableEvent,
+    /// A call that blinds or weakens grantwatch, on one of its own resources.
+    PipelineTampered,
+    /// CloudFormation changed grantwatch's own stack while deploying it.
+    PipelineChangedByDeploy,
+    /// A key was disabled, scheduled for deletion or lost its key material: its grants stop working.
+    KeyDisabled,
+    /// A key's policy was replaced.
+    KeyPolicyChanged,
+    /// A key was enabled again or its deletion cancelled.
+    KeyRecovered,
+    /// Report: a standing grant created after deployment that the watcher never saw.
+    UnseenByWatcher,
+    /// The key belongs to another account than the one the event came from.
+    ForeignKey,
+    /// Many grants to one grantee on one key in a short time.
+    GrantBurst,
+    /// A grant re-created soon after its removal.
+    GrantPersistence,
+    /// A principal granted itself.
+    SelfGrant,
+    /// The grant allows every operation of its kind.
+    OverBroad,
+    /// Report: the key policy lets others call CreateGrant without kms:GrantIsForAWSResource.
+    CreateGrantOpen,
 }
 
 impl FindingCode {
@@ -142,12 +168,25 @@ impl FindingCode {
             FindingCode::DuplicateGrant => "duplicate-grant",
             FindingCode::GrantCountHigh => "grant-count-high",
             FindingCode::UnknownOrigin => "unknown-origin",
+            FindingCode::UnparseableEvent => "unparseable-event",
+            FindingCode::PipelineTampered => "pipeline-tampered",
+            FindingCode::PipelineChangedByDeploy => "pipeline-changed-by-deploy",
+            FindingCode::KeyDisabled => "key-disabled",
+            FindingCode::KeyPolicyChanged => "key-policy-changed",
+            FindingCode::KeyRecovered => "key-recovered",
+            FindingCode::UnseenByWatcher => "unseen-by-watcher",
+            FindingCode::ForeignKey => "foreign-key",
+            FindingCode::GrantBurst => "grant-burst",
+            FindingCode::GrantPersistence => "grant-persistence",
+            FindingCode::SelfGrant => "self-grant",
+            FindingCode::OverBroad => "over-broad",
+            FindingCode::CreateGrantOpen => "create-grant-open",
         }
     }
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 21] = [
+    pub const ALL: [FindingCode; 34] = [
         FindingCode::ManualGrant,
         FindingCode::CrossAccountGrantee,
         FindingCode::CrossAccountCaller,
@@ -169,6 +208,19 @@ impl FindingCode {
         FindingCode::DuplicateGrant,
         FindingCode::GrantCountHigh,
         FindingCode::UnknownOrigin,
+        FindingCode::UnparseableEvent,
+        FindingCode::PipelineTampered,
+        FindingCode::PipelineChangedByDeploy,
+        FindingCode::KeyDisabled,
+        FindingCode::KeyPolicyChanged,
+        FindingCode::KeyRecovered,
+        FindingCode::UnseenByWatcher,
+        FindingCode::ForeignKey,
+        FindingCode::GrantBurst,
+        FindingCode::GrantPersistence,
+        FindingCode::SelfGrant,
+        FindingCode::OverBroad,
+        FindingCode::CreateGrantOpen,
     ];
 }
 

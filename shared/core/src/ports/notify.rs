@@ -2,6 +2,7 @@
 
 use crate::ports::PortError;
 use crate::verdict::Verdict;
+use serde::Serialize;
 use std::fmt;
 use std::future::Future;
 use std::sync::Mutex;
@@ -33,11 +34,30 @@ impl Notice<'_> {
     }
 }
 
+/// How the watcher treats a channel's failures (docs/watcher.md,
+/// "Reliability"). Every channel declares its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChannelClass {
+    /// Must carry every alert: any failure, permanent or transient, fails
+    /// the invocation (retried, then kept by the on-failure destination).
+    Mandatory,
+    /// A permanent rejection is logged at error level, counted
+    /// (`DeliveriesRejected`) and alarmed, and the invocation succeeds; a
+    /// transient failure is retried.
+    BestEffort,
+}
+
 /// One alert channel. Each renders the notice its own way (with
 /// `render::*`) and sends it before `deadline_ms` (epoch milliseconds).
 pub trait Notifier: Send + Sync {
     /// Stable channel name (`sns`, `slack`): the ledger's delivery key.
     fn channel(&self) -> &str;
+
+    /// The channel's class; best effort unless it says otherwise.
+    fn class(&self) -> ChannelClass {
+        ChannelClass::BestEffort
+    }
 
     /// Send the notice. `PortError::Transient` when a retry can fix it,
     /// `Permanent` for configuration errors (not retried).
