@@ -142,6 +142,8 @@ pub enum FindingCode {
     OverBroad,
     /// Report: the key policy lets others call CreateGrant without kms:GrantIsForAWSResource.
     CreateGrantOpen,
+    /// Unforgeable evidence of an AWS service grantwatch has no profile for: recorded at low.
+    UnprofiledService,
 }
 
 impl FindingCode {
@@ -181,12 +183,13 @@ impl FindingCode {
             FindingCode::SelfGrant => "self-grant",
             FindingCode::OverBroad => "over-broad",
             FindingCode::CreateGrantOpen => "create-grant-open",
+            FindingCode::UnprofiledService => "unprofiled-service",
         }
     }
 }
 
 impl FindingCode {
-    pub const ALL: [FindingCode; 34] = [
+    pub const ALL: [FindingCode; 35] = [
         FindingCode::ManualGrant,
         FindingCode::CrossAccountGrantee,
         FindingCode::CrossAccountCaller,
@@ -221,6 +224,7 @@ impl FindingCode {
         FindingCode::SelfGrant,
         FindingCode::OverBroad,
         FindingCode::CreateGrantOpen,
+        FindingCode::UnprofiledService,
     ];
 }
 
