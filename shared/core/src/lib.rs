@@ -10,6 +10,7 @@ pub mod assess;
 pub mod event;
 pub mod grant;
 pub mod judge;
+pub mod logs;
 pub mod origin;
 pub mod ports;
 pub mod principal;
