@@ -18,4 +18,5 @@ pub mod record;
 pub mod render;
 pub mod report;
 pub mod rules;
+pub mod tamper;
 pub mod verdict;
