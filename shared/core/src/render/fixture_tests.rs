@@ -3,7 +3,7 @@
 //! and SNS rule. `cargo test -p grantwatch-core fixture_alerts -- --nocapture`
 //! prints the alerts as a person sees them (the examples in docs/alerts.md).
 
-use super::tests_support::{assert_slack_limits, assert_sns_rules};
+use super::tests_support::{assert_alert_limits, assert_slack_limits, assert_sns_rules};
 use super::{slack, sns, text};
 use crate::app::watch::grant_record;
 use crate::event::{parse_document, GrantEvent, Parsed};
@@ -21,19 +21,36 @@ fn policy() -> Policy {
     }
 }
 
+/// The grant events of a fixture file. A file that does not parse, or a
+/// record that fails, fails the test (a loader that swallowed them would
+/// let the corpus shrink unnoticed), except in the `malformed-*` files,
+/// which exist to fail (the parser's tests check how) and must.
 fn events(file: &str) -> Vec<GrantEvent> {
     let bytes = std::fs::read(format!("{FIXTURES}/{file}")).expect("fixture");
-    parse_document(&bytes)
-        .map(|records| {
-            records
-                .into_iter()
-                .filter_map(|r| match r {
-                    Ok(Parsed::Grant(event)) => Some(*event),
-                    _ => None,
-                })
-                .collect()
+    let malformed = file.starts_with("malformed-");
+    let records = match parse_document(&bytes) {
+        Ok(records) => records,
+        Err(_) if malformed => return Vec::new(),
+        Err(e) => panic!("{file}: the fixture does not parse: {e}"),
+    };
+    let mut failed = 0;
+    let events = records
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(Parsed::Grant(event)) => Some(*event),
+            Ok(_) => None,
+            Err(e) => {
+                assert!(malformed, "{file}: a record does not parse: {e}");
+                failed += 1;
+                None
+            }
         })
-        .unwrap_or_default()
+        .collect();
+    assert!(
+        !malformed || failed > 0,
+        "{file} is meant to be malformed but parses"
+    );
+    events
 }
 
 fn verdicts_of_corpus() -> Vec<(String, Verdict)> {
@@ -65,7 +82,7 @@ fn fixture_alerts_render_within_every_rule() {
     );
     for (name, v) in &verdicts {
         let payload = slack::alert(v);
-        assert_slack_limits(&payload);
+        assert_alert_limits(&payload);
         let msg = sns::alert(v);
         assert_sns_rules(&msg);
         let shown = text::slack_payload_as_text(&payload);
@@ -95,17 +112,27 @@ fn fixture_alerts_examples() {
     let removal = judge_event(&retire[0], Some(&known), &policy());
     let msg = sns::alert(&removal);
     let payload = slack::alert(&removal);
-    if removal
-        .findings
-        .iter()
-        .any(|f| f.code == FindingCode::ServiceGrantRemoved)
-    {
-        assert!(
-            msg.subject.contains("Service grant removed by a person"),
-            "{}",
-            msg.subject
-        );
-    }
+    assert!(
+        removal
+            .findings
+            .iter()
+            .any(|f| f.code == FindingCode::ServiceGrantRemoved),
+        "{:?}",
+        removal.findings
+    );
+    assert!(
+        msg.subject.contains("Service grant removed by a person"),
+        "{}",
+        msg.subject
+    );
+    let runbook = format!(
+        "{}/service-grant-removed.md",
+        crate::render::links::DEFAULT_RUNBOOK_BASE_URL
+    );
+    assert!(
+        text::slack_payload_as_text(&payload).contains(&runbook),
+        "the alert links to its runbook"
+    );
     println!(
         "\n{}\n\n{}",
         text::slack_payload_as_text(&payload),

@@ -2,7 +2,8 @@
 //! body, attributes) and terminal text. Escaping and limits live here, once.
 //!
 //! The stable API other crates call:
-//! - [`slack::alert`]`(&Verdict) -> serde_json::Value` and
+//! - [`slack::alert`]`(&Verdict) -> serde_json::Value` (or
+//!   [`slack::alert_with`] and [`links::LinkSettings`] for the runbook base URL) and
 //!   [`slack::digest`]`(&[Verdict], window: &str) -> Value`: webhook
 //!   payloads `{text, blocks}`;
 //! - [`sns::alert`]`(&Verdict) -> SnsMessage` and
@@ -16,9 +17,13 @@
 //! `window` is a phrase that completes "N KMS grant alerts …", e.g.
 //! `"in the last 60 s"` or `"between 18:40 and 18:41 UTC"`.
 
+pub mod asff;
+pub mod attack;
 pub mod commands;
 pub mod describe;
+pub mod links;
 pub mod mrkdwn;
+pub mod ocsf;
 pub mod plain;
 pub mod slack;
 pub mod sns;

@@ -1,11 +1,13 @@
-//! Property tests: for arbitrary strings in every event field, the
-//! renderers never panic, Slack payloads stay escaped and within every
-//! Block Kit limit, SNS messages follow the SNS rules, and commands quote
+//! Property tests: for arbitrary strings in every event field, Slack
+//! payloads stay escaped and within every Block Kit limit (alerts within
+//! 12 blocks and 8 KB), terminal text carries no control characters, SNS messages follow the SNS rules, and commands quote
 //! their values so a shell reads them back unchanged.
 
 use super::commands::shell_quote;
 use super::mrkdwn::{escape, slack_len, truncate_mrkdwn};
-use super::tests_support::{assert_escaped, assert_slack_limits, assert_sns_rules};
+use super::tests_support::{
+    assert_alert_limits, assert_escaped, assert_slack_limits, assert_sns_rules,
+};
 use super::{slack, sns, text};
 use crate::grant::{Constraints, Operation};
 use crate::verdict::{ActorView, Finding, FindingCode, Origin, RemovedGrant, Severity, Verdict};
@@ -147,6 +149,11 @@ prop_compose! {
     }
 }
 
+/// No control character but line breaks and tabs.
+fn terminal_safe(s: &str) -> bool {
+    !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t')
+}
+
 /// Read a word the way a POSIX shell does, for quoting as
 /// [`shell_quote`] produces it: plain characters, `'...'`, and `\'`.
 fn shell_read(word: &str) -> Option<String> {
@@ -174,8 +181,10 @@ proptest! {
     #[test]
     fn slack_alert_is_escaped_and_within_limits(v in verdict()) {
         let payload = slack::alert(&v);
-        assert_slack_limits(&payload);
-        let _ = text::slack_payload_as_text(&payload);
+        assert_alert_limits(&payload);
+        let shown = text::slack_payload_as_text(&payload);
+        prop_assert!(shown.contains(slack::severity_label(v.severity)), "{}", shown);
+        prop_assert!(terminal_safe(&shown), "control character reached the terminal");
     }
 
     #[test]
@@ -191,11 +200,18 @@ proptest! {
     }
 
     #[test]
-    fn renderers_survive_arbitrary_json(value in any::<String>()) {
-        let _ = text::slack_payload_as_text(&serde_json::json!({"text": value, "blocks": [
+    fn malformed_payloads_show_their_words_and_nothing_unsafe(
+        value in any::<String>(),
+        word in "[A-Za-z0-9]{1,20}",
+    ) {
+        let shown = text::slack_payload_as_text(&serde_json::json!({"text": value, "blocks": [
             {"type": "header"}, {"type": "section", "fields": [1, {"text": value}]},
-            {"type": "context", "elements": "x"}
+            {"type": "context", "elements": "x"},
+            {"type": "actions", "elements": [{"url": value}, 7]},
+            {"type": "section", "text": {"type": "mrkdwn", "text": word}}
         ]}));
+        prop_assert!(terminal_safe(&shown), "control character reached the terminal");
+        prop_assert!(shown.contains(&word), "{:?} missing from {:?}", word, shown);
     }
 }
 
@@ -207,7 +223,9 @@ proptest! {
     fn slack_digest_is_escaped_and_within_limits(vs in vec(verdict(), 0..6), window in text()) {
         let payload = slack::digest(&vs, &window);
         assert_slack_limits(&payload);
-        let _ = text::slack_payload_as_text(&payload);
+        let shown = text::slack_payload_as_text(&payload);
+        prop_assert!(shown.contains(&format!("{} KMS grant", vs.len())), "{}", shown);
+        prop_assert!(terminal_safe(&shown), "control character reached the terminal");
     }
 
     #[test]

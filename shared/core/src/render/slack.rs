@@ -8,14 +8,22 @@
 
 use super::commands::{commands, Purpose};
 use super::describe::{self, is_removal};
+use super::links::LinkSettings;
 use super::mrkdwn::{
-    code, code_block, escape, fit_lines, prose, slack_len, truncate_mrkdwn, MAX_BLOCKS,
+    code, code_block, escape, fit_lines, prose, truncate, truncate_mrkdwn, MAX_BLOCKS,
     MAX_CONTEXT_ELEMENTS, MAX_CONTEXT_TEXT, MAX_FALLBACK_TEXT, MAX_FIELDS, MAX_FIELD_TEXT,
     MAX_HEADER_TEXT, MAX_SECTION_TEXT,
 };
 use super::tally::{tally, Tally};
 use crate::verdict::{Origin, Severity, Verdict};
 use serde_json::{json, Value};
+
+/// A button's URL: at most 3000 characters.
+pub const MAX_BUTTON_URL: usize = 3000;
+/// At most 25 elements in an actions block.
+pub const MAX_ACTION_ELEMENTS: usize = 25;
+/// A button's text: at most 75 characters.
+pub const MAX_BUTTON_TEXT: usize = 75;
 
 /// How many events a digest lists one by one (the rest are counted).
 pub const DIGEST_TOP_EVENTS: usize = 25;
@@ -24,65 +32,302 @@ pub const DIGEST_TOP_NAMES: usize = 5;
 /// Longest finding message or impact shown.
 const MAX_MESSAGE_CHARS: usize = 500;
 
-/// The Slack message for one verdict: header (severity and what happened),
-/// a one-line summary, fields (event, key and alias, actor, origin, grantee,
-/// retiring principal, operations, account/region, source IP, user agent,
-/// grant), constraints, findings, the removed grant's context for
-/// removals, the origin evidence, the inspect/revoke commands in a code
-/// block, and a context line with the event id, time and suppression.
+/// Largest webhook payload an alert may be (serialised JSON bytes): a
+/// message that scans in two seconds is far smaller than Slack's limits.
+pub const MAX_ALERT_BYTES: usize = 8 * 1024;
+/// Most blocks an alert uses (Slack allows 50).
+pub const MAX_ALERT_BLOCKS: usize = 12;
+/// At most this many fields in an alert.
+pub const MAX_ALERT_FIELDS: usize = 6;
+/// The user agent is cut to this many characters in the context line.
+pub const MAX_USER_AGENT_CHARS: usize = 80;
+/// Findings listed one line each (the rest are counted).
+const ALERT_TOP_FINDINGS: usize = 3;
+
+/// The Slack message for one verdict, built to scan in two seconds:
+/// - a header: severity emoji, severity and the one-line summary;
+/// - six fields: who, grantee (for a removal: whose grant), key,
+///   operations, constraints, origin, in words;
+/// - the worst findings, one line each (and a removal's impact);
+/// - the revoke command, when the grant exists;
+/// - buttons: the key in the KMS console, the event in CloudTrail, the
+///   runbook of the worst finding;
+/// - a context line with the rest (event, time, account/region, source IP,
+///   user agent cut to [`MAX_USER_AGENT_CHARS`], grant and event ids,
+///   suppression notes).
+///
+/// At most [`MAX_ALERT_BLOCKS`] blocks and [`MAX_ALERT_BYTES`] bytes: values
+/// are cut shorter until the payload fits. The e-mail body keeps every
+/// detail. Runbook links use the default base URL; see [`alert_with`].
 pub fn alert(v: &Verdict) -> Value {
+    alert_with(v, &LinkSettings::default())
+}
+
+/// [`alert`] with the deployment's link settings (the runbook base URL).
+pub fn alert_with(v: &Verdict, links: &LinkSettings) -> Value {
+    // Longest value (UTF-16 units) shown per budget: generous first, then
+    // shorter until the payload fits; the last step drops the extras.
+    for budget in [300, 120, 48] {
+        let payload = build_alert(v, links, budget, true);
+        if payload_bytes(&payload) <= MAX_ALERT_BYTES {
+            return payload;
+        }
+    }
+    build_alert(v, links, 24, false)
+}
+
+/// Serialised size of a payload in bytes.
+pub fn payload_bytes(payload: &Value) -> usize {
+    serde_json::to_vec(payload).map_or(usize::MAX, |b| b.len())
+}
+
+/// A value as an inline code span of at most `n` units before escaping.
+fn code_n(s: &str, n: usize) -> String {
+    code(&truncate(s, n))
+}
+
+fn build_alert(v: &Verdict, links: &LinkSettings, n: usize, extras: bool) -> Value {
     let mut blocks = Blocks::default();
     blocks.header(&format!(
-        "{} · {}",
+        "{} {} · {}",
+        severity_emoji(v.severity),
         severity_label(v.severity),
-        describe::headline(v)
+        describe::summary(v)
     ));
-    blocks.section(&prose(&describe::summary(v), MAX_SECTION_TEXT));
-    blocks.fields(alert_fields(v));
+    blocks.fields(alert_fields(v, n));
+    blocks.section(&findings_text(v, n));
+    if extras {
+        if let Some(cmd) = revoke_command(v) {
+            blocks.section(&cmd);
+        }
+    }
+    blocks.actions(alert_buttons(v, links));
+    let mut context = context_elements(v, n);
+    if !extras {
+        context.truncate(3);
+    }
+    blocks.context(context);
+    blocks.finish(&truncate_mrkdwn(
+        &format!(
+            "[{}] {}",
+            severity_label(v.severity),
+            escape(&truncate(&describe::summary(v), n.max(120)))
+        ),
+        MAX_ALERT_FALLBACK,
+    ))
+}
 
-    if !is_removal(v) || v.constraints.is_some() {
-        blocks.section(&constraints_text(v));
+/// The notification text of an alert (the summary).
+const MAX_ALERT_FALLBACK: usize = 300;
+
+/// 🔴 critical, 🟠 high, 🟡 medium, 🔵 low, ⚪ info.
+pub fn severity_emoji(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "🔴",
+        Severity::High => "🟠",
+        Severity::Medium => "🟡",
+        Severity::Low => "🔵",
+        Severity::Info => "⚪",
     }
-    blocks.section(&findings_text(v));
+}
+
+/// A principal in words; its exact form only when no words were found.
+fn principal_words(p: Option<&str>, n: usize) -> String {
+    match p.filter(|p| !p.trim().is_empty()) {
+        Some(p) => {
+            let words = describe::principal(p);
+            if words == p.trim() {
+                code_n(p, n)
+            } else {
+                prose(&words, n)
+            }
+        }
+        None => "none".to_string(),
+    }
+}
+
+fn origin_text(origin: Origin, service: Option<&str>, n: usize) -> String {
+    match (origin, service) {
+        (Origin::Service, Some(service)) => format!("service · {}", code_n(service, n)),
+        (Origin::Manual, _) => "manual (a person or workload)".to_string(),
+        _ => origin.as_str().to_string(),
+    }
+}
+
+fn alert_fields(v: &Verdict, n: usize) -> Vec<String> {
+    let mut who = match (&v.actor.arn, &v.actor.invoked_by) {
+        (Some(arn), _) => principal_words(Some(arn), n),
+        (None, Some(by)) => code_n(by, n),
+        (None, None) => "unknown".to_string(),
+    };
+    if let (Some(_), Some(by)) = (&v.actor.arn, &v.actor.invoked_by) {
+        who.push_str(&format!(" via {}", code_n(by, n)));
+    }
+    let second = if is_removal(v) && v.grantee.is_none() {
+        let whose = match &v.removed_grant {
+            Some(r) => {
+                let by = principal_words(r.created_by.as_deref(), n);
+                match (r.origin, r.service.as_deref()) {
+                    (Origin::Service, Some(s)) => format!("{}'s, for {by}", code_n(s, n)),
+                    (Origin::Manual, _) => format!("made by hand by {by}"),
+                    _ => format!("made by {by}"),
+                }
+            }
+            None => "unknown to the ledger".to_string(),
+        };
+        field("Removed grant", whose)
+    } else {
+        field("Grantee", principal_words(v.grantee.as_deref(), n))
+    };
+    let key = match v.key_alias.as_deref().filter(|a| !a.trim().is_empty()) {
+        Some(alias) => code_n(alias, n),
+        None => prose(&describe::key_label(v), n),
+    };
+    let ops = if v.operations.is_empty() {
+        if is_removal(v) {
+            "not in the event"
+        } else {
+            "none"
+        }
+        .to_string()
+    } else {
+        prose(&describe::operations_short(&v.operations, 4), n)
+    };
+    vec![
+        field(if is_removal(v) { "Removed by" } else { "Who" }, who),
+        second,
+        field("Key", key),
+        field("Operations", ops),
+        field("Constraints", constraints_words(v, n)),
+        field("Origin", origin_text(v.origin, v.service.as_deref(), n)),
+    ]
+}
+
+/// The constraints in words: "none", or the first two items and a count.
+fn constraints_words(v: &Verdict, n: usize) -> String {
+    if let Some(absent) = describe::constraints_absent(v.constraints.as_ref()) {
+        return absent.to_string();
+    }
+    let items = v
+        .constraints
+        .as_ref()
+        .map(describe::constraint_items)
+        .unwrap_or_default();
+    let mut lines: Vec<String> = items
+        .iter()
+        .take(2)
+        .map(|item| match item.key {
+            Some(key) => format!(
+                "{} {} = {}",
+                item.kind,
+                code_n(key, n / 2),
+                code_n(item.value, n / 2)
+            ),
+            None => format!("{} = {}", item.kind, code_n(item.value, n)),
+        })
+        .collect();
+    if items.len() > 2 {
+        lines.push(format!("+{} more", items.len() - 2));
+    }
+    lines.join("\n")
+}
+
+fn findings_text(v: &Verdict, n: usize) -> String {
+    let mut lines = Vec::new();
     if is_removal(v) {
-        blocks.section(&removed_grant_text(v));
+        if let Some(impact) = v.removed_grant.as_ref().and_then(|r| r.impact.as_deref()) {
+            lines.push(format!("*Impact*: {}", prose(impact, n.max(120))));
+        }
     }
-    if !v.evidence.is_empty() {
-        let lines: Vec<String> = v
-            .evidence
-            .iter()
-            .map(|e| format!("• {}", prose(e, MAX_MESSAGE_CHARS)))
-            .collect();
-        blocks.section(&format!(
-            "*Why origin is {}*\n{}",
-            v.origin,
-            fit_lines(&lines, MAX_SECTION_TEXT - 40, "signals")
+    if v.findings.is_empty() {
+        lines.push("*Findings*: none".to_string());
+        return lines.join("\n");
+    }
+    let mut findings: Vec<_> = v.findings.iter().collect();
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    for f in findings.iter().take(ALERT_TOP_FINDINGS) {
+        lines.push(format!(
+            "• *{}* {} {}",
+            severity_label(f.severity),
+            code(f.code.as_str()),
+            prose(&f.message, n.min(MAX_MESSAGE_CHARS))
         ));
     }
-    blocks.section(&commands_text(v));
+    if findings.len() > ALERT_TOP_FINDINGS {
+        let more = findings.len() - ALERT_TOP_FINDINGS;
+        lines.push(format!(
+            "…and {more} more {} (in the e-mail and `grantwatch explain`)",
+            plural(more, "finding", "findings")
+        ));
+    }
+    fit_lines(&lines, MAX_SECTION_TEXT - 20, "findings")
+}
 
-    let mut context = vec![format!(
-        "Event {} · {}",
-        code(&v.event_id),
-        v.event_time
-            .as_deref()
-            .map(code)
-            .unwrap_or_else(|| "time unknown".into())
-    )];
+/// The revoke command in a code block, when the grant exists and the
+/// command is short enough to paste whole (a cut command would run with a
+/// wrong value).
+fn revoke_command(v: &Verdict) -> Option<String> {
+    let cmd = commands(v)
+        .into_iter()
+        .find(|c| c.purpose == Purpose::Revoke)?;
+    (cmd.command.len() <= 600).then(|| format!("*Revoke*\n{}", code_block(&[cmd.command])))
+}
+
+fn alert_buttons(v: &Verdict, links: &LinkSettings) -> Vec<(&'static str, String)> {
+    let mut buttons = Vec::new();
+    if let Some(url) = super::links::kms_key_console(v) {
+        buttons.push(("Key in KMS console", url));
+    }
+    if let Some(url) = super::links::cloudtrail_event(v) {
+        buttons.push(("CloudTrail event", url));
+    }
+    if let Some(code) = super::links::worst_finding(v) {
+        buttons.push(("Runbook", links.runbook(code)));
+    }
+    buttons
+}
+
+fn context_elements(v: &Verdict, n: usize) -> Vec<String> {
+    let mut first = code_n(&v.event_name, n);
+    if let Some(err) = &v.error_code {
+        first.push_str(&format!(" failed: {}", code_n(err, n)));
+    }
+    if v.dry_run {
+        first.push_str(" (dry run)");
+    }
+    if let Some(time) = &v.event_time {
+        first.push_str(&format!(" at {}", code_n(time, n)));
+    }
+    let mut context = vec![first];
+    let account = v.account.as_deref().map(|a| code_n(a, n));
+    let region = v.region.as_deref().map(|r| code_n(r, n));
+    match (account, region) {
+        (Some(a), Some(r)) => context.push(format!("{a} / {r}")),
+        (Some(x), None) | (None, Some(x)) => context.push(x),
+        (None, None) => {}
+    }
+    if let Some(ip) = &v.source_ip {
+        context.push(format!("from {}", code_n(ip, n)));
+    }
+    if let Some(ua) = &v.user_agent {
+        context.push(format!("UA {}", code_n(ua, MAX_USER_AGENT_CHARS.min(n))));
+    }
+    if let Some(id) = &v.grant_id {
+        let mut grant = format!("grant {}", code_n(id, n));
+        if let Some(name) = &v.grant_name {
+            grant.push_str(&format!(" name {}", code_n(name, n)));
+        }
+        context.push(grant);
+    }
+    context.push(format!("event {}", code_n(&v.event_id, n)));
     if let Some(rule) = &v.suppressed_by {
-        context.push(format!("Suppressed by rule {}", code(rule)));
+        context.push(format!("Suppressed by rule {}", code_n(rule, n)));
     }
     for note in &v.rule_notes {
-        context.push(prose(note, MAX_MESSAGE_CHARS));
+        context.push(prose(note, n));
     }
     context.push("grantwatch".to_string());
-    blocks.context(context);
-
-    blocks.finish(&format!(
-        "[{}] {}",
-        severity_label(v.severity),
-        escape(&describe::summary(v))
-    ))
+    context
 }
 
 /// One message standing for many alerting verdicts (storm control):
@@ -165,211 +410,6 @@ fn field(title: &str, body: String) -> String {
     format!("*{title}*\n{body}")
 }
 
-/// A principal as words plus its exact form, or "none".
-fn principal_field(p: Option<&str>) -> String {
-    match p.filter(|p| !p.trim().is_empty()) {
-        Some(p) => {
-            let words = describe::principal(p);
-            if words == p {
-                code(p)
-            } else {
-                format!("{}\n{}", prose(&words, 300), code(p))
-            }
-        }
-        None => "none".to_string(),
-    }
-}
-
-fn optional_code(s: Option<&str>) -> String {
-    s.map(code).unwrap_or_else(|| "unknown".to_string())
-}
-
-fn origin_text(origin: Origin, service: Option<&str>) -> String {
-    match (origin, service) {
-        (Origin::Service, Some(service)) => format!("service · {}", code(service)),
-        _ => origin.as_str().to_string(),
-    }
-}
-
-fn alert_fields(v: &Verdict) -> Vec<String> {
-    let mut event = code(&v.event_name);
-    if let Some(err) = &v.error_code {
-        event.push_str(&format!("\nfailed: {}", code(err)));
-    }
-    if v.dry_run {
-        event.push_str("\ndry run");
-    }
-    let mut key = String::new();
-    if let Some(alias) = &v.key_alias {
-        key.push_str(&code(alias));
-        key.push('\n');
-    }
-    key.push_str(&optional_code(describe::key_for_command(v)));
-
-    let actor = match &v.actor.arn {
-        Some(arn) => {
-            let mut s = principal_field(Some(arn));
-            if let Some(by) = &v.actor.invoked_by {
-                s.push_str(&format!("\ninvoked by {}", code(by)));
-            }
-            s
-        }
-        None => v
-            .actor
-            .invoked_by
-            .as_deref()
-            .map(|by| format!("invoked by {}", code(by)))
-            .unwrap_or_else(|| "unknown".to_string()),
-    };
-
-    let mut fields = vec![
-        field("Event", event),
-        field("Key", key),
-        field(if is_removal(v) { "Removed by" } else { "Actor" }, actor),
-        field("Origin", origin_text(v.origin, v.service.as_deref())),
-    ];
-    if !is_removal(v) || v.grantee.is_some() {
-        fields.push(field("Grantee", principal_field(v.grantee.as_deref())));
-    }
-    if !is_removal(v) || v.retiring_principal.is_some() {
-        fields.push(field(
-            "Retiring principal",
-            principal_field(v.retiring_principal.as_deref()),
-        ));
-    }
-    if !is_removal(v) || !v.operations.is_empty() {
-        let ops = if v.operations.is_empty() {
-            "none".to_string()
-        } else {
-            v.operations
-                .iter()
-                .map(|op| code(op.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        fields.push(field("Operations", ops));
-    }
-    fields.push(field(
-        "Account / region",
-        format!(
-            "{} / {}",
-            optional_code(v.account.as_deref()),
-            optional_code(v.region.as_deref())
-        ),
-    ));
-    fields.push(field("Source IP", optional_code(v.source_ip.as_deref())));
-    fields.push(field("User agent", optional_code(v.user_agent.as_deref())));
-    let mut grant = optional_code(v.grant_id.as_deref());
-    if let Some(name) = &v.grant_name {
-        grant.push_str(&format!("\nname {}", code(name)));
-    }
-    fields.push(field("Grant", grant));
-    fields
-}
-
-fn constraints_text(v: &Verdict) -> String {
-    if let Some(absent) = describe::constraints_absent(v.constraints.as_ref()) {
-        return format!("*Constraints*: {absent}");
-    }
-    let lines: Vec<String> = v
-        .constraints
-        .as_ref()
-        .map(|c| {
-            describe::constraint_items(c)
-                .into_iter()
-                .map(|item| match item.key {
-                    Some(key) => format!("• {} {} = {}", item.kind, code(key), code(item.value)),
-                    None => format!("• {} = {}", item.kind, code(item.value)),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    format!(
-        "*Constraints*\n{}",
-        fit_lines(&lines, MAX_SECTION_TEXT - 20, "constraints")
-    )
-}
-
-fn findings_text(v: &Verdict) -> String {
-    if v.findings.is_empty() {
-        return "*Findings*: none".to_string();
-    }
-    let mut findings: Vec<_> = v.findings.iter().collect();
-    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
-    let lines: Vec<String> = findings
-        .iter()
-        .map(|f| {
-            format!(
-                "• *{}* {} {}",
-                severity_label(f.severity),
-                code(f.code.as_str()),
-                prose(&f.message, MAX_MESSAGE_CHARS)
-            )
-        })
-        .collect();
-    format!(
-        "*Findings*\n{}",
-        fit_lines(&lines, MAX_SECTION_TEXT - 20, "findings")
-    )
-}
-
-fn removed_grant_text(v: &Verdict) -> String {
-    let Some(r) = &v.removed_grant else {
-        return "*Removed grant*: the ledger never saw this grant, so its origin and purpose are unknown."
-            .to_string();
-    };
-    let creator = r
-        .created_by
-        .as_deref()
-        .map(|p| prose(&describe::principal(p), 300))
-        .unwrap_or_else(|| "an unknown principal".into());
-    let how = match (r.origin, r.service.as_deref()) {
-        (Origin::Service, Some(service)) => format!("by {} on behalf of {creator}", code(service)),
-        (Origin::Service, None) => format!("by an AWS service on behalf of {creator}"),
-        (Origin::Manual, _) => format!("by hand by {creator}"),
-        (Origin::Unknown, _) => format!("by {creator} (origin unknown)"),
-    };
-    let mut lines = vec![format!(
-        "Created {how} at {}",
-        optional_code(r.created_at.as_deref())
-    )];
-    if let Some(id) = &r.created_event_id {
-        lines.push(format!("Creating event {}", code(id)));
-    }
-    if let Some(resource) = &r.dependent_resource {
-        lines.push(format!("Depends on it: {}", code(resource)));
-    }
-    if let Some(impact) = &r.impact {
-        lines.push(format!("*Impact*: {}", prose(impact, MAX_MESSAGE_CHARS)));
-    }
-    format!(
-        "*Removed grant*\n{}",
-        fit_lines(&lines, MAX_SECTION_TEXT - 20, "lines")
-    )
-}
-
-fn commands_text(v: &Verdict) -> String {
-    let cmds = commands(v);
-    if cmds.is_empty() {
-        return "*Commands*: none (the event names no usable key or event id)".to_string();
-    }
-    let title = if cmds.iter().any(|c| c.purpose == Purpose::Revoke) {
-        "*Inspect and revoke*"
-    } else {
-        "*Inspect*"
-    };
-    let lines: Vec<String> = cmds
-        .iter()
-        .flat_map(|c| [format!("# {}", c.purpose.label()), c.command.clone()])
-        .collect();
-    let text = format!("{title}\n{}", code_block(&lines));
-    if slack_len(&text) > MAX_SECTION_TEXT {
-        // A cut command is worse than none: it would run with a wrong value.
-        return format!("{title}: the identifiers in this event are too long to print as commands");
-    }
-    text
-}
-
 fn digest_fields(t: &Tally) -> Vec<String> {
     let by_severity = t
         .by_severity
@@ -446,6 +486,30 @@ impl Blocks {
         }
     }
 
+    /// Buttons linking out (our own labels; URLs built in
+    /// [`super::links`] with every event value percent-encoded). At most
+    /// 25 elements; a URL over 3000 characters is left out.
+    fn actions(&mut self, buttons: Vec<(&'static str, String)>) {
+        let elements: Vec<Value> = buttons
+            .into_iter()
+            .filter(|(_, url)| url.len() <= MAX_BUTTON_URL && url.starts_with("https://"))
+            .take(MAX_ACTION_ELEMENTS)
+            .enumerate()
+            .map(|(i, (label, url))| {
+                json!({
+                    "type": "button",
+                    "action_id": format!("grantwatch-link-{i}"),
+                    "text": {"type": "plain_text", "text": label, "emoji": true},
+                    "url": url,
+                })
+            })
+            .collect();
+        if !elements.is_empty() {
+            self.blocks
+                .push(json!({"type": "actions", "elements": elements}));
+        }
+    }
+
     /// Context elements (already escaped): at most
     /// [`MAX_CONTEXT_ELEMENTS`]; the last kept one says how many were left.
     fn context(&mut self, elements: Vec<String>) {
@@ -513,56 +577,133 @@ mod tests {
         }
     }
 
+    fn blocks_of<'a>(payload: &'a Value, kind: &str) -> Vec<&'a Value> {
+        payload["blocks"]
+            .as_array()
+            .expect("blocks")
+            .iter()
+            .filter(|b| b["type"] == kind)
+            .collect()
+    }
+
     #[test]
-    fn manual_grant_alert_has_everything_a_responder_needs() {
+    fn manual_grant_alert_scans_in_two_seconds() {
         let payload = alert(&manual_grant());
+        crate::render::tests_support::assert_alert_limits(&payload);
         let blocks = payload["blocks"].as_array().expect("blocks");
         assert_eq!(blocks[0]["type"], "header");
-        assert_eq!(blocks[0]["text"]["text"], "HIGH · Manual KMS grant");
+        assert_eq!(
+            blocks[0]["text"]["text"],
+            "🟠 HIGH · Manual KMS grant by alice: 444455556666 root may Decrypt, GenerateDataKey +1 with alias/payments"
+        );
         assert_eq!(
             payload["text"],
             "[HIGH] Manual KMS grant by alice: 444455556666 root may Decrypt, GenerateDataKey +1 with alias/payments"
         );
+        let fields: Vec<String> = blocks_of(&payload, "section")
+            .iter()
+            .filter_map(|b| b["fields"].as_array())
+            .flatten()
+            .map(|f| f["text"].as_str().expect("field text").to_string())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "*Who*\nalice (Admin role, 111122223333)",
+                "*Grantee*\n444455556666 root",
+                "*Key*\n`alias/payments`",
+                "*Operations*\nDecrypt, GenerateDataKey, CreateGrant",
+                "*Constraints*\nnone",
+                "*Origin*\nmanual (a person or workload)",
+            ]
+        );
         let all = texts(&payload).join("\n");
         for expected in [
-            "*Key*\n`alias/payments`\n`arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab`",
-            "*Actor*\nalice (Admin role, 111122223333)\n`arn:aws:sts::111122223333:assumed-role/Admin/alice`",
-            "*Grantee*\n444455556666 root\n`arn:aws:iam::444455556666:root`",
-            "*Retiring principal*\nnone",
-            "*Operations*\n`Decrypt`, `GenerateDataKey`, `CreateGrant`",
-            "*Account / region*\n`111122223333` / `eu-west-1`",
-            "*Source IP*\n`203.0.113.7`",
-            "*User agent*\n`aws-cli/2.15.0 Python/3.11.6 Linux/6.1`",
-            "*Constraints*: none",
             "• *HIGH* `cross-account-grantee` The grantee is in account 444455556666",
-            "• *LOW* `no-retiring-principal`",
-            "*Why origin is manual*",
-            "aws kms revoke-grant --key-id arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab --grant-id 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --region eu-west-1",
-            "aws kms list-grants --key-id arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab --grant-id 0123456789abcdef",
-            "Event `11111111-2222-3333-4444-555555555555` · `2026-11-28T18:40:12Z`",
+            "…and 3 more findings",
+            "*Revoke*\n```\naws kms revoke-grant --key-id arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab --grant-id 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --region eu-west-1\n```",
+            "`CreateGrant` at `2026-11-28T18:40:12Z`",
+            "`111122223333` / `eu-west-1`",
+            "from `203.0.113.7`",
+            "UA `aws-cli/2.15.0 Python/3.11.6 Linux/6.1`",
+            "event `11111111-2222-3333-4444-555555555555`",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
-        // Findings most severe first.
-        let high = all.find("*HIGH* `cross-account").expect("high finding");
-        let medium = all.find("*MEDIUM* `manual-grant`").expect("medium finding");
-        assert!(high < medium);
+        // No raw ARN of a principal: words only.
+        assert!(!all.contains("assumed-role/Admin/alice"), "{all}");
+        let buttons: Vec<(&str, &str)> = blocks_of(&payload, "actions")[0]["elements"]
+            .as_array()
+            .expect("buttons")
+            .iter()
+            .map(|b| {
+                (
+                    b["text"]["text"].as_str().unwrap_or(""),
+                    b["url"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            buttons,
+            [
+                ("Key in KMS console", "https://eu-west-1.console.aws.amazon.com/kms/home?region=eu-west-1#/kms/keys/1234abcd-12ab-34cd-56ef-1234567890ab"),
+                ("CloudTrail event", "https://eu-west-1.console.aws.amazon.com/cloudtrailv2/home?region=eu-west-1#/events/11111111-2222-3333-4444-555555555555"),
+                ("Runbook", "https://github.com/grantwatch/grantwatch/blob/main/docs/findings/cross-account-grantee.md"),
+            ]
+        );
+    }
+
+    #[test]
+    fn runbook_button_follows_the_setting() {
+        let links = LinkSettings::with_runbook_base("https://wiki.example.com/kms");
+        let payload = alert_with(&manual_grant(), &links);
+        let urls: Vec<&str> = blocks_of(&payload, "actions")[0]["elements"]
+            .as_array()
+            .expect("buttons")
+            .iter()
+            .filter_map(|b| b["url"].as_str())
+            .collect();
+        assert!(
+            urls.contains(&"https://wiki.example.com/kms/cross-account-grantee.md"),
+            "{urls:?}"
+        );
+    }
+
+    #[test]
+    fn user_agent_is_cut_to_80_characters() {
+        let mut v = manual_grant();
+        v.user_agent = Some(format!("Boto3/1.34 {}", "x".repeat(300)));
+        let all = texts(&alert(&v)).join("\n");
+        let ua = all
+            .split("UA `")
+            .nth(1)
+            .and_then(|rest| rest.split('`').next())
+            .expect("user agent in context");
+        assert_eq!(ua.chars().count(), MAX_USER_AGENT_CHARS, "{ua}");
+        assert!(ua.ends_with('…'));
     }
 
     #[test]
     fn removal_alert_says_what_will_break() {
         let payload = alert(&removal_of_lambda_grant());
+        crate::render::tests_support::assert_alert_limits(&payload);
         assert_eq!(
             payload["blocks"][0]["text"]["text"],
-            "HIGH · Service grant removed by a person"
+            "🟠 HIGH · Service grant removed by a person: alice revoked a lambda grant on key 1234abcd-12ab-34cd-56ef-1234567890ab"
         );
         let all = texts(&payload).join("\n");
-        assert!(all.contains("*Removed grant*\nCreated by `lambda` on behalf of alice (Admin role, 111122223333) at `2026-11-01T09:00:00Z`"), "{all}");
-        assert!(all.contains(&format!("Depends on it: `{FUNCTION_ARN}`")));
         assert!(
-            all.contains("*Impact*: The function will fail to decrypt its environment variables")
+            all.contains("*Removed by*\nalice (Admin role, 111122223333)"),
+            "{all}"
         );
-        assert!(all.contains("*Removed by*"));
+        assert!(
+            all.contains("*Removed grant*\n`lambda`'s, for alice (Admin role, 111122223333)"),
+            "{all}"
+        );
+        assert!(
+            all.contains("*Impact*: The function will fail to decrypt its environment variables"),
+            "{all}"
+        );
         assert!(
             !all.contains("revoke-grant"),
             "no revoke for a removed grant"
@@ -575,7 +716,10 @@ mod tests {
         let mut unknown = removal_of_lambda_grant();
         unknown.removed_grant = None;
         let all = texts(&alert(&unknown)).join("\n");
-        assert!(all.contains("the ledger never saw this grant"));
+        assert!(
+            all.contains("*Removed grant*\nunknown to the ledger"),
+            "{all}"
+        );
     }
 
     #[test]
@@ -584,10 +728,7 @@ mod tests {
         v.suppressed_by = Some("partner-access".into());
         v.rule_notes = vec!["rule old-rule expired on 2026-01-01".into()];
         let payload = alert(&v);
-        let context = payload["blocks"]
-            .as_array()
-            .and_then(|b| b.iter().find(|b| b["type"] == "context"))
-            .expect("context block");
+        let context = blocks_of(&payload, "context")[0];
         let all = texts(context).join("\n");
         assert!(all.contains("Suppressed by rule `partner-access`"));
         assert!(all.contains("rule old-rule expired on 2026-01-01"));
@@ -600,10 +741,11 @@ mod tests {
         v.user_agent = Some("<https://evil.example|click me>".into());
         v.findings.push(Finding {
             code: FindingCode::UnknownOperation,
-            severity: Severity::Medium,
+            severity: Severity::Critical,
             message: "unknown operation <@U123>".into(),
         });
         let payload = alert(&v);
+        crate::render::tests_support::assert_alert_limits(&payload);
         let all = texts(&payload).join("\n");
         assert!(
             all.contains("name `&lt;!channel&gt; &amp; ˋrm -rfˋ`"),
@@ -612,6 +754,25 @@ mod tests {
         assert!(all.contains("`&lt;https://evil.example|click me&gt;`"));
         assert!(all.contains("unknown operation &lt;@U123&gt;"));
         assert!(!all.contains('<') && !all.contains('>'));
+    }
+
+    #[test]
+    fn huge_values_shrink_until_the_payload_fits() {
+        let mut v = manual_grant();
+        let hostile = "<&>😀".repeat(2000);
+        v.grant_name = Some(hostile.clone());
+        v.user_agent = Some(hostile.clone());
+        v.source_ip = Some(hostile.clone());
+        v.actor.arn = Some(hostile.clone());
+        v.grantee = Some(hostile.clone());
+        v.key_alias = Some(hostile.clone());
+        v.rule_notes = vec![hostile.clone(); 20];
+        v.findings
+            .iter_mut()
+            .for_each(|f| f.message = hostile.clone());
+        let payload = alert(&v);
+        crate::render::tests_support::assert_alert_limits(&payload);
+        assert!(payload_bytes(&payload) > 2000, "kept what fits");
     }
 
     #[test]
@@ -626,7 +787,8 @@ mod tests {
             .collect();
         let payload = alert(&v);
         let all = texts(&payload).join("\n");
-        assert!(all.contains("more findings"), "{all}");
+        assert!(all.contains("…and 197 more findings"), "{all}");
+        crate::render::tests_support::assert_alert_limits(&payload);
     }
 
     #[test]

@@ -5,6 +5,10 @@ use super::mrkdwn::{
     slack_len, MAX_BLOCKS, MAX_CONTEXT_ELEMENTS, MAX_CONTEXT_TEXT, MAX_FALLBACK_TEXT, MAX_FIELDS,
     MAX_FIELD_TEXT, MAX_HEADER_TEXT, MAX_SECTION_TEXT,
 };
+use super::slack::{
+    payload_bytes, MAX_ACTION_ELEMENTS, MAX_ALERT_BLOCKS, MAX_ALERT_BYTES, MAX_ALERT_FIELDS,
+    MAX_BUTTON_TEXT, MAX_BUTTON_URL,
+};
 use super::sns::{SnsMessage, MAX_ATTRIBUTES, MAX_MESSAGE_BYTES, MAX_SUBJECT_CHARS};
 use serde_json::Value;
 
@@ -78,10 +82,48 @@ pub fn assert_slack_limits(payload: &Value) {
                     text_object(e, MAX_CONTEXT_TEXT, "context");
                 }
             }
+            Some("actions") => {
+                let elements = block["elements"].as_array().expect("actions elements");
+                assert!(!elements.is_empty() && elements.len() <= MAX_ACTION_ELEMENTS);
+                for e in elements {
+                    assert_eq!(e["type"], "button");
+                    text_object(&e["text"], MAX_BUTTON_TEXT, "button");
+                    let url = e["url"].as_str().expect("button url");
+                    assert!(
+                        url.starts_with("https://") && url.len() <= MAX_BUTTON_URL,
+                        "{url}"
+                    );
+                    assert!(
+                        !url.contains(|c: char| c.is_whitespace() || "<>\"`|".contains(c)),
+                        "unencoded character in {url}"
+                    );
+                }
+            }
             Some("divider") => {}
             other => panic!("unexpected block type {other:?}"),
         }
     }
+}
+
+/// Panics unless `payload` is an alert that scans: every Block Kit limit
+/// ([`assert_slack_limits`]), at most 12 blocks, one header first of at most
+/// 150 characters, at most 6 fields, at most 8 KB.
+pub fn assert_alert_limits(payload: &Value) {
+    assert_slack_limits(payload);
+    let blocks = payload["blocks"].as_array().expect("blocks is an array");
+    assert!(blocks.len() <= MAX_ALERT_BLOCKS, "{} blocks", blocks.len());
+    assert_eq!(
+        blocks[0]["type"], "header",
+        "the alert starts with its header"
+    );
+    let fields: usize = blocks
+        .iter()
+        .filter_map(|b| b["fields"].as_array())
+        .map(Vec::len)
+        .sum();
+    assert!(fields <= MAX_ALERT_FIELDS, "{fields} fields");
+    let bytes = payload_bytes(payload);
+    assert!(bytes <= MAX_ALERT_BYTES, "{bytes} bytes");
 }
 
 /// Panics unless `msg` follows the SNS rules: subject printable ASCII on

@@ -62,6 +62,19 @@ pub fn slack_payload_as_text(payload: &Value) -> String {
                 out.push_str(&elements.join(" · "));
                 out.push('\n');
             }
+            Some("actions") => {
+                out.push('\n');
+                for button in block
+                    .get("elements")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let label = mrkdwn_as_text(text_of(button.get("text")));
+                    let url = button.get("url").and_then(Value::as_str).unwrap_or("");
+                    out.push_str(&format!("  {label:<19} {}\n", terminal_safe(url)));
+                }
+            }
             Some("divider") => out.push_str("\n----------------------------------------\n"),
             _ => {}
         }
@@ -161,13 +174,14 @@ mod tests {
     fn slack_alert_reads_back_as_lines() {
         let text = slack_payload_as_text(&slack::alert(&manual_grant()));
         for expected in [
-            "HIGH · Manual KMS grant\n=======================\n",
-            "  Key                 `alias/payments`\n                      `arn:aws:kms:",
+            "🟠 HIGH · Manual KMS grant by alice",
+            "  Who                 alice (Admin role, 111122223333)\n",
             "  Grantee             444455556666 root\n",
-            "*Constraints*: none",
-            "*Inspect and revoke*\n    # Inspect\n    aws kms list-grants --key-id arn:",
-            "    aws kms revoke-grant --key-id arn:",
-            "Event `11111111-2222-3333-4444-555555555555` · `2026-11-28T18:40:12Z` · grantwatch",
+            "  Key                 `alias/payments`\n",
+            "*Revoke*\n    aws kms revoke-grant --key-id arn:",
+            "  Key in KMS console  https://eu-west-1.console.aws.amazon.com/kms/home?region=eu-west-1#/kms/keys/1234abcd",
+            "  Runbook             https://github.com/grantwatch/grantwatch/blob/main/docs/findings/cross-account-grantee.md\n",
+            "event `11111111-2222-3333-4444-555555555555` · grantwatch",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
