@@ -85,6 +85,16 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    /// `SLACK_ALLOWED_HOSTS`: host names a Slack webhook URL may point at
+    /// besides `hooks.slack.com` (comma-separated; loopback is always
+    /// allowed, for tests and the demo).
+    pub fn slack_allowed_hosts(&self) -> Result<crate::slack::AllowedHosts, ConfigError> {
+        crate::slack::AllowedHosts::widened_by(
+            &self.optional("SLACK_ALLOWED_HOSTS").unwrap_or_default(),
+        )
+        .map_err(|e| bad("SLACK_ALLOWED_HOSTS", e))
+    }
+
     /// `RULES_S3_URI`: optional, an `s3://bucket/key`.
     pub fn rules_s3_uri(&self) -> Result<Option<String>, ConfigError> {
         let uri = self.optional("RULES_S3_URI");
@@ -161,5 +171,27 @@ mod tests {
             "MIN_ALERT_SEVERITY"
         );
         assert_eq!(bad_env.rules_s3_uri().unwrap_err().name, "RULES_S3_URI");
+    }
+
+    #[test]
+    fn slack_hosts_default_to_slack_and_widen() {
+        assert_eq!(
+            env(&[]).slack_allowed_hosts().unwrap().hosts(),
+            ["hooks.slack.com"]
+        );
+        assert_eq!(
+            env(&[("SLACK_ALLOWED_HOSTS", "relay.example.com")])
+                .slack_allowed_hosts()
+                .unwrap()
+                .hosts(),
+            ["hooks.slack.com", "relay.example.com"]
+        );
+        assert_eq!(
+            env(&[("SLACK_ALLOWED_HOSTS", "https://x")])
+                .slack_allowed_hosts()
+                .unwrap_err()
+                .name,
+            "SLACK_ALLOWED_HOSTS"
+        );
     }
 }

@@ -5,7 +5,8 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use grantwatch_core::app::watch::Clock;
+use aws_smithy_types::timeout::TimeoutConfig;
+use grantwatch_core::ports::clock::Clock;
 use grantwatch_core::ports::PortError;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,6 +15,85 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Load it once in `main` and build every client from it.
 pub async fn load_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest()).load().await
+}
+
+/// Longest single attempt of a watcher's AWS call.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Longest AWS call of the watcher, retries included.
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Kept free before the invocation's deadline by every bounded call, so the
+/// caller can still record the outcome and answer the Runtime API.
+pub const DEADLINE_RESERVE: Duration = Duration::from_millis(500);
+
+/// The watcher's SDK configuration: [`load_config`] with every client's
+/// attempt capped at [`ATTEMPT_TIMEOUT`] and every operation (retries
+/// included) at [`OPERATION_TIMEOUT`], so no call, at init or per event,
+/// can eat the invocation. Per call, [`call_timeouts`] also caps both by the
+/// time left before the deadline.
+pub async fn load_watcher_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(watcher_timeouts())
+        .load()
+        .await
+}
+
+/// Attempt [`ATTEMPT_TIMEOUT`] (connect included), operation [`OPERATION_TIMEOUT`].
+pub fn watcher_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(ATTEMPT_TIMEOUT)
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+        .operation_timeout(OPERATION_TIMEOUT)
+        .build()
+}
+
+/// Milliseconds left for a call that must end before `deadline_ms` (epoch
+/// ms), keeping [`DEADLINE_RESERVE`]; a transient error when none is left.
+pub fn time_left(operation: &str, deadline_ms: i64, now_ms: i64) -> Result<Duration, PortError> {
+    let left = deadline_ms
+        .saturating_sub(now_ms)
+        .saturating_sub(DEADLINE_RESERVE.as_millis() as i64);
+    if left <= 0 {
+        return Err(PortError::Transient(format!(
+            "{operation}: no time left before the invocation's deadline"
+        )));
+    }
+    Ok(Duration::from_millis(left as u64))
+}
+
+/// The timeouts of one call that must end before `deadline_ms`: the
+/// watcher's attempt and operation timeouts, each capped by the time left
+/// (less [`DEADLINE_RESERVE`]). Apply with
+/// `.customize().config_override(<service>::config::Builder::default().timeout_config(t))`.
+pub fn call_timeouts(
+    operation: &str,
+    deadline_ms: i64,
+    now_ms: i64,
+) -> Result<TimeoutConfig, PortError> {
+    let left = time_left(operation, deadline_ms, now_ms)?;
+    Ok(TimeoutConfig::builder()
+        .connect_timeout(ATTEMPT_TIMEOUT.min(left))
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT.min(left))
+        .operation_timeout(OPERATION_TIMEOUT.min(left))
+        .build())
+}
+
+/// Run `call` but give up when the invocation's deadline (less
+/// [`DEADLINE_RESERVE`]) comes first: a transient error naming the
+/// operation. The belt to [`call_timeouts`]' braces, and the bound for
+/// calls whose own timeouts are not the watcher's (a cached secret's fetch).
+pub async fn before_deadline<T>(
+    operation: &str,
+    deadline_ms: i64,
+    now_ms: i64,
+    call: impl std::future::Future<Output = Result<T, PortError>>,
+) -> Result<T, PortError> {
+    let left = time_left(operation, deadline_ms, now_ms)?;
+    match tokio::time::timeout(left, call).await {
+        Ok(result) => result,
+        Err(_) => Err(PortError::Transient(format!(
+            "{operation}: no answer before the invocation's deadline"
+        ))),
+    }
 }
 
 /// An S3 client; path-style addressing when an endpoint URL is set (moto
@@ -185,6 +265,78 @@ pub(crate) mod tests {
         InternalServerError, ProvisionedThroughputExceededException, ResourceNotFoundException,
     };
     use aws_smithy_mocks::{mock, mock_client};
+
+    /// An endpoint that accepts every connection, reads, and never
+    /// answers; its URL and the number of connections accepted. The
+    /// listener stays bound for the test's life (no port reuse).
+    pub(crate) async fn silent_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>)
+    {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        (url, accepted)
+    }
+
+    /// An SDK config for `endpoint`: test credentials, `us-east-1`, the
+    /// watcher's timeouts (as `load_watcher_config` sets them).
+    pub(crate) async fn client_config(endpoint: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .timeout_config(watcher_timeouts())
+            .load()
+            .await
+    }
+
+    #[test]
+    fn call_timeouts_are_capped_by_the_time_left() {
+        let now = 1_000_000;
+        let far = call_timeouts("Op", now + 60_000, now).unwrap();
+        assert_eq!(far.operation_attempt_timeout(), Some(ATTEMPT_TIMEOUT));
+        assert_eq!(far.operation_timeout(), Some(OPERATION_TIMEOUT));
+        let near = call_timeouts("Op", now + 2_000, now).unwrap();
+        assert_eq!(
+            near.operation_attempt_timeout(),
+            Some(Duration::from_millis(1_500))
+        );
+        assert_eq!(near.operation_timeout(), Some(Duration::from_millis(1_500)));
+        let gone = call_timeouts("Op", now + 400, now).unwrap_err();
+        assert!(gone.is_transient(), "{gone}");
+        assert!(gone.to_string().contains("Op: no time left"), "{gone}");
+    }
+
+    #[tokio::test]
+    async fn before_deadline_stops_a_call_that_never_ends() {
+        let now = SystemClock.now_ms();
+        let error = before_deadline(
+            "Stall",
+            now + 700,
+            now,
+            std::future::pending::<Result<(), PortError>>(),
+        )
+        .await
+        .unwrap_err();
+        assert!(error.is_transient(), "{error}");
+        assert!(
+            error.to_string().contains("Stall: no answer before"),
+            "{error}"
+        );
+        let done =
+            before_deadline("Quick", now + 60_000, now, async { Ok::<_, PortError>(7) }).await;
+        assert_eq!(done, Ok(7));
+    }
 
     /// Real responses carry the error code in the metadata; so do these.
     pub(crate) fn meta(code: &str) -> aws_smithy_types::error::ErrorMetadata {

@@ -1,19 +1,23 @@
-//! Secrets Manager: the Slack webhook URL, fetched at most once per
-//! execution environment (cached after the first success; a failure is not
-//! cached, so the next invocation tries again).
+//! Secrets Manager: the Slack webhook URL, fetched once per execution
+//! environment and cached after the first success (a failure is not
+//! cached, so the next invocation tries again). [`SecretsManagerSource::refetch`]
+//! bypasses the cache: the Slack notifier calls it once when Slack refuses
+//! the webhook (401/403/404/410), so a rotated webhook works without a cold
+//! start.
 //!
 //! The secret's `SecretString` is either the URL itself or a JSON object
-//! with the URL under `url` or `webhook_url`.
+//! with the URL under `url` or `webhook_url`. Each GetSecretValue is bounded
+//! by the watcher's attempt and operation timeouts.
 
-use crate::sdk::classify;
+use crate::sdk::{self, classify};
 use grantwatch_core::ports::notify::{Secret, SecretSource};
 use grantwatch_core::ports::PortError;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 pub struct SecretsManagerSource {
     client: aws_sdk_secretsmanager::Client,
     secret_id: String,
-    cached: OnceCell<Secret>,
+    cached: Mutex<Option<Secret>>,
 }
 
 impl SecretsManagerSource {
@@ -21,7 +25,7 @@ impl SecretsManagerSource {
         SecretsManagerSource {
             client,
             secret_id: secret_id.into(),
-            cached: OnceCell::new(),
+            cached: Mutex::new(None),
         }
     }
 
@@ -30,6 +34,11 @@ impl SecretsManagerSource {
             .client
             .get_secret_value()
             .secret_id(&self.secret_id)
+            .customize()
+            .config_override(
+                aws_sdk_secretsmanager::config::Builder::default()
+                    .timeout_config(sdk::watcher_timeouts()),
+            )
             .send()
             .await
             .map_err(|e| classify("GetSecretValue", &e))?;
@@ -43,11 +52,26 @@ impl SecretsManagerSource {
             PortError::Permanent(format!("secret {}: {problem}", self.secret_id))
         })
     }
+
+    /// Fetch the secret again, bypassing the cache, and cache the new value
+    /// (a failure keeps the old one).
+    pub async fn refetch(&self) -> Result<Secret, PortError> {
+        let mut cached = self.cached.lock().await;
+        let fresh = self.fetch().await?;
+        *cached = Some(fresh.clone());
+        Ok(fresh)
+    }
 }
 
 impl SecretSource for SecretsManagerSource {
     async fn slack_webhook_url(&self) -> Result<Secret, PortError> {
-        self.cached.get_or_try_init(|| self.fetch()).await.cloned()
+        let mut cached = self.cached.lock().await;
+        if let Some(secret) = cached.as_ref() {
+            return Ok(secret.clone());
+        }
+        let fresh = self.fetch().await?;
+        *cached = Some(fresh.clone());
+        Ok(fresh)
     }
 }
 
@@ -144,5 +168,36 @@ mod tests {
             format!("{:?}", source.slack_webhook_url().await.unwrap()),
             "Secret(<redacted>)"
         );
+    }
+
+    #[tokio::test]
+    async fn refetch_bypasses_the_cache_and_caches_the_rotated_url() {
+        const ROTATED: &str = "https://hooks.slack.com/services/T000/B000/ROTATED";
+        let values = mock!(aws_sdk_secretsmanager::Client::get_secret_value)
+            .sequence()
+            .output(|| GetSecretValueOutput::builder().secret_string(URL).build())
+            .error(|| {
+                GetSecretValueError::ResourceNotFoundException(
+                    ResourceNotFoundException::builder().message("gone").build(),
+                )
+            })
+            .output(|| {
+                GetSecretValueOutput::builder()
+                    .secret_string(ROTATED)
+                    .build()
+            })
+            .build();
+        let client = mock_client!(aws_sdk_secretsmanager, [&values]);
+        let source = SecretsManagerSource::new(client, "slack");
+        assert_eq!(source.slack_webhook_url().await.unwrap().expose(), URL);
+        assert!(source.refetch().await.is_err());
+        assert_eq!(
+            source.slack_webhook_url().await.unwrap().expose(),
+            URL,
+            "a failed refetch keeps the cached value"
+        );
+        assert_eq!(source.refetch().await.unwrap().expose(), ROTATED);
+        assert_eq!(source.slack_webhook_url().await.unwrap().expose(), ROTATED);
+        assert_eq!(values.num_calls(), 3);
     }
 }

@@ -1,9 +1,20 @@
 //! SNS notifier: publishes what `render::sns` makes of an alert or a digest
 //! (subject, e-mail body, message attributes for subscription filters).
+//!
+//! The alert topic is the watcher's **mandatory** channel: every failure is
+//! an error. Permanent ones (the topic gone, no permission, a bad request,
+//! the topic's KMS key disabled, missing, not allowed or not usable) are
+//! [`PortError::Permanent`] with a message saying what to fix, and logged at
+//! error level here; throttling, 5xx and timeouts are transient. Each
+//! publish of an alert is bounded by the watcher's timeouts and the time
+//! left before the invocation's deadline ([`sdk::call_timeouts`]).
 
-use crate::sdk::classify;
+use crate::sdk::{self, classify, SystemClock};
+use aws_sdk_sns::error::SdkError;
+use aws_sdk_sns::operation::publish::PublishError;
 use aws_sdk_sns::types::MessageAttributeValue;
-use grantwatch_core::ports::notify::{Notice, Notifier};
+use grantwatch_core::ports::clock::Clock;
+use grantwatch_core::ports::notify::{ChannelClass, Notice, Notifier};
 use grantwatch_core::ports::PortError;
 use grantwatch_core::render::sns::{self, SnsMessage};
 
@@ -34,14 +45,47 @@ impl Notifier for SnsNotifier {
         "sns"
     }
 
-    async fn send(&self, notice: Notice<'_>, _deadline_ms: i64) -> Result<(), PortError> {
-        self.publish(&render(notice)).await
+    /// The alert topic must carry every alert (docs/watcher.md, "Reliability").
+    fn class(&self) -> ChannelClass {
+        ChannelClass::Mandatory
+    }
+
+    async fn send(&self, notice: Notice<'_>, deadline_ms: i64) -> Result<(), PortError> {
+        self.publish_before(&render(notice), deadline_ms).await
     }
 }
 
 impl SnsNotifier {
-    /// Publish a rendered message (alerts, digests, the report's summary).
+    /// Publish a rendered message with the client's own timeouts (the
+    /// report's summary).
     pub async fn publish(&self, message: &SnsMessage) -> Result<(), PortError> {
+        self.publish_with(message, None).await
+    }
+
+    /// Publish a rendered message, every attempt and the whole call ending
+    /// before `deadline_ms` (epoch ms) less the reserve: a transient error
+    /// if it cannot.
+    pub async fn publish_before(
+        &self,
+        message: &SnsMessage,
+        deadline_ms: i64,
+    ) -> Result<(), PortError> {
+        let now = SystemClock.now_ms();
+        let timeouts = sdk::call_timeouts("Publish", deadline_ms, now)?;
+        sdk::before_deadline(
+            "Publish",
+            deadline_ms,
+            now,
+            self.publish_with(message, Some(timeouts)),
+        )
+        .await
+    }
+
+    async fn publish_with(
+        &self,
+        message: &SnsMessage,
+        timeouts: Option<aws_smithy_types::timeout::TimeoutConfig>,
+    ) -> Result<(), PortError> {
         let mut publish = self
             .client
             .publish()
@@ -56,9 +100,67 @@ impl SnsNotifier {
                 .map_err(|e| PortError::Permanent(format!("attribute {name}: {e}")))?;
             publish = publish.message_attributes(name, attribute);
         }
-        publish.send().await.map_err(|e| classify("Publish", &e))?;
-        Ok(())
+        let result = match timeouts {
+            Some(timeouts) => {
+                publish
+                    .customize()
+                    .config_override(
+                        aws_sdk_sns::config::Builder::default().timeout_config(timeouts),
+                    )
+                    .send()
+                    .await
+            }
+            None => publish.send().await,
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let error = publish_error(&error);
+                if !error.is_transient() {
+                    tracing::error!(channel = "sns", problem = %error, "SNS refused the alert: check the alert topic and its KMS key");
+                }
+                Err(error)
+            }
+        }
     }
+}
+
+/// Publish's failures, with what to fix for the permanent ones. Typed
+/// variants first (they do not depend on the error metadata), then the
+/// shared classification by code and HTTP status.
+fn publish_error(
+    error: &SdkError<PublishError, aws_smithy_runtime_api::http::Response>,
+) -> PortError {
+    let generic = classify("Publish", error);
+    let Some(service) = error.as_service_error() else {
+        return generic;
+    };
+    let fix = match service {
+        PublishError::NotFoundException(_) => {
+            "the alert topic does not exist: check ALERT_TOPIC_ARN"
+        }
+        PublishError::AuthorizationErrorException(_) => {
+            "the function may not publish to the alert topic: check its role and the topic policy"
+        }
+        PublishError::InvalidParameterException(_)
+        | PublishError::InvalidParameterValueException(_)
+        | PublishError::ValidationException(_) => "SNS refused the message as invalid",
+        PublishError::KmsDisabledException(_) => "the alert topic's KMS key is disabled",
+        PublishError::KmsNotFoundException(_) => "the alert topic's KMS key does not exist",
+        PublishError::KmsAccessDeniedException(_) => {
+            "the function may not use the alert topic's KMS key (kms:GenerateDataKey*, kms:Decrypt)"
+        }
+        PublishError::KmsInvalidStateException(_) => {
+            "the alert topic's KMS key cannot be used in its state (pending deletion or import)"
+        }
+        PublishError::KmsOptInRequired(_) => "the alert topic's KMS key needs an opt-in",
+        PublishError::InvalidSecurityException(_) => "the request's credentials were refused",
+        PublishError::EndpointDisabledException(_)
+        | PublishError::PlatformApplicationDisabledException(_) => "the SNS endpoint is disabled",
+        _ => return generic,
+    };
+    let code = service.meta().code().unwrap_or("error");
+    PortError::Permanent(format!("Publish: {code}: {fix}"))
 }
 
 /// A real alerting verdict: the risky manual grant fixture, judged.
@@ -88,6 +190,10 @@ mod tests {
     use aws_sdk_sns::types::error::{AuthorizationErrorException, KmsThrottlingException};
     use aws_smithy_mocks::{mock, mock_client};
 
+    fn in_ms(ms: i64) -> i64 {
+        SystemClock.now_ms() + ms
+    }
+
     #[tokio::test]
     async fn publishes_subject_body_and_every_attribute() {
         let verdict = sample_verdict();
@@ -106,7 +212,11 @@ mod tests {
             .then_output(|| PublishOutput::builder().message_id("m-1").build());
         let client = mock_client!(aws_sdk_sns, [&rule]);
         let notifier = SnsNotifier::new(client, "arn:aws:sns:us-east-1:123456789012:alerts");
-        notifier.send(Notice::Alert(&verdict), 0).await.unwrap();
+        assert_eq!(notifier.class(), ChannelClass::Mandatory);
+        notifier
+            .send(Notice::Alert(&verdict), in_ms(20_000))
+            .await
+            .unwrap();
         assert_eq!(rule.num_calls(), 1);
     }
 
@@ -123,7 +233,7 @@ mod tests {
         });
         let client = mock_client!(aws_sdk_sns, [&throttled]);
         let error = SnsNotifier::new(client, "t")
-            .send(Notice::Alert(&verdict), 0)
+            .send(Notice::Alert(&verdict), in_ms(20_000))
             .await
             .unwrap_err();
         assert!(error.is_transient(), "{error}");
@@ -138,9 +248,147 @@ mod tests {
         });
         let client = mock_client!(aws_sdk_sns, [&denied]);
         let error = SnsNotifier::new(client, "t")
-            .send(Notice::Alert(&verdict), 0)
+            .send(Notice::Alert(&verdict), in_ms(20_000))
             .await
             .unwrap_err();
         assert!(!error.is_transient(), "{error}");
+    }
+
+    /// The permanent errors SNS documents for Publish, the topic's KMS key
+    /// ones included (moto cannot make an encrypted topic fail): each is
+    /// permanent and says what to fix, naming SNS's error code.
+    #[tokio::test]
+    async fn permanent_publish_errors_say_what_to_fix() {
+        use aws_sdk_sns::types::error::*;
+        type Make = fn() -> PublishError;
+        let cases: [(&str, Make, &str); 8] = [
+            (
+                "NotFound",
+                || {
+                    PublishError::NotFoundException(
+                        NotFoundException::builder()
+                            .meta(crate::sdk::tests::meta("NotFound"))
+                            .build(),
+                    )
+                },
+                "topic does not exist",
+            ),
+            (
+                "AuthorizationError",
+                || {
+                    PublishError::AuthorizationErrorException(
+                        AuthorizationErrorException::builder()
+                            .meta(crate::sdk::tests::meta("AuthorizationError"))
+                            .build(),
+                    )
+                },
+                "may not publish",
+            ),
+            (
+                "InvalidParameter",
+                || {
+                    PublishError::InvalidParameterException(
+                        InvalidParameterException::builder()
+                            .meta(crate::sdk::tests::meta("InvalidParameter"))
+                            .build(),
+                    )
+                },
+                "invalid",
+            ),
+            (
+                "KMSDisabled",
+                || {
+                    PublishError::KmsDisabledException(
+                        KmsDisabledException::builder()
+                            .meta(crate::sdk::tests::meta("KMSDisabled"))
+                            .build(),
+                    )
+                },
+                "KMS key is disabled",
+            ),
+            (
+                "KMSAccessDenied",
+                || {
+                    PublishError::KmsAccessDeniedException(
+                        KmsAccessDeniedException::builder()
+                            .meta(crate::sdk::tests::meta("KMSAccessDenied"))
+                            .build(),
+                    )
+                },
+                "kms:GenerateDataKey",
+            ),
+            (
+                "KMSNotFound",
+                || {
+                    PublishError::KmsNotFoundException(
+                        KmsNotFoundException::builder()
+                            .meta(crate::sdk::tests::meta("KMSNotFound"))
+                            .build(),
+                    )
+                },
+                "KMS key does not exist",
+            ),
+            (
+                "KMSInvalidState",
+                || {
+                    PublishError::KmsInvalidStateException(
+                        KmsInvalidStateException::builder()
+                            .meta(crate::sdk::tests::meta("KMSInvalidState"))
+                            .build(),
+                    )
+                },
+                "pending deletion",
+            ),
+            (
+                "KMSOptInRequired",
+                || {
+                    PublishError::KmsOptInRequired(
+                        KmsOptInRequired::builder()
+                            .meta(crate::sdk::tests::meta("KMSOptInRequired"))
+                            .build(),
+                    )
+                },
+                "opt-in",
+            ),
+        ];
+        let verdict = sample_verdict();
+        for (code, make, fix) in cases {
+            let rule = mock!(aws_sdk_sns::Client::publish).then_error(make);
+            let client = mock_client!(aws_sdk_sns, [&rule]);
+            let error = SnsNotifier::new(client, "t")
+                .send(Notice::Alert(&verdict), in_ms(20_000))
+                .await
+                .unwrap_err();
+            assert!(!error.is_transient(), "{code}: {error}");
+            let text = error.to_string();
+            assert!(text.contains(&format!("Publish: {code}: ")), "{text}");
+            assert!(text.contains(fix), "{code}: {text}");
+            assert_eq!(rule.num_calls(), 1, "{code} is not retried");
+        }
+    }
+
+    /// A topic that accepts the connection and never answers: the alert's
+    /// publish ends before the invocation's deadline, transient.
+    #[tokio::test]
+    async fn a_silent_endpoint_ends_the_publish_before_the_deadline_as_transient() {
+        let (endpoint, accepted) = crate::sdk::tests::silent_endpoint().await;
+        let config = crate::sdk::tests::client_config(&endpoint).await;
+        let notifier = SnsNotifier::new(
+            aws_sdk_sns::Client::new(&config),
+            "arn:aws:sns:us-east-1:123456789012:alerts",
+        );
+        let verdict = sample_verdict();
+        let deadline = in_ms(2_500);
+        let error = notifier
+            .send(Notice::Alert(&verdict), deadline)
+            .await
+            .unwrap_err();
+        assert!(SystemClock.now_ms() < deadline, "ended before the deadline");
+        assert!(error.is_transient(), "{error}");
+        assert!(error.to_string().contains("Publish"), "{error}");
+        assert!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "the endpoint was reached"
+        );
     }
 }
