@@ -12,15 +12,15 @@
 //! # }
 //! ```
 //!
-//! moto_server comes from `$GRANTWATCH_VENV/bin/moto_server` (the Makefile
-//! exports it), else `<workspace>/.venv/bin/moto_server`. The server is
+//! moto comes from the venv at `$GRANTWATCH_VENV` (the Makefile exports
+//! it), else `<workspace>/.venv`; its python runs moto_server on a socket it
+//! bound itself (no port is freed and reused). The server is
 //! killed when the [`Moto`] is dropped.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sns::config::Credentials;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,27 +56,36 @@ pub fn moto_server_path() -> PathBuf {
 impl Moto {
     /// Start moto_server and wait until it answers. Panics (test setup)
     /// with the reason when it cannot start.
+    ///
+    /// The port is never "found free, then reused": the server's own
+    /// process binds port 0, keeps that socket, reports the port on stdout,
+    /// and serves on it (werkzeug's inherited-socket start).
     pub async fn start() -> Moto {
-        let path = moto_server_path();
+        let python = moto_python_path();
         let mut last_problem = String::new();
         for _attempt in 0..3 {
-            let port = match free_port() {
-                Ok(port) => port,
-                Err(e) => {
-                    last_problem = e.to_string();
-                    continue;
-                }
-            };
-            let child = Command::new(&path)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            let child = Command::new(&python)
+                .args(["-c", SERVE_ON_OWN_SOCKET])
                 .env("PYTHONUNBUFFERED", "1")
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(Stdio::piped())
                 .stderr(Stdio::null())
                 .spawn();
-            let child = match child {
+            let mut child = match child {
                 Ok(child) => child,
-                Err(e) => panic!("cannot run {} ({e}); run `make venv` first", path.display()),
+                Err(e) => panic!(
+                    "cannot run {} ({e}); run `make venv` first",
+                    python.display()
+                ),
+            };
+            let port = match reported_port(&mut child) {
+                Ok(port) => port,
+                Err(problem) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    last_problem = problem;
+                    continue;
+                }
             };
             let mut moto = Moto {
                 child,
@@ -227,9 +236,49 @@ impl Moto {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+/// Python that binds 127.0.0.1:0 itself, prints the port, and runs
+/// moto_server on that very socket (werkzeug serves an inherited socket
+/// when `WERKZEUG_RUN_MAIN` and `WERKZEUG_SERVER_FD` are set).
+const SERVE_ON_OWN_SOCKET: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("127.0.0.1", 0))
+s.listen(128)
+s.set_inheritable(True)
+port = s.getsockname()[1]
+os.environ["MOTO_PORT"] = str(port)
+os.environ["WERKZEUG_RUN_MAIN"] = "true"
+os.environ["WERKZEUG_SERVER_FD"] = str(s.fileno())
+print(port, flush=True)
+from moto.server import main
+main(["-H", "127.0.0.1", "-p", str(port)])
+"#;
+
+/// The venv's python (next to moto_server).
+fn moto_python_path() -> PathBuf {
+    moto_server_path().with_file_name("python")
+}
+
+/// The port the child printed on its first stdout line (30 s at most);
+/// the rest of its stdout is drained in the background.
+fn reported_port(child: &mut Child) -> Result<u16, String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next();
+        let _ = sender.send(first);
+        for _ in lines {}
+    });
+    match receiver.recv_timeout(Duration::from_secs(30)) {
+        Ok(Some(Ok(line))) => line
+            .trim()
+            .parse::<u16>()
+            .map_err(|_| format!("moto printed {line:?}, not a port")),
+        Ok(_) => Err("moto exited before reporting its port".to_string()),
+        Err(_) => Err("moto did not report its port within 30 s".to_string()),
+    }
 }
 
 /// One SNS message as a subscriber sees it.
