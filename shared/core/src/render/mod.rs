@@ -37,6 +37,8 @@ mod fixture_tests;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
+mod runbooks;
+#[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
 pub(crate) mod tests_support;
