@@ -18,9 +18,11 @@
 use crate::event::{GrantAction, GrantEvent};
 use crate::grant::{Constraints, GrantFacts, Operation};
 use crate::judge::StandingGrant;
+use crate::origin::is_profiled;
 use crate::origin::{service_by_name, OriginVerdict};
-use crate::principal::{principal_account, Principal};
+use crate::principal::{is_account_id, principal_account, Principal};
 use crate::record::GrantRecord;
+use crate::trust::{Membership, TrustZone};
 use crate::verdict::{quote, Finding, FindingCode, Origin, RemovedGrant, Severity};
 use std::collections::{BTreeMap, HashMap};
 
@@ -36,6 +38,65 @@ pub struct GrantContext<'a> {
     /// A standing grant without provenance (report): an unknown origin is
     /// expected there and rated `low` instead of `medium`.
     pub standing: bool,
+    /// The trust zone (`TRUSTED_ACCOUNTS`): cross-account inside it rates
+    /// lower, outside it higher.
+    pub zone: Option<&'a TrustZone>,
+}
+
+/// A person's cross-account finding: `high`, `medium` inside the trust
+/// zone. A service's: `low`.
+fn cross_account_severity(o: Origin, other: &str, zone: Option<&TrustZone>) -> Severity {
+    if o == Origin::Service {
+        return Severity::Low;
+    }
+    match zone.map(|z| z.membership(other)) {
+        Some(Membership::Inside) => Severity::Medium,
+        _ => Severity::High,
+    }
+}
+
+/// Only a 12-digit id is an account: documentation placeholders and junk
+/// (`xx`, `123SAMPLE012`, an ARN) name none.
+fn real_account(a: Option<&str>) -> Option<&str> {
+    a.map(str::trim).filter(|a| is_account_id(a))
+}
+
+/// `foreign-key`: the key (from its ARN) belongs to another account than
+/// the one the event was recorded in. A person's: `high`, `critical`
+/// outside the trust zone, `medium` inside. A service's (cross-account
+/// snapshot copies, shared keys): `low`, `medium` outside the zone.
+pub fn foreign_key_finding(
+    key_owner: Option<&str>,
+    event_account: Option<&str>,
+    o: Origin,
+    zone: Option<&TrustZone>,
+) -> Option<Finding> {
+    let (owner, here) = (real_account(key_owner)?, real_account(event_account)?);
+    if owner == here {
+        return None;
+    }
+    let membership = zone.map_or(Membership::Unknown, |z| z.membership(owner));
+    let severity = match (o == Origin::Service, membership) {
+        (true, Membership::Outside) => Severity::Medium,
+        (true, _) => Severity::Low,
+        (false, Membership::Inside) => Severity::Medium,
+        (false, Membership::Outside) => Severity::Critical,
+        (false, Membership::Unknown) => Severity::High,
+    };
+    let zone_note = match membership {
+        Membership::Inside => " (inside the trust zone)",
+        Membership::Outside => " (outside the trust zone)",
+        Membership::Unknown => "",
+    };
+    Some(finding(
+        FindingCode::ForeignKey,
+        severity,
+        format!(
+            "the key belongs to account {}{zone_note}, not to account {} where the grant was made: data here can be re-encrypted under a key its owner controls",
+            quote(owner),
+            quote(here)
+        ),
+    ))
 }
 
 fn finding(code: FindingCode, severity: Severity, message: impl Into<String>) -> Finding {
@@ -113,11 +174,30 @@ pub fn assess_grant(
     let parsed_grantee = grantee.map(Principal::parse);
     let grantee_account = parsed_grantee.as_ref().and_then(Principal::account);
 
-    if let (Some(ga), Some(ka)) = (grantee_account, ctx.key_account) {
+    if o == Origin::Service {
+        let name = origin.service.as_deref().filter(|s| is_profiled(s));
+        if name.is_none() {
+            out.push(finding(
+                FindingCode::UnprofiledService,
+                Severity::Low,
+                format!(
+                    "made by {}, which grantwatch has no profile for: recorded, not alerted",
+                    origin
+                        .service
+                        .as_deref()
+                        .map(|s| format!("the AWS service {}", quote(s)))
+                        .unwrap_or_else(|| "an AWS service".to_string())
+                ),
+            ));
+        }
+    }
+
+    let key_account = real_account(ctx.key_account);
+    if let (Some(ga), Some(ka)) = (grantee_account, key_account) {
         if ga != ka {
             out.push(finding(
                 FindingCode::CrossAccountGrantee,
-                by_origin(o, Severity::Low, Severity::High),
+                cross_account_severity(o, ga, ctx.zone),
                 format!(
                     "grantee is in account {}, not the key's account {}",
                     quote(ga),
@@ -126,11 +206,11 @@ pub fn assess_grant(
             ));
         }
     }
-    if let (Some(ca), Some(ka)) = (ctx.caller_account, ctx.key_account) {
+    if let (Some(ca), Some(ka)) = (real_account(ctx.caller_account), key_account) {
         if ca != ka {
             out.push(finding(
                 FindingCode::CrossAccountCaller,
-                by_origin(o, Severity::Low, Severity::High),
+                cross_account_severity(o, ca, ctx.zone),
                 format!(
                     "created from account {} on a key of account {}",
                     quote(ca),
@@ -248,6 +328,19 @@ pub fn assess_grant(
     }
 
     escalate_combination(&mut out);
+    // A grant to a service principal or to AWS Internal whose maker is
+    // unknown: at worst medium (a service acting through the customer's
+    // role looks like this).
+    if o == Origin::Unknown
+        && matches!(
+            parsed_grantee,
+            Some(Principal::Service(_)) | Some(Principal::AwsInternal)
+        )
+    {
+        for f in out.iter_mut() {
+            f.severity = f.severity.min(Severity::Medium);
+        }
+    }
     out
 }
 
@@ -275,6 +368,20 @@ fn escalate_combination(findings: &mut [Finding]) {
 fn cap_at_low(findings: &mut [Finding]) {
     for f in findings.iter_mut() {
         f.severity = f.severity.min(Severity::Low);
+    }
+}
+
+/// A probe (dry run, denied call) keeps the risk of the grant it tried:
+/// one step lower, never below `low` (findings already at `info` or `low`
+/// stay as they are).
+fn one_step_lower(findings: &mut [Finding]) {
+    for f in findings.iter_mut() {
+        f.severity = match f.severity {
+            Severity::Critical => Severity::High,
+            Severity::High => Severity::Medium,
+            Severity::Medium | Severity::Low => Severity::Low,
+            Severity::Info => Severity::Info,
+        };
     }
 }
 
@@ -331,21 +438,59 @@ fn done_word(action: GrantAction) -> &'static str {
 }
 
 /// All findings for a CreateGrant event: the grant's, then the call's.
+/// No trust zone: see [`assess_create_in`].
 pub fn assess_create(
     event: &GrantEvent,
     facts: &GrantFacts,
     origin: &OriginVerdict,
 ) -> Vec<Finding> {
+    assess_create_in(event, facts, origin, None)
+}
+
+/// The account that owns the event's key: from the key ARN (the real
+/// owner), else the account the event was recorded in.
+pub fn key_owner(event: &GrantEvent) -> Option<&str> {
+    event
+        .key_arn
+        .as_deref()
+        .and_then(|arn| crate::principal::Arn::parse(arn))
+        .map(|arn| arn.account)
+        .filter(|a| is_account_id(a))
+        .or(event.account.as_deref())
+}
+
+/// All findings for a CreateGrant event, with the trust zone: the grant's
+/// (cross-account judged against the key's real owner), `foreign-key`,
+/// then the call's. A dry run or denied call keeps the findings of the
+/// grant it tried one step lower (never below `low`); a service's stay
+/// at most `low`.
+pub fn assess_create_in(
+    event: &GrantEvent,
+    facts: &GrantFacts,
+    origin: &OriginVerdict,
+    zone: Option<&TrustZone>,
+) -> Vec<Finding> {
     let ctx = GrantContext {
-        key_account: event.account.as_deref(),
+        key_account: key_owner(event),
         caller_account: event.caller.account.as_deref(),
         key_spec: None,
         standing: false,
+        zone,
     };
     let mut out = assess_grant(facts, origin, &ctx);
+    out.extend(foreign_key_finding(
+        key_owner(event),
+        event.account.as_deref(),
+        origin.origin,
+        zone,
+    ));
     let outcome = assess_outcome(event, origin.origin);
     if !outcome.is_empty() {
-        cap_at_low(&mut out);
+        if origin.origin == Origin::Service {
+            cap_at_low(&mut out);
+        } else {
+            one_step_lower(&mut out);
+        }
     }
     out.extend(outcome);
     out
@@ -468,6 +613,7 @@ pub fn assess_standing(
         caller_account,
         key_spec: grant.key_spec.as_deref(),
         standing: provenance.is_none(),
+        zone: None,
     };
     assess_grant(&grant.facts, origin, &ctx)
 }
@@ -825,9 +971,10 @@ mod tests {
             severity_of(&f, FindingCode::AccessDenied),
             Some(Severity::Medium)
         );
+        // A denied or dry-run grant keeps the risk it tested, one step lower.
         assert_eq!(
             severity_of(&f, FindingCode::Unconstrained),
-            Some(Severity::Low)
+            Some(Severity::Medium)
         );
         let f = assess_create(
             &event(
@@ -838,7 +985,23 @@ mod tests {
             &g,
             &manual(),
         );
-        assert_eq!(worst_severity(&f), Severity::Low);
+        assert_eq!(worst_severity(&f), Severity::Medium);
+        assert_eq!(severity_of(&f, FindingCode::DryRun), Some(Severity::Low));
+        // A routine service dry run stays info.
+        let f = assess_create(
+            &event(
+                GrantAction::CreateGrant,
+                Some("DryRunOperationException"),
+                true,
+            ),
+            &facts(
+                "dynamodb.us-east-1.amazonaws.com",
+                &[Operation::Decrypt],
+                context("aws:dynamodb:tableName", "t"),
+            ),
+            &service("dynamodb"),
+        );
+        assert_eq!(worst_severity(&f), Severity::Info);
         assert!(codes(&f).contains(&FindingCode::DryRun));
         let f = assess_create(
             &event(GrantAction::CreateGrant, Some("NotFoundException"), false),
@@ -846,6 +1009,94 @@ mod tests {
             &manual(),
         );
         assert!(codes(&f).contains(&FindingCode::FailedCall));
+    }
+
+    #[test]
+    fn foreign_keys_and_the_trust_zone() {
+        let owner = Some("444455556666");
+        let here = Some(KEY_ACCOUNT);
+        let unset = foreign_key_finding(owner, here, Origin::Manual, None).unwrap();
+        assert_eq!(unset.code, FindingCode::ForeignKey);
+        assert_eq!(unset.severity, Severity::High);
+        let zone = TrustZone::from_accounts([KEY_ACCOUNT]);
+        assert_eq!(
+            foreign_key_finding(owner, here, Origin::Manual, Some(&zone))
+                .unwrap()
+                .severity,
+            Severity::Critical
+        );
+        let org = TrustZone::from_accounts([KEY_ACCOUNT, "444455556666"]);
+        assert_eq!(
+            foreign_key_finding(owner, here, Origin::Manual, Some(&org))
+                .unwrap()
+                .severity,
+            Severity::Medium
+        );
+        assert_eq!(
+            foreign_key_finding(owner, here, Origin::Service, None)
+                .unwrap()
+                .severity,
+            Severity::Low
+        );
+        // Same account, or junk account fields: nothing.
+        assert!(foreign_key_finding(here, here, Origin::Manual, None).is_none());
+        assert!(foreign_key_finding(Some("5555555555555"), here, Origin::Manual, None).is_none());
+        assert!(foreign_key_finding(owner, Some("123SAMPLE012"), Origin::Manual, None).is_none());
+        // Cross-account inside the zone rates lower.
+        let inside = GrantContext {
+            zone: Some(&org),
+            ..ctx()
+        };
+        let g = facts(
+            "arn:aws:iam::444455556666:role/x",
+            &[Operation::Decrypt],
+            context("a", "b"),
+        );
+        assert_eq!(
+            severity_of(
+                &assess_grant(&g, &manual(), &ctx()),
+                FindingCode::CrossAccountGrantee
+            ),
+            Some(Severity::High)
+        );
+        assert_eq!(
+            severity_of(
+                &assess_grant(&g, &manual(), &inside),
+                FindingCode::CrossAccountGrantee
+            ),
+            Some(Severity::Medium)
+        );
+    }
+
+    #[test]
+    fn unprofiled_services_are_low_and_profiled_ones_info() {
+        let g = facts(
+            "bedrock.amazonaws.com",
+            &[Operation::Decrypt, Operation::CreateGrant],
+            None,
+        );
+        let f = assess_grant(&g, &service("bedrock"), &ctx());
+        assert_eq!(
+            severity_of(&f, FindingCode::UnprofiledService),
+            Some(Severity::Low)
+        );
+        assert_eq!(worst_severity(&f), Severity::Low);
+        let f = assess_grant(&g, &service("dynamodb"), &ctx());
+        assert_eq!(worst_severity(&f), Severity::Info);
+    }
+
+    #[test]
+    fn an_unknown_maker_of_a_grant_to_a_service_principal_is_at_worst_medium() {
+        let unknown = OriginVerdict::unknown();
+        let g = facts(
+            "m2.us-west-2.amazonaws.com",
+            &[Operation::Decrypt, Operation::CreateGrant],
+            None,
+        );
+        assert_eq!(
+            worst_severity(&assess_grant(&g, &unknown, &ctx())),
+            Severity::Medium
+        );
     }
 
     fn lambda_record() -> GrantRecord {

@@ -6,6 +6,7 @@ use crate::grant::GrantFacts;
 use crate::origin::{self, OriginVerdict};
 use crate::record::GrantRecord;
 use crate::rules::{RuleAction, RuleSet, RuleSubject};
+use crate::trust::TrustZone;
 use crate::verdict::{Finding, Severity, Verdict};
 use crate::{assess, principal};
 use serde::{Deserialize, Serialize};
@@ -47,13 +48,25 @@ pub struct Judgement {
 }
 
 /// Judge one grant event. `known` is the ledger's record of the grant, for
-/// Retire/Revoke (what was removed).
+/// Retire/Revoke (what was removed). No trust zone: see [`judge_event_in`].
 pub fn judge_event(event: &GrantEvent, known: Option<&GrantRecord>, policy: &Policy) -> Verdict {
+    judge_event_in(event, known, policy, &TrustZone::Unset)
+}
+
+/// Judge one grant event with the trust zone (`TRUSTED_ACCOUNTS`):
+/// cross-account findings are judged against the key's real owner (its
+/// ARN), inside the zone they rate lower, outside it higher.
+pub fn judge_event_in(
+    event: &GrantEvent,
+    known: Option<&GrantRecord>,
+    policy: &Policy,
+    zone: &TrustZone,
+) -> Verdict {
     let (origin, findings, facts, removed_grant) = match (event.action, event.grant.as_ref()) {
         (GrantAction::CreateGrant, grant) => {
             let facts = grant.cloned().unwrap_or_default();
             let origin = origin::classify_grant(&facts, Some(&event.caller));
-            let findings = assess::assess_create(event, &facts, &origin);
+            let findings = assess::assess_create_in(event, &facts, &origin, Some(zone));
             (origin, findings, facts, None)
         }
         (_, _) => {

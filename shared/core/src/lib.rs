@@ -19,4 +19,5 @@ pub mod render;
 pub mod report;
 pub mod rules;
 pub mod tamper;
+pub mod trust;
 pub mod verdict;

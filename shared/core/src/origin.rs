@@ -246,10 +246,37 @@ pub fn service_of_context_key(key: &str) -> Option<&'static ServiceInfo> {
 /// keep their label (`glue.amazonaws.com` → `glue`).
 pub fn service_name_of_principal(principal: &str) -> Option<String> {
     let sp = ServicePrincipal::parse(principal)?;
+    let label = sp.service();
     Some(
-        service_by_label(sp.label)
+        service_by_label(&label)
             .map(|s| s.name.to_string())
-            .unwrap_or_else(|| sp.label.to_string()),
+            .unwrap_or(label),
+    )
+}
+
+/// Whether grantwatch has a profile for a service (its usual grants are
+/// `info`); a service without one is `low`, recorded and not alerted.
+pub fn is_profiled(service: &str) -> bool {
+    service_by_name(service).is_some()
+}
+
+/// Front ends that act for a person at a console or shell: their name in
+/// `invokedBy` is a person's call, not a service's.
+const PERSON_FRONT_ENDS: &[&str] = &["signin", "console", "cloudshell"];
+
+/// A service DNS name in `invokedBy` / `sourceIPAddress` that stands for an
+/// AWS service acting (any `<svc>.amazonaws.com`, regional forms, internal
+/// front ends such as `ec2-frontend-api`), but not a person's console.
+fn acting_service(value: &str) -> Option<String> {
+    let sp = ServicePrincipal::parse(value)?;
+    let label = sp.service();
+    if PERSON_FRONT_ENDS.contains(&label.as_str()) {
+        return None;
+    }
+    Some(
+        service_by_label(&label)
+            .map(|s| s.name.to_string())
+            .unwrap_or(label),
     )
 }
 
@@ -280,6 +307,8 @@ struct CallSignals {
     weak: Vec<(Option<String>, String)>,
     /// A person or workload called directly.
     person: Vec<String>,
+    /// A person at a console or the CLI (not a workload's SDK).
+    interactive: bool,
 }
 
 fn call_signals(caller: &Caller) -> CallSignals {
@@ -306,10 +335,18 @@ fn call_signals(caller: &Caller) -> CallSignals {
             .push((service, "userIdentity.type is AWSService".to_string()));
     }
     match invoked_by {
-        Some(AWS_INTERNAL) => s.weak.push((None, "invokedBy is AWS Internal".to_string())),
+        Some(v) if v.eq_ignore_ascii_case(AWS_INTERNAL) => {
+            s.weak.push((None, "invokedBy is AWS Internal".to_string()))
+        }
         Some(v) => {
-            if let Some(service) = service_name_of_principal(v) {
-                s.strong.push((Some(service), format!("invokedBy {v}")));
+            if let Some(service) = acting_service(v) {
+                s.strong
+                    .push((Some(service), format!("invokedBy {}", quote(v))));
+            } else if ServicePrincipal::parse(v).is_some() {
+                s.person.push(format!(
+                    "invokedBy {}: a person's console or shell",
+                    quote(v)
+                ));
             }
         }
         None => {}
@@ -322,8 +359,9 @@ fn call_signals(caller: &Caller) -> CallSignals {
         }
         Some(v) if v.parse::<IpAddr>().is_ok() => {}
         Some(v) => {
-            if let Some(service) = service_name_of_principal(v) {
-                s.strong.push((Some(service), format!("source IP is {v}")));
+            if let Some(service) = acting_service(v) {
+                s.strong
+                    .push((Some(service), format!("source IP is {}", quote(v))));
             }
         }
         None => {}
@@ -343,6 +381,20 @@ fn call_signals(caller: &Caller) -> CallSignals {
         }
         None => {}
     }
+    s.interactive = invoked_by.is_none()
+        && (caller.from_console
+            || user_agent.is_some_and(|ua| {
+                let lower = ua.to_ascii_lowercase();
+                [
+                    "aws-cli",
+                    "mozilla",
+                    "console.amazonaws.com",
+                    "aws-powershell",
+                    "awspowershell",
+                ]
+                .iter()
+                .any(|c| lower.contains(c))
+            }));
     if caller.from_console
         && invoked_by.is_none()
         && !s.person.iter().any(|p| p.starts_with("console"))
@@ -376,27 +428,63 @@ fn is_client_user_agent(ua: &str) -> bool {
     CLIENTS.iter().any(|c| lower.contains(c))
 }
 
-/// Signals from the grant's shape. (service, evidence)
-fn shape_signals(facts: &GrantFacts) -> Vec<(Option<String>, String)> {
-    let mut out = Vec::new();
+/// Signals from the grant's shape.
+#[derive(Default)]
+struct ShapeSignals {
+    /// A person cannot produce these: `AWS Internal` as grantee or
+    /// retiring principal, an `ec2-infrastructure` grantee (old and new
+    /// forms). (service, evidence)
+    unforgeable: Vec<(Option<String>, String)>,
+    /// A person can type these: service principals, service-linked roles,
+    /// `aws:<service>:` context keys. (service, evidence)
+    typed: Vec<(Option<String>, String)>,
+    /// The grantee is a service principal (only that service can use it).
+    grantee_service: Option<String>,
+}
+
+impl ShapeSignals {
+    fn all(&self) -> Vec<(Option<String>, String)> {
+        self.unforgeable
+            .iter()
+            .chain(&self.typed)
+            .cloned()
+            .collect()
+    }
+    fn len(&self) -> usize {
+        self.unforgeable.len() + self.typed.len()
+    }
+}
+
+fn is_aws_internal(s: &str) -> bool {
+    s.trim().eq_ignore_ascii_case(AWS_INTERNAL)
+}
+
+fn shape_signals(facts: &GrantFacts) -> ShapeSignals {
+    let mut out = ShapeSignals::default();
     if let Some(sp) = facts.grantee_service_principal.as_deref() {
-        out.push((
-            service_name_of_principal(sp),
-            format!("grantee service principal {}", quote(sp)),
-        ));
+        let service = service_name_of_principal(sp);
+        out.grantee_service = service.clone();
+        out.typed
+            .push((service, format!("grantee service principal {}", quote(sp))));
     }
     if let Some(grantee) = facts.grantee.as_deref() {
         match Principal::parse(grantee) {
-            Principal::Service(_) => out.push((
-                service_name_of_principal(grantee),
-                format!("grantee is service principal {}", quote(grantee)),
-            )),
-            Principal::AwsInternal => out.push((None, "grantee is AWS Internal".to_string())),
-            Principal::Ec2Infrastructure { .. } => out.push((
+            Principal::Service(_) => {
+                let service = service_name_of_principal(grantee);
+                out.grantee_service = out.grantee_service.take().or(service.clone());
+                out.typed.push((
+                    service,
+                    format!("grantee is service principal {}", quote(grantee)),
+                ))
+            }
+            Principal::AwsInternal => out
+                .unforgeable
+                .push((None, "grantee is AWS Internal".to_string())),
+            Principal::Ec2Infrastructure { .. } => out.unforgeable.push((
                 Some("ebs".to_string()),
                 "grantee is an ec2-infrastructure instance session".to_string(),
             )),
-            Principal::ServiceLinkedRole { service, name, .. } => out.push((
+            Principal::ServiceLinkedRole { service, name, .. } => out.typed.push((
                 Some(service_of_linked_role(service, name)),
                 format!("grantee is service-linked role {}", quote(name)),
             )),
@@ -404,8 +492,11 @@ fn shape_signals(facts: &GrantFacts) -> Vec<(Option<String>, String)> {
         }
     }
     if let Some(rp) = facts.effective_retiring_principal() {
-        if let Some(service) = service_name_of_principal(rp) {
-            out.push((
+        if is_aws_internal(rp) {
+            out.unforgeable
+                .push((None, "retiring principal is AWS Internal".to_string()));
+        } else if let Some(service) = service_name_of_principal(rp) {
+            out.typed.push((
                 Some(service),
                 format!("retiring principal is {}", quote(rp)),
             ));
@@ -416,7 +507,7 @@ fn shape_signals(facts: &GrantFacts) -> Vec<(Option<String>, String)> {
         if let Some(info) = service_of_context_key(key) {
             if !namespaces.contains(&info.name) {
                 namespaces.push(info.name);
-                out.push((
+                out.typed.push((
                     Some(info.name.to_string()),
                     format!("encryption context key {}", quote(key)),
                 ));
@@ -469,6 +560,20 @@ fn distinct_services(signals: &[(Option<String>, String)]) -> Vec<String> {
 /// Who made a grant: a service on someone's behalf, a person/workload, or
 /// unknown. `caller` is `None` for a standing grant without provenance
 /// (only the grant's shape is known).
+///
+/// By evidence, not by a table (the table only names and profiles):
+/// 1. a call signal AWS sets (`invokedBy` a service DNS name, type
+///    `AWSService`, a service DNS name as source) → `service`;
+/// 2. a grant shape no person can produce (`AWS Internal` grantee or
+///    retiring principal, an `ec2-infrastructure` grantee) → `service`;
+/// 3. `AWS Internal` in the call, no person in sight, and a service-shaped
+///    grant → `service`;
+/// 4. a grant to a service principal: `service` without a person's
+///    signals; with them, `unknown` (a service acting through the
+///    customer's role looks like this; so does a person);
+/// 5. a person's signals → `manual` (service shapes typed by hand are
+///    reported as `service-context-by-person`);
+/// 6. otherwise `unknown`.
 pub fn classify_grant(facts: &GrantFacts, caller: Option<&Caller>) -> OriginVerdict {
     let shape = shape_signals(facts);
     let shape_services = service_lookalike(facts);
@@ -482,7 +587,7 @@ pub fn classify_grant(facts: &GrantFacts, caller: Option<&Caller>) -> OriginVerd
 
 /// Who made a call (a RetireGrant / RevokeGrant): the call signals alone.
 pub fn classify_call(caller: &Caller) -> OriginVerdict {
-    decide(&call_signals(caller), &[])
+    decide(&call_signals(caller), &ShapeSignals::default())
 }
 
 fn evidence_of(groups: &[&[(Option<String>, String)]]) -> Vec<String> {
@@ -492,54 +597,73 @@ fn evidence_of(groups: &[&[(Option<String>, String)]]) -> Vec<String> {
         .collect()
 }
 
-fn decide(call: &CallSignals, shape: &[(Option<String>, String)]) -> OriginVerdict {
-    let corroborated = call.strong.len() + call.weak.len() + shape.len() >= 2;
-    // AWS itself says a service made the call, and something else agrees.
-    if !call.strong.is_empty() && corroborated {
+fn service_verdict(service: Option<String>, evidence: Vec<String>) -> OriginVerdict {
+    OriginVerdict {
+        origin: Origin::Service,
+        service,
+        evidence,
+        shape_services: Vec::new(),
+    }
+}
+
+fn decide(call: &CallSignals, shape: &ShapeSignals) -> OriginVerdict {
+    let all_shape = shape.all();
+    // 1. AWS itself says a service made the call (the caller cannot set these).
+    if !call.strong.is_empty() {
         let service = first_service(&call.strong)
-            .or_else(|| first_service(&call.weak))
-            .or_else(|| first_service(shape));
-        return OriginVerdict {
-            origin: Origin::Service,
-            service,
-            evidence: evidence_of(&[&call.strong, &call.weak, shape]),
-            shape_services: Vec::new(),
-        };
-    }
-    // Services that leave invokedBy out: AWS Internal call, no person in
-    // sight, and a grant shaped like the service's.
-    if call.strong.is_empty()
-        && call.person.is_empty()
-        && !call.weak.is_empty()
-        && !shape.is_empty()
-    {
-        let service = first_service(&call.weak).or_else(|| first_service(shape));
-        let mut evidence = evidence_of(&[&call.weak, shape]);
-        evidence.push("no invokedBy: some services leave it out".to_string());
-        return OriginVerdict {
-            origin: Origin::Service,
-            service,
-            evidence,
-            shape_services: Vec::new(),
-        };
-    }
-    if !call.person.is_empty() {
-        let mut evidence = call.person.clone();
+            .or_else(|| shape.grantee_service.clone())
+            .or_else(|| first_service(&shape.unforgeable))
+            .or_else(|| first_service(&shape.typed));
+        let mut evidence = evidence_of(&[&call.strong, &call.weak, &all_shape]);
         evidence.extend(
-            call.strong
+            call.person
                 .iter()
-                .chain(&call.weak)
-                .map(|(_, e)| format!("{e} (not enough alone)")),
+                .map(|p| format!("{p} (the service acted for this caller)")),
         );
-        if call.strong.is_empty() {
-            return OriginVerdict {
-                origin: Origin::Manual,
-                service: None,
-                evidence,
-                shape_services: Vec::new(),
-            };
+        return service_verdict(service, evidence);
+    }
+    // 2. A grant no person can make.
+    if !shape.unforgeable.is_empty() {
+        let service = shape
+            .grantee_service
+            .clone()
+            .or_else(|| first_service(&shape.typed))
+            .or_else(|| first_service(&shape.unforgeable))
+            .or_else(|| first_service(&call.weak));
+        let mut evidence = evidence_of(&[&shape.unforgeable, &shape.typed, &call.weak]);
+        if !call.person.is_empty() {
+            evidence.push(
+                "called through the customer's role or session: the service chose the grant"
+                    .to_string(),
+            );
         }
-        // A service name and a person's signals at once: do not guess.
+        return service_verdict(service, evidence);
+    }
+    // 3. Services that leave invokedBy out: AWS Internal call, no person in
+    // sight, and a grant shaped like the service's.
+    if call.person.is_empty() && !call.weak.is_empty() && shape.len() > 0 {
+        let service = shape
+            .grantee_service
+            .clone()
+            .or_else(|| first_service(&call.weak))
+            .or_else(|| first_service(&all_shape));
+        let mut evidence = evidence_of(&[&call.weak, &all_shape]);
+        evidence.push("no invokedBy: some services leave it out".to_string());
+        return service_verdict(service, evidence);
+    }
+    // 4. A grant to a service principal.
+    if let Some(service) = shape.grantee_service.clone().filter(|_| !call.interactive) {
+        if call.person.is_empty() {
+            let mut evidence = evidence_of(&[&all_shape, &call.weak]);
+            evidence.push(
+                "the grantee is a service principal: only that service can use the grant"
+                    .to_string(),
+            );
+            return service_verdict(Some(service), evidence);
+        }
+        let mut evidence = call.person.clone();
+        evidence.extend(all_shape.iter().map(|(_, e)| e.clone()));
+        evidence.push("a grant to a service principal from a person's or workload's session: a service acting through the customer's role, or a person".to_string());
         return OriginVerdict {
             origin: Origin::Unknown,
             service: None,
@@ -547,7 +671,23 @@ fn decide(call: &CallSignals, shape: &[(Option<String>, String)]) -> OriginVerdi
             shape_services: Vec::new(),
         };
     }
-    let mut evidence = evidence_of(&[&call.strong, &call.weak, shape]);
+    // 5. A person or workload called directly.
+    if !call.person.is_empty() {
+        let mut evidence = call.person.clone();
+        evidence.extend(
+            call.weak
+                .iter()
+                .chain(&all_shape)
+                .map(|(_, e)| format!("{e} (not enough alone)")),
+        );
+        return OriginVerdict {
+            origin: Origin::Manual,
+            service: None,
+            evidence,
+            shape_services: Vec::new(),
+        };
+    }
+    let mut evidence = evidence_of(&[&call.weak, &all_shape]);
     if evidence.is_empty() {
         evidence.push("no source IP, user agent or invokedBy to go on".to_string());
     } else {
@@ -561,20 +701,25 @@ fn decide(call: &CallSignals, shape: &[(Option<String>, String)]) -> OriginVerdi
     }
 }
 
-/// A standing grant without a CloudTrail record: two shape signals that
-/// agree on one service make it a service grant; anything less is unknown.
-fn decide_from_shape(shape: &[(Option<String>, String)]) -> OriginVerdict {
-    let services = distinct_services(shape);
-    let mut evidence = evidence_of(&[shape]);
+/// A standing grant without a CloudTrail record: a shape no person can
+/// make, a grant to a service principal, or two shape signals that agree
+/// on one service make it a service grant; anything less is unknown.
+fn decide_from_shape(shape: &ShapeSignals) -> OriginVerdict {
+    let all = shape.all();
+    let services = distinct_services(&all);
+    let mut evidence = evidence_of(&[&all]);
     evidence
         .push("no CloudTrail record of its creation: judged from the grant's shape".to_string());
-    if shape.len() >= 2 && services.len() == 1 {
-        return OriginVerdict {
-            origin: Origin::Service,
-            service: services.into_iter().next(),
-            evidence,
-            shape_services: Vec::new(),
-        };
+    if !shape.unforgeable.is_empty() || shape.grantee_service.is_some() {
+        let service = shape
+            .grantee_service
+            .clone()
+            .or_else(|| first_service(&shape.typed))
+            .or_else(|| first_service(&shape.unforgeable));
+        return service_verdict(service, evidence);
+    }
+    if all.len() >= 2 && services.len() == 1 {
+        return service_verdict(services.into_iter().next(), evidence);
     }
     OriginVerdict {
         origin: Origin::Unknown,
@@ -695,7 +840,8 @@ mod tests {
     }
 
     #[test]
-    fn invoked_by_alone_is_not_enough() {
+    fn invoked_by_a_service_is_enough_alone() {
+        // The caller cannot set invokedBy: a service made the call.
         let caller = Caller {
             invoked_by: Some("lambda.amazonaws.com".into()),
             ..Caller::default()
@@ -704,10 +850,115 @@ mod tests {
             grantee: Some("arn:aws:iam::012345678901:role/app".into()),
             ..GrantFacts::default()
         };
+        let v = classify_grant(&facts, Some(&caller));
+        assert_eq!(v.origin, Origin::Service);
+        assert_eq!(v.service.as_deref(), Some("lambda"));
+        // Regional forms, odd case and internal front ends too; the name
+        // comes from the evidence, not from a table.
+        for (dns, name) in [
+            ("m2.us-west-2.amazonaws.com", "m2"),
+            ("apigateway.amazonAWS.com", "apigateway"),
+            ("ec2-frontend-api.amazonaws.com", "ec2-frontend-api"),
+            (" acm.amazonaws.com ", "acm"),
+        ] {
+            let caller = Caller {
+                invoked_by: Some(dns.into()),
+                ..cli_caller()
+            };
+            let v = classify_grant(&facts, Some(&caller));
+            assert_eq!(v.origin, Origin::Service, "{dns}");
+            assert_eq!(v.service.as_deref(), Some(name), "{dns}");
+        }
+        // A person's console front end is not a service.
+        let console = Caller {
+            invoked_by: Some("signin.amazonaws.com".into()),
+            ..cli_caller()
+        };
         assert_eq!(
-            classify_grant(&facts, Some(&caller)).origin,
-            Origin::Unknown
+            classify_grant(&facts, Some(&console)).origin,
+            Origin::Manual
         );
+    }
+
+    #[test]
+    fn grants_no_person_can_make_are_service() {
+        // AWS Internal as grantee, through the customer's role, from an IP.
+        for facts in [
+            GrantFacts {
+                grantee: Some("AWS Internal".into()),
+                ..GrantFacts::default()
+            },
+            GrantFacts {
+                grantee: Some("arn:aws:iam::012345678901:role/app".into()),
+                retiring_principal: Some(" aws internal ".into()),
+                ..GrantFacts::default()
+            },
+            GrantFacts {
+                grantee: Some("012345678901:aws:ec2-infrastructure:i-81e2f56c".into()),
+                ..GrantFacts::default()
+            },
+            GrantFacts {
+                grantee: Some(
+                    "arn:aws:sts::012345678901:assumed-role/aws:ec2-infrastructure/i-81e2f56c"
+                        .into(),
+                ),
+                ..GrantFacts::default()
+            },
+        ] {
+            let v = classify_grant(&facts, Some(&cli_caller()));
+            assert_eq!(v.origin, Origin::Service, "{facts:?}: {:?}", v.evidence);
+        }
+    }
+
+    #[test]
+    fn a_grant_to_a_service_principal() {
+        // No person in sight (a service acting through the customer's role).
+        let facts = GrantFacts {
+            grantee: Some("chimevoiceconnector.region.amazonaws.com".into()),
+            retiring_principal: Some("chimevoiceconnector.region.amazonaws.com".into()),
+            ..GrantFacts::default()
+        };
+        let quiet = Caller {
+            arn: Some("arn:aws:sts::012345678901:assumed-role/Admin/x".into()),
+            ..Caller::default()
+        };
+        let v = classify_grant(&facts, Some(&quiet));
+        assert_eq!(v.origin, Origin::Service);
+        assert_eq!(v.service.as_deref(), Some("chimevoiceconnector"));
+        // From a workload's SDK session (a service's own workflow role looks
+        // like this): unknown, never manual.
+        let sdk = Caller {
+            user_agent: Some("aws-sdk-java/2.18.21 Linux/4.14 exec-env/AWS_Lambda_java11".into()),
+            ..cli_caller()
+        };
+        assert_eq!(classify_grant(&facts, Some(&sdk)).origin, Origin::Unknown);
+        // A person at the CLI granting a service principal: their own act.
+        assert_eq!(
+            classify_grant(&facts, Some(&cli_caller())).origin,
+            Origin::Manual
+        );
+        // Forms: regional, placeholder, whitespace, odd case.
+        for p in [
+            "Bedrock.amazonaws.com",
+            " geo.region.amazonaws.com",
+            "aoss.us-east-1.amazonaws.com",
+            "network-firewall.{{region}}.amazonaws.com",
+        ] {
+            assert!(service_name_of_principal(p).is_some(), "{p}");
+        }
+    }
+
+    #[test]
+    fn caller_controlled_fields_alone_never_make_a_service() {
+        // A service named as retiring principal, a typed aws:<svc>: context
+        // and a service user agent, from a person's session: manual.
+        let caller = Caller {
+            user_agent: Some("lambda.amazonaws.com".into()),
+            ..cli_caller()
+        };
+        let v = classify_grant(&lambda_grant(), Some(&caller));
+        assert_eq!(v.origin, Origin::Manual);
+        assert_eq!(v.shape_services, vec!["lambda".to_string()]);
     }
 
     #[test]

@@ -84,23 +84,50 @@ pub struct ServicePrincipal<'a> {
 }
 
 impl<'a> ServicePrincipal<'a> {
+    /// Lenient: stray whitespace, odd case (`apigateway.amazonAWS.com`),
+    /// and the documentation placeholders `region` / `{{region}}` /
+    /// `<region>` in the region position are accepted. The label keeps the
+    /// case it was given: use [`ServicePrincipal::service`] for the name.
     pub fn parse(s: &'a str) -> Option<ServicePrincipal<'a>> {
-        let host = s
-            .strip_suffix(".amazonaws.com")
-            .or_else(|| s.strip_suffix(".amazonaws.com.cn"))?;
+        let s = s.trim();
+        let host = strip_suffix_ignore_case(s, ".amazonaws.com.cn")
+            .or_else(|| strip_suffix_ignore_case(s, ".amazonaws.com"))?;
         let mut labels = host.split('.');
         let label = labels.next()?;
         let region = labels.next();
-        if labels.next().is_some() || label.is_empty() || !is_dns_label(label) {
+        if labels.next().is_some() || label.is_empty() || !is_dns_label_any_case(label) {
             return None;
         }
-        if let Some(region) = region {
-            if !looks_like_region(region) {
-                return None;
-            }
-        }
+        let region = match region {
+            None => None,
+            Some(r) if is_region_placeholder(r) => None,
+            Some(r) if looks_like_region(&r.to_ascii_lowercase()) => Some(r),
+            Some(_) => return None,
+        };
         Some(ServicePrincipal { label, region })
     }
+
+    /// The service's DNS label, lower case (`lambda`, `apigateway`).
+    pub fn service(&self) -> String {
+        self.label.to_ascii_lowercase()
+    }
+}
+
+fn strip_suffix_ignore_case<'a>(s: &'a str, suffix: &str) -> Option<&'a str> {
+    let cut = s.len().checked_sub(suffix.len())?;
+    let tail = s.get(cut..)?;
+    tail.eq_ignore_ascii_case(suffix).then(|| &s[..cut])
+}
+
+/// `region`, `{{region}}`, `<region>`, `` `region` ``: a documentation
+/// placeholder left in a published record.
+fn is_region_placeholder(r: &str) -> bool {
+    r.trim_matches(|c| matches!(c, '{' | '}' | '<' | '>' | '`'))
+        .eq_ignore_ascii_case("region")
+}
+
+fn is_dns_label_any_case(s: &str) -> bool {
+    s.len() <= 63 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// A DNS label: at most 63 lower-case letters, digits and dashes.
@@ -240,6 +267,12 @@ impl<'a> Principal<'a> {
                 let mut parts = resource["assumed-role/".len()..].splitn(2, '/');
                 let role = parts.next().unwrap_or_default();
                 let session = parts.next().unwrap_or_default();
+                if role == "aws:ec2-infrastructure" && is_account_id(account) {
+                    return Principal::Ec2Infrastructure {
+                        account,
+                        instance: session,
+                    };
+                }
                 Principal::AssumedRole {
                     account,
                     role,
