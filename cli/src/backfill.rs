@@ -1,163 +1,485 @@
-//! `grantwatch backfill --table T PATH...`: replay CloudTrail log files into
-//! the grant ledger, so grants created before grantwatch was deployed have
-//! provenance (who created them, and whether a service did). Records only:
-//! no alert is sent, no event is marked delivered.
+//! `grantwatch backfill PATH... | s3://bucket/prefix [--since DATE]
+//! [--until DATE] [--ledger-table TABLE]`: every grant event in CloudTrail
+//! log files, classified, on stdout as the same JSON Lines as `classify`.
+//! With `--ledger-table` the events are also recorded in the ledger, so the
+//! report knows who created grants made before grantwatch was deployed
+//! (records only: no alert is sent, no event is marked delivered). Without
+//! it nothing is written anywhere.
 //!
-//! PATHs are files or directories (walked recursively for `.json` and
-//! `.json.gz`: CloudTrail log files, EventBridge events or bare records).
-//! Events are replayed oldest first, so a removal finds its creation.
+//! PATHs are files, directories (walked for `.json` and `.json.gz`, digests
+//! skipped, symlink loops not followed) or `s3://bucket/prefix`. The reader
+//! is [`grantwatch_core::logs`]: all cores, files handed back in order
+//! (CloudTrail's layout sorts each account-region oldest first), events in
+//! a file oldest first. A duplicate event (same `eventID`) is reported once.
 //! Idempotent: replaying the same files again writes the same records.
 //!
 //! Exit codes: 0 every file was read; 1 some file or record was bad (the
-//! good ones were still recorded); 2 the ledger failed.
+//! good ones were still printed and recorded); 2 usage error, or the ledger
+//! failed (rerun is safe).
 
 use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
 use grantwatch_aws::sdk;
-use grantwatch_core::app::watch::{policy, record_event, WatchConfig};
-use grantwatch_core::event::{parse_document, GrantEvent, Parsed};
-use std::path::{Path, PathBuf};
+use grantwatch_core::app::watch::{grant_record, record_event};
+use grantwatch_core::event::{GrantAction, GrantEvent};
+use grantwatch_core::judge::{judge_event, Policy};
+use grantwatch_core::logs::{self, FileResult, LocalFiles, LogSource, Options};
+use grantwatch_core::record::GrantRecord;
+use grantwatch_core::rules::RuleSet;
+use grantwatch_core::verdict::{Severity, Verdict};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The ledger table (the stack's `LedgerTableName` output).
-    #[arg(long, env = "LEDGER_TABLE")]
-    table: String,
+    /// Also record the events in this ledger table (the stack's
+    /// `LedgerTableName` output). Without it nothing is written.
+    #[arg(long, alias = "table", env = "LEDGER_TABLE")]
+    ledger_table: Option<String>,
     /// TTL of removed grants, in days (as the watcher's LEDGER_RETENTION_DAYS).
     #[arg(long, default_value_t = DEFAULT_RETENTION_DAYS)]
     retention_days: u32,
-    /// CloudTrail log files or directories of them (`.json`, `.json.gz`).
+    /// Keep events from this day on (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    since: Option<time::Date>,
+    /// Keep events up to and including this day (YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    until: Option<time::Date>,
+    /// Suppression / re-rating rules (TOML, see docs/classify.md).
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+    /// Alert threshold: events at or above it get `alert: true`.
+    #[arg(long, value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
+    min_severity: Severity,
+    /// Files read at once (default: one per core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// CloudTrail log files, directories of them, or `s3://bucket/prefix`.
     #[arg(value_name = "PATH", required = true)]
-    paths: Vec<PathBuf>,
+    paths: Vec<String>,
 }
 
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    s.parse()
+}
+
+fn parse_date(s: &str) -> Result<time::Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &format).map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
+}
+
+const NAME: &str = "grantwatch backfill";
+
 pub fn run(args: Args) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let rules = match &args.rules {
+        None => RuleSet::default(),
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| RuleSet::parse_toml(&text).map_err(|e| e.to_string()))
+        {
+            Ok(rules) => rules,
+            Err(e) => {
+                eprintln!("{NAME}: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        if since > until {
+            eprintln!("{NAME}: --since {since} is after --until {until}");
+            return ExitCode::from(2);
+        }
+    }
+    let options = Options {
+        threads: args.threads.unwrap_or(Options::default().threads).max(1),
+        since: args.since,
+        until: args.until,
+    };
+    // The SDK (S3 input, the ledger) runs here; the readers are std threads.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("grantwatch backfill: cannot start the async runtime: {e}");
+            eprintln!("{NAME}: cannot start the async runtime: {e}");
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(backfill(args))
-}
-
-/// Files to read: the paths given, directories walked (sorted, so runs are
-/// reproducible).
-fn log_files(paths: &[PathBuf], problems: &mut Vec<String>) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for path in paths {
-        walk(path, &mut files, problems, true);
-    }
-    files
-}
-
-fn walk(path: &Path, files: &mut Vec<PathBuf>, problems: &mut Vec<String>, given: bool) {
-    if path.is_dir() {
-        match std::fs::read_dir(path) {
-            Ok(entries) => {
-                let mut children: Vec<PathBuf> =
-                    entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                children.sort();
-                for child in children {
-                    walk(&child, files, problems, false);
-                }
-            }
-            Err(e) => problems.push(format!("{}: {e}", path.display())),
+    let (s3_uris, local): (Vec<&String>, Vec<&String>) =
+        args.paths.iter().partition(|p| p.starts_with("s3://"));
+    let config = if s3_uris.is_empty() && args.ledger_table.is_none() {
+        None
+    } else {
+        Some(runtime.block_on(sdk::load_config()))
+    };
+    let mut problems = 0usize;
+    let mut sources: Vec<Box<dyn LogSource>> = Vec::new();
+    if !local.is_empty() {
+        let paths: Vec<PathBuf> = local.iter().map(PathBuf::from).collect();
+        let (files, walk_problems) = LocalFiles::discover(&paths, &options);
+        for problem in &walk_problems {
+            eprintln!("{NAME}: {problem}");
         }
-    } else if given || is_log_file(path) {
-        files.push(path.to_path_buf());
+        problems += walk_problems.len();
+        sources.push(Box::new(files));
     }
-}
-
-fn is_log_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    name.ends_with(".json") || name.ends_with(".json.gz")
-}
-
-async fn backfill(args: Args) -> ExitCode {
-    let mut problems = Vec::new();
-    let mut events: Vec<GrantEvent> = Vec::new();
-    let mut skipped = 0usize;
-    let files = log_files(&args.paths, &mut problems);
-    for file in &files {
-        let bytes = match std::fs::read(file) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                problems.push(format!("{}: {e}", file.display()));
-                continue;
-            }
-        };
-        match parse_document(&bytes) {
-            Err(e) => problems.push(format!("{}: {e}", file.display())),
-            Ok(records) => {
-                for record in records {
-                    match record {
-                        Ok(Parsed::Grant(event)) => events.push(*event),
-                        Ok(Parsed::NotAGrantEvent { .. }) => skipped += 1,
-                        Err(e) => problems.push(format!("{}: {e}", file.display())),
-                    }
+    if let Some(config) = &config {
+        for uri in s3_uris {
+            match runtime.block_on(S3Logs::list(config, uri, &options)) {
+                Ok(objects) => sources.push(Box::new(objects.with(runtime.handle().clone()))),
+                Err(e) => {
+                    eprintln!("{NAME}: {uri}: {e}");
+                    return ExitCode::from(2);
                 }
             }
         }
     }
-    // Oldest first (RFC 3339 UTC times sort as text); unknown times last.
-    events.sort_by(|a, b| {
-        (a.event_time.is_none(), &a.event_time, &a.event_id).cmp(&(
-            b.event_time.is_none(),
-            &b.event_time,
-            &b.event_id,
-        ))
-    });
-    events.dedup_by(|a, b| a.event_id == b.event_id);
-
-    let config = sdk::load_config().await;
-    let ledger = DynamoLedger::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        &args.table,
-        args.retention_days,
+    let ledger = match (&config, &args.ledger_table) {
+        (Some(config), Some(table)) => Some(DynamoLedger::new(
+            aws_sdk_dynamodb::Client::new(config),
+            table,
+            args.retention_days,
+        )),
+        _ => None,
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let policy = Policy {
+        rules,
+        min_alert_severity: args.min_severity,
+        today,
+    };
+    let mut replay = Replay {
+        policy,
+        ledger: ledger.as_ref(),
+        runtime: &runtime,
+        out: BufWriter::new(io::stdout().lock()),
+        seen_events: HashSet::new(),
+        seen_grants: SeenGrants::default(),
+        progress: Progress::new(sources.iter().map(|s| s.len()).sum()),
+        totals: Totals::default(),
+        stopped: None,
+    };
+    for source in &sources {
+        logs::scan(source.as_ref(), &options, |file| replay.file(file));
+        if replay.stopped.is_some() {
+            break;
+        }
+    }
+    replay.progress.finish();
+    let flushed = replay.out.flush();
+    let totals = &replay.totals;
+    problems += totals.problems;
+    eprintln!(
+        "{NAME}: {} files ({:.1} MB), {} records: {} grant events{}, {} other records, {} outside the dates, {} duplicates, {} problems",
+        totals.files,
+        totals.bytes as f64 / 1e6,
+        totals.records,
+        totals.events,
+        if ledger.is_some() {
+            format!(" ({} creations and {} removals recorded)", totals.created, totals.removed)
+        } else {
+            String::new()
+        },
+        totals.other,
+        totals.out_of_range,
+        totals.duplicates,
+        problems,
     );
-    let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let policy = policy(&WatchConfig::default(), now_ms);
-    let (mut created, mut removed) = (0usize, 0usize);
-    for event in &events {
-        if let Err(error) = record_event(&ledger, event, &policy).await {
-            eprintln!("grantwatch backfill: event {}: {error}", event.event_id);
+    match replay.stopped {
+        Some(Stop::Ledger(e)) => {
+            eprintln!("{NAME}: the ledger failed: {e}");
             eprintln!(
-                "grantwatch backfill: stopped after {} of {} grant events (rerun is safe)",
-                created + removed,
-                events.len()
+                "{NAME}: stopped after {} grant events (rerun is safe)",
+                totals.events
             );
             return ExitCode::from(2);
         }
-        let recorded = event.succeeded() && !event.dry_run && event.grant_id.is_some();
-        match (recorded, event.action.is_removal()) {
-            (false, _) => {}
-            (true, true) => removed += 1,
-            (true, false) => created += 1,
-        }
+        Some(Stop::Output(e)) => return output_failed(e),
+        None => {}
     }
-    for problem in &problems {
-        eprintln!("grantwatch backfill: {problem}");
+    if let Err(e) = flushed {
+        return output_failed(e);
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "table": args.table,
-            "files": files.len(),
-            "grant_events": events.len(),
-            "creations": created,
-            "removals": removed,
-            "other_records": skipped,
-            "problems": problems.len(),
-        })
-    );
-    if problems.is_empty() {
+    if problems == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// A closed pipe (`| head`) is the reader's choice, not an error.
+fn output_failed(e: io::Error) -> ExitCode {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("{NAME}: cannot write output: {e}");
+    ExitCode::from(1)
+}
+
+#[derive(Default)]
+struct Totals {
+    files: usize,
+    bytes: u64,
+    records: u64,
+    events: usize,
+    other: u64,
+    out_of_range: u64,
+    duplicates: usize,
+    created: usize,
+    removed: usize,
+    problems: usize,
+}
+
+enum Stop {
+    Ledger(String),
+    Output(io::Error),
+}
+
+/// Judges and prints (and, with a ledger, records) each file's events, in
+/// the order the reader hands them over.
+struct Replay<'a, W: Write> {
+    policy: Policy,
+    ledger: Option<&'a DynamoLedger>,
+    runtime: &'a tokio::runtime::Runtime,
+    out: W,
+    seen_events: HashSet<String>,
+    seen_grants: SeenGrants,
+    progress: Progress,
+    totals: Totals,
+    stopped: Option<Stop>,
+}
+
+impl<W: Write> Replay<'_, W> {
+    /// One file's result; `false` stops the scan.
+    fn file(&mut self, file: FileResult) -> bool {
+        let totals = &mut self.totals;
+        totals.files += 1;
+        totals.bytes += file.bytes;
+        totals.records += file.records;
+        totals.other += file.other_records();
+        totals.out_of_range += file.out_of_range;
+        if let Some(reason) = &file.failed {
+            self.progress.clear();
+            eprintln!("{NAME}: {}: {reason}", file.name);
+            totals.problems += 1;
+        }
+        for problem in &file.problems {
+            self.progress.clear();
+            eprintln!("{NAME}: {}: {problem}", file.name);
+            totals.problems += 1;
+        }
+        for event in file.events {
+            if !self.seen_events.insert(event.event_id.clone()) {
+                self.totals.duplicates += 1;
+                continue;
+            }
+            self.totals.events += 1;
+            if let Err(stop) = self.event(&event) {
+                self.stopped = Some(stop);
+                return false;
+            }
+        }
+        self.progress.update(&self.totals);
+        true
+    }
+
+    fn event(&mut self, event: &GrantEvent) -> Result<(), Stop> {
+        let verdict = match self.ledger {
+            Some(ledger) => {
+                let verdict = self
+                    .runtime
+                    .block_on(record_event(ledger, event, &self.policy))
+                    .map_err(|e| Stop::Ledger(e.to_string()))?;
+                if event.succeeded() && !event.dry_run && event.grant_id.is_some() {
+                    if event.action.is_removal() {
+                        self.totals.removed += 1;
+                    } else {
+                        self.totals.created += 1;
+                    }
+                }
+                verdict
+            }
+            None => {
+                let verdict = judge_event(event, self.seen_grants.get(event), &self.policy);
+                self.seen_grants.remember(event, &verdict);
+                verdict
+            }
+        };
+        let line =
+            serde_json::to_string(&verdict).map_err(|e| Stop::Output(io::Error::other(e)))?;
+        writeln!(self.out, "{line}").map_err(Stop::Output)
+    }
+}
+
+/// Grants created earlier in this run, by grant id: a RetireGrant later in
+/// the logs is judged against what it removed, as `classify` does.
+#[derive(Default)]
+pub(crate) struct SeenGrants(HashMap<String, GrantRecord>);
+
+impl SeenGrants {
+    pub(crate) fn get(&self, event: &GrantEvent) -> Option<&GrantRecord> {
+        if !event.action.is_removal() {
+            return None;
+        }
+        event.grant_id.as_deref().and_then(|id| self.0.get(id))
+    }
+
+    pub(crate) fn remember(&mut self, event: &GrantEvent, verdict: &Verdict) {
+        if event.action != GrantAction::CreateGrant || !event.succeeded() || event.dry_run {
+            return;
+        }
+        if let (Some(key_arn), Some(grant_id)) =
+            (verdict.key_arn.as_deref(), event.grant_id.as_deref())
+        {
+            self.0.insert(
+                grant_id.to_string(),
+                grant_record(event, verdict, key_arn, grant_id),
+            );
+        }
+    }
+}
+
+/// Progress on stderr, only when stderr is a terminal, at most 5 times a
+/// second.
+struct Progress {
+    on: bool,
+    total_files: usize,
+    started: Instant,
+    last: Option<Instant>,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(total_files: usize) -> Progress {
+        Progress {
+            on: io::stderr().is_terminal(),
+            total_files,
+            started: Instant::now(),
+            last: None,
+            shown: false,
+        }
+    }
+
+    fn update(&mut self, totals: &Totals) {
+        if !self.on
+            || self
+                .last
+                .is_some_and(|t| t.elapsed() < Duration::from_millis(200))
+        {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        eprint!(
+            "\r{NAME}: {}/{} files, {:.1} MB ({:.0} MB/s), {} grant events\x1b[K",
+            totals.files,
+            self.total_files,
+            totals.bytes as f64 / 1e6,
+            totals.bytes as f64 / 1e6 / seconds,
+            totals.events
+        );
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
+
+    fn finish(&mut self) {
+        self.clear();
+    }
+}
+
+/// Log files in S3 (`s3://bucket/prefix`), listed with the SDK's paginator;
+/// read by the reader's threads through the runtime's handle.
+struct S3Logs {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    keys: Vec<String>,
+    handle: Option<tokio::runtime::Handle>,
+}
+
+impl S3Logs {
+    async fn list(
+        config: &aws_config::SdkConfig,
+        uri: &str,
+        options: &Options,
+    ) -> Result<S3Logs, String> {
+        let (bucket, prefix) = sdk::parse_s3_uri(uri)?;
+        let client = sdk::s3_client(config);
+        let mut pages = client
+            .list_objects_v2()
+            .bucket(&bucket)
+            .prefix(&prefix)
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk::classify("ListObjectsV2", &e).to_string())?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|object| object.key())
+                    .filter(|key| {
+                        logs::is_log_name(key)
+                            && logs::file_may_hold(logs::layout_day(key), options)
+                    })
+                    .map(str::to_string),
+            );
+        }
+        keys.sort();
+        Ok(S3Logs {
+            client,
+            bucket,
+            keys,
+            handle: None,
+        })
+    }
+
+    fn with(mut self, handle: tokio::runtime::Handle) -> S3Logs {
+        self.handle = Some(handle);
+        self
+    }
+}
+
+impl LogSource for S3Logs {
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn name(&self, index: usize) -> String {
+        let key = self.keys.get(index).map_or("", String::as_str);
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    fn read(&self, index: usize, buf: &mut Vec<u8>, limit: usize) -> Result<(), String> {
+        let key = self.keys.get(index).ok_or("no such object")?;
+        let handle = self.handle.as_ref().ok_or("no runtime")?;
+        buf.clear();
+        handle.block_on(async {
+            let object = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| sdk::classify("GetObject", &e).to_string())?;
+            let mut body = object.body;
+            while let Some(chunk) = body.try_next().await.map_err(|e| e.to_string())? {
+                buf.extend_from_slice(&chunk);
+                if buf.len() > limit {
+                    break;
+                }
+            }
+            Ok(())
+        })
     }
 }

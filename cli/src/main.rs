@@ -30,7 +30,7 @@ enum Command {
     Explain(explain::Args),
     /// Inventory every grant on every key and write the weekly report.
     Report(report::Args),
-    /// Replay CloudTrail log files into the grant ledger (provenance for grants made before deployment).
+    /// Every grant event in CloudTrail log files (local or s3://), classified; --ledger-table also seeds the ledger.
     Backfill(backfill::Args),
 }
 
