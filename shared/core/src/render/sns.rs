@@ -9,6 +9,7 @@
 
 use super::commands::commands;
 use super::describe::{self, is_removal, KeyForm};
+use super::links::LinkSettings;
 use super::plain::{ascii_line, one_line, truncate_bytes};
 use super::slack::severity_label;
 use super::tally::tally;
@@ -50,6 +51,12 @@ pub struct SnsMessage {
 /// `service` (`none` when null), `event_name`, `account`, `region`,
 /// `finding_codes` (sorted, comma-joined, `none` when empty).
 pub fn alert(v: &Verdict) -> SnsMessage {
+    alert_with(v, &LinkSettings::default())
+}
+
+/// [`alert`] with the deployment's link settings: each finding's runbook
+/// (`<base>/<code>.md`) under its explanation.
+pub fn alert_with(v: &Verdict, links: &LinkSettings) -> SnsMessage {
     let subject = alert_subject(v);
     let mut body = Body::default();
     body.line(&format!(
@@ -137,6 +144,7 @@ pub fn alert(v: &Verdict) -> SnsMessage {
             one_line(&f.message, MAX_VALUE_CHARS)
         ));
         body.line(&format!("      {}", describe::finding_explanation(f.code)));
+        body.line(&format!("      Runbook: {}", links.runbook(f.code)));
     }
 
     if !v.evidence.is_empty() {
@@ -453,6 +461,150 @@ impl Body {
     }
 }
 
+/// One SNS message attribute for `Publish`: its `DataType` and value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "DataType", content = "Value")]
+pub enum Attribute {
+    #[serde(rename = "String")]
+    String(String),
+    /// A filter policy matches any one element.
+    #[serde(rename = "String.Array")]
+    StringArray(Vec<String>),
+    #[serde(rename = "Number")]
+    Number(u64),
+}
+
+impl Attribute {
+    /// `String`, `String.Array` or `Number`.
+    pub fn data_type(&self) -> &'static str {
+        match self {
+            Attribute::String(_) => "String",
+            Attribute::StringArray(_) => "String.Array",
+            Attribute::Number(_) => "Number",
+        }
+    }
+
+    /// The `StringValue` to send: the string, the JSON array text
+    /// (`["manual-grant","re-delegation"]`), or the decimal number.
+    pub fn string_value(&self) -> String {
+        match self {
+            Attribute::String(s) => s.clone(),
+            Attribute::StringArray(items) => {
+                serde_json::to_string(items).unwrap_or_else(|_| "[]".to_string())
+            }
+            Attribute::Number(n) => n.to_string(),
+        }
+    }
+}
+
+/// What the watcher publishes with `MessageStructure=json`: `message` is a
+/// JSON object with one body per protocol. `default` and `email` are the
+/// e-mail text; `sqs`, `lambda`, `http` and `https` are the verdict (or the
+/// digest) as JSON text, so machines subscribe to data and people to
+/// words. Attributes: `finding_codes` is a `String.Array` (a filter policy
+/// can match one code), `count` a `Number`, the rest `String`s as in
+/// [`SnsMessage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StructuredMessage {
+    pub subject: String,
+    /// The JSON object text for `Message`.
+    pub message: String,
+    pub attributes: BTreeMap<String, Attribute>,
+}
+
+/// The protocols that get the machine-readable JSON.
+pub const MACHINE_PROTOCOLS: [&str; 4] = ["sqs", "lambda", "http", "https"];
+/// A digest's machine form lists at most this many verdicts (most severe
+/// first); `omitted` counts the rest.
+pub const MAX_DIGEST_VERDICTS: usize = 50;
+
+/// [`alert`] for `MessageStructure=json`; the machine form is
+/// `{"kind": "alert", "verdict": {...}}` (the `grantwatch classify` JSON).
+pub fn structured_alert(v: &Verdict) -> StructuredMessage {
+    structured(
+        &alert(v),
+        &serde_json::json!({"kind": "alert", "verdict": v}),
+    )
+}
+
+/// [`digest`] for `MessageStructure=json`; the machine form is
+/// `{"kind": "digest", "window", "count", "verdicts": [...], "omitted"}`.
+pub fn structured_digest(verdicts: &[Verdict], window: &str) -> StructuredMessage {
+    let mut order: Vec<&Verdict> = verdicts.iter().collect();
+    order.sort_by_key(|v| std::cmp::Reverse(v.severity));
+    let listed: Vec<&Verdict> = order.into_iter().take(MAX_DIGEST_VERDICTS).collect();
+    structured(
+        &digest(verdicts, window),
+        &serde_json::json!({
+            "kind": "digest",
+            "window": window,
+            "count": verdicts.len(),
+            "verdicts": listed,
+            "omitted": verdicts.len() - listed.len(),
+        }),
+    )
+}
+
+/// The structured form of a rendered message and its machine JSON, within
+/// SNS's 256 KB: the machine JSON is replaced by a short stand-in (kind,
+/// attributes, `"truncated": true`) and the body halved until it fits.
+pub fn structured(msg: &SnsMessage, machine: &serde_json::Value) -> StructuredMessage {
+    let attributes: BTreeMap<String, Attribute> = msg
+        .attributes
+        .iter()
+        .map(|(k, v)| {
+            let value = match k.as_str() {
+                "finding_codes" => Attribute::StringArray(
+                    v.split(',')
+                        .filter(|c| !c.is_empty())
+                        .map(String::from)
+                        .collect(),
+                ),
+                "count" => v
+                    .parse()
+                    .map(Attribute::Number)
+                    .unwrap_or_else(|_| Attribute::String(v.clone())),
+                _ => Attribute::String(v.clone()),
+            };
+            (k.clone(), value)
+        })
+        .collect();
+    let attributes_bytes: usize = attributes
+        .iter()
+        .map(|(k, v)| k.len() + v.data_type().len() + v.string_value().len())
+        .sum();
+    let budget = MAX_MESSAGE_BYTES - 1024 - msg.subject.len() - attributes_bytes;
+    let mut body = msg.message.clone();
+    let mut machine_text = machine.to_string();
+    loop {
+        let mut doc = serde_json::Map::new();
+        doc.insert("default".into(), body.clone().into());
+        doc.insert("email".into(), body.clone().into());
+        for protocol in MACHINE_PROTOCOLS {
+            doc.insert(protocol.into(), machine_text.clone().into());
+        }
+        let message = serde_json::Value::Object(doc).to_string();
+        if message.len() <= budget {
+            return StructuredMessage {
+                subject: msg.subject.clone(),
+                message,
+                attributes,
+            };
+        }
+        if machine_text.len() > 4096 {
+            machine_text = serde_json::json!({
+                "kind": msg.attributes.get("kind"),
+                "truncated": true,
+                "attributes": msg.attributes,
+                "note": "too large for SNS: the full record is in the grant ledger",
+            })
+            .to_string();
+        } else {
+            body = truncate_bytes(&body, body.len() / 2, CUT_NOTE);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -649,5 +801,87 @@ mod tests {
         assert_eq!(mixed.attributes["event_name"], "mixed");
         assert_eq!(mixed.attributes["origin"], "mixed");
         assert_eq!(mixed.attributes["service"], "lambda");
+    }
+
+    fn parsed(m: &StructuredMessage) -> serde_json::Value {
+        serde_json::from_str(&m.message).expect("the message is a JSON object")
+    }
+
+    #[test]
+    fn structured_alert_gives_people_text_and_machines_the_verdict() {
+        let v = manual_grant();
+        let m = structured_alert(&v);
+        let doc = parsed(&m);
+        let text = alert(&v).message;
+        assert_eq!(doc["default"], text.as_str());
+        assert_eq!(doc["email"], text.as_str());
+        for protocol in MACHINE_PROTOCOLS {
+            let machine: serde_json::Value =
+                serde_json::from_str(doc[protocol].as_str().expect("JSON text"))
+                    .expect("machine JSON");
+            assert_eq!(machine["kind"], "alert");
+            let back: Verdict =
+                serde_json::from_value(machine["verdict"].clone()).expect("a verdict");
+            assert_eq!(back, v, "{protocol}");
+        }
+        assert_eq!(m.subject, alert(&v).subject);
+        assert!(text.contains(
+            "Runbook: https://github.com/grantwatch/grantwatch/blob/main/docs/findings/cross-account-grantee.md"
+        ));
+    }
+
+    #[test]
+    fn finding_codes_are_a_string_array_and_counts_numbers() {
+        let m = structured_alert(&manual_grant());
+        let codes = &m.attributes["finding_codes"];
+        assert_eq!(codes.data_type(), "String.Array");
+        let listed: Vec<String> =
+            serde_json::from_str(&codes.string_value()).expect("a JSON array");
+        assert!(listed.contains(&"manual-grant".to_string()), "{listed:?}");
+        assert_eq!(m.attributes["severity"], Attribute::String("high".into()));
+
+        let vs = vec![
+            manual_grant(),
+            removal_of_lambda_grant(),
+            lambda_service_grant(),
+        ];
+        let d = structured_digest(&vs, "in the last 60 s");
+        assert_eq!(d.attributes["count"], Attribute::Number(3));
+        assert_eq!(d.attributes["count"].string_value(), "3");
+        let machine: serde_json::Value =
+            serde_json::from_str(parsed(&d)["sqs"].as_str().expect("text")).expect("json");
+        assert_eq!(machine["count"], 3);
+        assert_eq!(machine["verdicts"][0]["severity"], "high");
+
+        let mut quiet = lambda_service_grant();
+        quiet.findings.clear();
+        let q = structured_alert(&quiet);
+        assert_eq!(q.attributes["finding_codes"].string_value(), r#"["none"]"#);
+    }
+
+    #[test]
+    fn structured_messages_stay_under_the_sns_limit() {
+        let mut v = manual_grant();
+        v.evidence = vec!["e\u{1b}\"".repeat(20_000); 10];
+        let m = structured_alert(&v);
+        let attributes: usize = m
+            .attributes
+            .iter()
+            .map(|(k, a)| k.len() + a.string_value().len() + a.data_type().len())
+            .sum();
+        assert!(m.subject.len() + m.message.len() + attributes < MAX_MESSAGE_BYTES);
+        let doc = parsed(&m);
+        let machine: serde_json::Value =
+            serde_json::from_str(doc["lambda"].as_str().expect("text")).expect("json");
+        assert_eq!(machine["truncated"], true);
+        assert!(doc["email"]
+            .as_str()
+            .expect("body")
+            .contains("HIGH - Manual KMS grant"));
+
+        let many: Vec<Verdict> = (0..2000).map(|_| manual_grant()).collect();
+        let d = structured_digest(&many, "in the last 60 s");
+        assert!(d.message.len() < MAX_MESSAGE_BYTES);
+        assert_eq!(d.attributes["count"], Attribute::Number(2000));
     }
 }
