@@ -453,7 +453,7 @@ pub fn key_owner(event: &GrantEvent) -> Option<&str> {
     event
         .key_arn
         .as_deref()
-        .and_then(|arn| crate::principal::Arn::parse(arn))
+        .and_then(crate::principal::Arn::parse)
         .map(|arn| arn.account)
         .filter(|a| is_account_id(a))
         .or(event.account.as_deref())
