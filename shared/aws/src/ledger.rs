@@ -7,19 +7,33 @@
 //! | `GRANT#<key ARN>`   | `<grant id>`      | a grant: its creation, later its removal |
 //! | `EVENT#<event id>`  | `EVENT`           | an event seen; per-channel delivery     |
 //! | `STORM#<window>`    | `COUNT`           | alerts counted in a storm window        |
-//! | `DIGEST#<window>`   | `DELIVERY`        | the window's digest: closed?, delivery  |
-//! | `DIGEST#<window>`   | `EVENT#<event id>`| one alert held for the window's digest  |
+//! | `DIGEST#<window>`   | `DELIVERY`        | the digest: leader, closed_at, tallies (total, severity_*), delivery |
+//! | `DIGEST#<window>`   | `EVENT#<event id>`| membership: an alert counted in the digest |
+//! | `DIGEST#<window>`   | `WORST#<rank>#<event id>` | the alert's verdict, worst first |
+//! | `DIGEST#<window>`   | `TALLY#actor#<arn>`, `TALLY#key#<arn>` | alerts per actor, per key |
+//! | `STORM#PENDING`     | `WINDOWS`         | windows whose digest is not yet posted everywhere |
 //!
 //! Every write that decides who sends is conditional, so two concurrent
-//! invocations with the same event never both send on a channel.
+//! invocations with the same event never both send on a channel. Channel
+//! leases carry their owner (`owner_<channel>`, the request id):
+//! `mark_delivered` and `release_channel` are conditional on it, and a
+//! lease is taken over only [`LEASE_TAKEOVER_GRACE_SECONDS`] after it ended.
+//! Joining a digest is one transaction (membership once per event,
+//! tallies only while open).
 
 use crate::sdk::classify;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use grantwatch_core::ports::ledger::{AlertMode, ChannelClaim, Delivery, EventState, Ledger};
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use grantwatch_core::ports::ledger::{
+    AlertMode, ChannelClaim, Delivery, DigestEntry, DigestSummary, DigestTally, EventLedger,
+    EventState, GrantLedger, Lease, Marked, StormLedger, DIGEST_TALLY_NAMES, DIGEST_WORST,
+    LEASE_TAKEOVER_GRACE_SECONDS,
+};
 use grantwatch_core::ports::PortError;
 use grantwatch_core::record::{GrantRecord, Removal};
-use grantwatch_core::verdict::Verdict;
+use grantwatch_core::verdict::{Severity, Verdict};
 use std::collections::{BTreeSet, HashMap};
 
 type Item = HashMap<String, AttributeValue>;
@@ -65,6 +79,23 @@ impl DynamoLedger {
             .await
             .map_err(|e| classify("GetItem", &e))?;
         Ok(output.item)
+    }
+
+    /// The first `limit` items of `pk` whose sort key starts with `prefix`.
+    async fn query_page(&self, pk: &str, prefix: &str, limit: i32) -> Result<Vec<Item>, PortError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(pk))
+            .expression_attribute_values(":prefix", s(prefix))
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| classify("Query", &e))?;
+        Ok(output.items.unwrap_or_default())
     }
 
     async fn query_all(&self, pk: String, sk_prefix: Option<&str>) -> Result<Vec<Item>, PortError> {
@@ -185,7 +216,7 @@ fn now_epoch() -> i64 {
         .unwrap_or(0)
 }
 
-impl Ledger for DynamoLedger {
+impl EventLedger for DynamoLedger {
     async fn claim_event(&self, event_id: &str, now: i64) -> Result<EventState, PortError> {
         let output = self
             .client
@@ -254,27 +285,33 @@ impl Ledger for DynamoLedger {
         &self,
         delivery: &Delivery,
         channel: &str,
-        now: i64,
-        lease_until: i64,
+        lease: &Lease,
     ) -> Result<ChannelClaim, PortError> {
         let (pk, sk) = delivery_key(delivery);
         let delivered = channel_attribute("delivered", channel);
-        let lease = channel_attribute("lease", channel);
+        let lease_attribute = channel_attribute("lease", channel);
+        let owner = channel_attribute("owner", channel);
+        // Free, ours already, or ended more than the takeover grace ago.
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(&pk))
             .key("sk", s(sk))
-            .update_expression("SET #lease = :until, expires_at = if_not_exists(expires_at, :expires)")
-            .condition_expression(
-                "attribute_not_exists(#delivered) AND (attribute_not_exists(#lease) OR #lease <= :now)",
+            .update_expression(
+                "SET #lease = :until, #owner = :owner, expires_at = if_not_exists(expires_at, :expires)",
             )
-            .expression_attribute_names("#lease", &lease)
+            .condition_expression(
+                "attribute_not_exists(#delivered) AND (attribute_not_exists(#lease) \
+                 OR #owner = :owner OR #lease < :takeover)",
+            )
+            .expression_attribute_names("#lease", &lease_attribute)
+            .expression_attribute_names("#owner", &owner)
             .expression_attribute_names("#delivered", &delivered)
-            .expression_attribute_values(":until", n(lease_until))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":expires", self.expires(now))
+            .expression_attribute_values(":until", n(lease.until))
+            .expression_attribute_values(":owner", s(&lease.owner))
+            .expression_attribute_values(":takeover", n(lease.now - LEASE_TAKEOVER_GRACE_SECONDS))
+            .expression_attribute_values(":expires", self.expires(lease.now))
             .send()
             .await;
         match result {
@@ -285,7 +322,7 @@ impl Ledger for DynamoLedger {
                     Ok(ChannelClaim::AlreadyDelivered)
                 } else {
                     Ok(ChannelClaim::InProgress {
-                        until: get_n(&item, &lease).unwrap_or(lease_until),
+                        until: get_n(&item, &lease_attribute).unwrap_or(lease.until),
                     })
                 }
             }
@@ -297,48 +334,83 @@ impl Ledger for DynamoLedger {
         &self,
         delivery: &Delivery,
         channel: &str,
+        owner: &str,
         now: i64,
-    ) -> Result<(), PortError> {
+    ) -> Result<Marked, PortError> {
         let (pk, sk) = delivery_key(delivery);
-        self.client
+        let delivered = channel_attribute("delivered", channel);
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", s(pk))
+            .key("pk", s(&pk))
             .key("sk", s(sk))
-            .update_expression("SET #delivered = :now REMOVE #lease, #failure")
-            .expression_attribute_names("#delivered", channel_attribute("delivered", channel))
+            .update_expression("SET #delivered = :now REMOVE #lease, #owner, #failure")
+            .condition_expression("#owner = :owner AND attribute_not_exists(#delivered)")
+            .expression_attribute_names("#delivered", &delivered)
             .expression_attribute_names("#lease", channel_attribute("lease", channel))
+            .expression_attribute_names("#owner", channel_attribute("owner", channel))
             .expression_attribute_names("#failure", channel_attribute("failure", channel))
             .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":owner", s(owner))
             .send()
-            .await
-            .map_err(|e| classify("UpdateItem", &e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(Marked::Recorded),
+            Err(error) if is_condition_failure(&error) => {
+                // Our lease was taken over: it was still delivered (record
+                // it), but the new owner may send too.
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(pk))
+                    .key("sk", s(sk))
+                    .update_expression("SET #delivered = if_not_exists(#delivered, :now)")
+                    .expression_attribute_names("#delivered", &delivered)
+                    .expression_attribute_values(":now", n(now))
+                    .send()
+                    .await
+                    .map_err(|e| classify("UpdateItem", &e))?;
+                Ok(Marked::LeaseLost)
+            }
+            Err(error) => Err(classify("UpdateItem", &error)),
+        }
     }
 
     async fn release_channel(
         &self,
         delivery: &Delivery,
         channel: &str,
+        owner: &str,
         failure: &str,
     ) -> Result<(), PortError> {
         let (pk, sk) = delivery_key(delivery);
         let failure: String = failure.chars().take(1000).collect();
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(pk))
             .key("sk", s(sk))
-            .update_expression("SET #failure = :failure REMOVE #lease")
+            .update_expression("SET #failure = :failure REMOVE #lease, #owner")
+            .condition_expression("#owner = :owner")
             .expression_attribute_names("#failure", channel_attribute("failure", channel))
             .expression_attribute_names("#lease", channel_attribute("lease", channel))
+            .expression_attribute_names("#owner", channel_attribute("owner", channel))
             .expression_attribute_values(":failure", s(failure))
+            .expression_attribute_values(":owner", s(owner))
             .send()
-            .await
-            .map_err(|e| classify("UpdateItem", &e))?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Not ours any more: leave the new owner's lease alone.
+            Err(error) if is_condition_failure(&error) => Ok(()),
+            Err(error) => Err(classify("UpdateItem", &error)),
+        }
     }
+}
 
+impl GrantLedger for DynamoLedger {
     async fn record_grant(&self, record: &GrantRecord) -> Result<(), PortError> {
         let mut creation = record.clone();
         creation.removal = None;
@@ -466,7 +538,9 @@ impl Ledger for DynamoLedger {
         }
         Ok(records)
     }
+}
 
+impl StormLedger for DynamoLedger {
     async fn count_alert(&self, window: i64) -> Result<u64, PortError> {
         let output = self
             .client
@@ -491,34 +565,158 @@ impl Ledger for DynamoLedger {
         Ok(count.max(0) as u64)
     }
 
-    async fn add_to_digest(&self, window: i64, verdict: &Verdict) -> Result<bool, PortError> {
-        let json = serde_json::to_string(verdict)
-            .map_err(|e| PortError::Permanent(format!("cannot encode the verdict: {e}")))?;
+    async fn claim_leader(&self, window: i64, event_id: &str) -> Result<bool, PortError> {
         let now = now_epoch();
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(format!("DIGEST#{window}")))
-            .item("sk", s(format!("EVENT#{}", verdict.event_id)))
-            .item("kind", s("digest-entry"))
-            .item("event_id", s(&verdict.event_id))
-            .item("verdict", s(json))
-            .item("expires_at", self.expires(now))
-            .send()
-            .await
-            .map_err(|e| classify("PutItem", &e))?;
-        // Written first, checked second: if the digest was still open now,
-        // the leader (which closes before it reads) will see this entry.
-        let delivery = self.get(format!("DIGEST#{window}"), "DELIVERY").await?;
-        Ok(!delivery.is_some_and(|item| item.contains_key("closed_at")))
-    }
-
-    async fn close_digest(&self, window: i64) -> Result<Vec<Verdict>, PortError> {
-        let now = now_epoch();
-        self.client
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(format!("DIGEST#{window}")))
+            .key("sk", s("DELIVERY"))
+            .update_expression(
+                "SET kind = :kind, leader = :leader, expires_at = if_not_exists(expires_at, :expires)",
+            )
+            .condition_expression("attribute_not_exists(leader) OR leader = :leader")
+            .expression_attribute_values(":kind", s("digest"))
+            .expression_attribute_values(":leader", s(event_id))
+            .expression_attribute_values(":expires", self.expires(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(classify("UpdateItem", &error)),
+        }
+    }
+
+    async fn add_to_digest(
+        &self,
+        window: i64,
+        verdict: &Verdict,
+    ) -> Result<DigestEntry, PortError> {
+        let json = serde_json::to_string(verdict)
+            .map_err(|e| PortError::Permanent(format!("cannot encode the verdict: {e}")))?;
+        let now = now_epoch();
+        let pk = format!("DIGEST#{window}");
+        let expires = self.expires(now);
+        let build = |e: aws_smithy_types::error::operation::BuildError| {
+            PortError::Permanent(format!("cannot build the digest transaction: {e}"))
+        };
+        // One transaction: the member (once per event), the tallies (only
+        // while open), the worst-first index, the pending-window set.
+        let member = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s(format!("EVENT#{}", verdict.event_id)))
+            .item("kind", s("digest-entry"))
+            .item("event_id", s(&verdict.event_id))
+            .item("expires_at", expires.clone())
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build)?;
+        let severity = verdict.severity.as_str();
+        let tallies = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("DELIVERY"))
+            .update_expression(
+                "SET kind = :kind, expires_at = if_not_exists(expires_at, :expires) \
+                 ADD total :one, #severity :one",
+            )
+            .condition_expression("attribute_not_exists(closed_at)")
+            .expression_attribute_names("#severity", format!("severity_{severity}"))
+            .expression_attribute_values(":kind", s("digest"))
+            .expression_attribute_values(":expires", expires.clone())
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .map_err(build)?;
+        let worst = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s(worst_key(verdict)))
+            .item("kind", s("digest-worst"))
+            .item("verdict", s(json))
+            .item("expires_at", expires.clone())
+            .build()
+            .map_err(build)?;
+        let pending = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s("STORM#PENDING"))
+            .key("sk", s("WINDOWS"))
+            .update_expression("SET kind = :kind ADD windows :window")
+            .expression_attribute_values(":kind", s("storm-pending"))
+            .expression_attribute_values(":window", AttributeValue::Ns(vec![window.to_string()]))
+            .build()
+            .map_err(build)?;
+        let actor = verdict.actor.arn.as_deref().unwrap_or("unknown");
+        let key = verdict
+            .key_arn
+            .as_deref()
+            .or(verdict.key.as_deref())
+            .unwrap_or("unknown");
+        let mut items = vec![
+            TransactWriteItem::builder().put(member).build(),
+            TransactWriteItem::builder().update(tallies).build(),
+            TransactWriteItem::builder().put(worst).build(),
+            TransactWriteItem::builder().update(pending).build(),
+        ];
+        for (kind, name) in [("actor", actor), ("key", key)] {
+            let tally = Update::builder()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s(tally_key(kind, name)))
+                .update_expression(
+                    "SET kind = :kind, #name = :name, expires_at = if_not_exists(expires_at, :expires) \
+                     ADD alerts :one",
+                )
+                .expression_attribute_names("#name", "name")
+                .expression_attribute_values(":kind", s("digest-tally"))
+                .expression_attribute_values(":name", s(name))
+                .expression_attribute_values(":expires", expires.clone())
+                .expression_attribute_values(":one", n(1))
+                .build()
+                .map_err(build)?;
+            items.push(TransactWriteItem::builder().update(tally).build());
+        }
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(DigestEntry::Added),
+            Err(error) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
+                    error.as_service_error()
+                {
+                    let failed = |i: usize| {
+                        canceled
+                            .cancellation_reasons()
+                            .get(i)
+                            .and_then(|r| r.code())
+                            == Some("ConditionalCheckFailed")
+                    };
+                    if failed(0) {
+                        return Ok(DigestEntry::AlreadyIn);
+                    }
+                    if failed(1) {
+                        return Ok(DigestEntry::Closed);
+                    }
+                }
+                Err(classify("TransactWriteItems", &error))
+            }
+        }
+    }
+
+    async fn close_digest(&self, window: i64) -> Result<DigestSummary, PortError> {
+        let now = now_epoch();
+        let pk = format!("DIGEST#{window}");
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
             .key("sk", s("DELIVERY"))
             .update_expression(
                 "SET kind = :kind, closed_at = if_not_exists(closed_at, :now), \
@@ -527,21 +725,100 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":kind", s("digest"))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":expires", self.expires(now))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(|e| classify("UpdateItem", &e))?;
-        let items = self
-            .query_all(format!("DIGEST#{window}"), Some("EVENT#"))
-            .await?;
-        items
+        let delivery = output.attributes.unwrap_or_default();
+        let mut tally = DigestTally {
+            total: get_n(&delivery, "total").unwrap_or(0).max(0) as u64,
+            ..DigestTally::default()
+        };
+        for severity in Severity::ALL {
+            if let Some(count) = get_n(&delivery, &format!("severity_{}", severity.as_str())) {
+                tally.by_severity.insert(severity, count.max(0) as u64);
+            }
+        }
+        let mut named = [0u64; 2];
+        for (i, kind) in ["actor", "key"].into_iter().enumerate() {
+            let items = self
+                .query_page(&pk, &format!("TALLY#{kind}#"), DIGEST_TALLY_NAMES as i32)
+                .await?;
+            let map = if kind == "actor" {
+                &mut tally.by_actor
+            } else {
+                &mut tally.by_key
+            };
+            for item in &items {
+                if let (Some(name), Some(count)) = (get_s(item, "name"), get_n(item, "alerts")) {
+                    map.insert(name.to_string(), count.max(0) as u64);
+                    named[i] += count.max(0) as u64;
+                }
+            }
+        }
+        tally.others = tally
+            .total
+            .saturating_sub(named[0])
+            .max(tally.total.saturating_sub(named[1]));
+        let worst = self
+            .query_page(&pk, "WORST#", DIGEST_WORST as i32)
+            .await?
             .iter()
             .map(|item| {
                 let json =
                     get_s(item, "verdict").ok_or_else(|| corrupt("digest entry", "no verdict"))?;
                 serde_json::from_str(json).map_err(|e| corrupt("digest entry", e))
             })
-            .collect()
+            .collect::<Result<Vec<Verdict>, PortError>>()?;
+        Ok(DigestSummary { tally, worst })
     }
+
+    async fn pending_digests(&self, before: i64, limit: usize) -> Result<Vec<i64>, PortError> {
+        let item = self
+            .get("STORM#PENDING".to_string(), "WINDOWS")
+            .await?
+            .unwrap_or_default();
+        let mut windows: Vec<i64> = item
+            .get("windows")
+            .and_then(|v| v.as_ns().ok())
+            .map(|ns| ns.iter().filter_map(|w| w.parse().ok()).collect())
+            .unwrap_or_default();
+        windows.retain(|w| *w < before);
+        windows.sort_unstable();
+        windows.truncate(limit);
+        Ok(windows)
+    }
+
+    async fn finish_digest(&self, window: i64) -> Result<(), PortError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("STORM#PENDING"))
+            .key("sk", s("WINDOWS"))
+            .update_expression("DELETE windows :window")
+            .expression_attribute_values(":window", AttributeValue::Ns(vec![window.to_string()]))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(())
+    }
+}
+
+/// Sort key of a digest's worst-first index: most severe first, then by
+/// event id.
+fn worst_key(verdict: &Verdict) -> String {
+    let rank = Severity::ALL.len()
+        - Severity::ALL
+            .iter()
+            .position(|s| *s == verdict.severity)
+            .unwrap_or(0);
+    format!("WORST#{rank}#{}", verdict.event_id)
+}
+
+/// Sort key of one named tally (names cut to stay within key limits).
+fn tally_key(kind: &str, name: &str) -> String {
+    let name: String = name.chars().take(512).collect();
+    format!("TALLY#{kind}#{name}")
 }
 
 #[cfg(test)]
@@ -569,7 +846,7 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update, &delivered]);
         let ledger = DynamoLedger::new(client, "ledger", 90);
         let claim = ledger
-            .claim_channel(&Delivery::Event("e1".into()), "sns", 100, 200)
+            .claim_channel(&Delivery::Event("e1".into()), "sns", &lease())
             .await
             .unwrap();
         assert_eq!(claim, ChannelClaim::AlreadyDelivered);
@@ -580,10 +857,103 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update, &leased]);
         let ledger = DynamoLedger::new(client, "ledger", 90);
         let claim = ledger
-            .claim_channel(&Delivery::Event("e1".into()), "sns", 100, 200)
+            .claim_channel(&Delivery::Event("e1".into()), "sns", &lease())
             .await
             .unwrap();
         assert_eq!(claim, ChannelClaim::InProgress { until: 150 });
+    }
+
+    fn lease() -> Lease {
+        Lease {
+            owner: "req-1".into(),
+            now: 100,
+            until: 200,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_conditional_on_its_owner_and_on_the_takeover_grace() {
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.condition_expression().is_some_and(|c| {
+                    c.contains("#owner = :owner") && c.contains("#lease < :takeover")
+                }) && r.expression_attribute_values().is_some_and(|v| {
+                    v.get(":takeover") == Some(&n(100 - LEASE_TAKEOVER_GRACE_SECONDS))
+                        && v.get(":owner") == Some(&s("req-1"))
+                })
+            })
+            .then_output(|| {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build()
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        let claim = ledger
+            .claim_channel(&Delivery::Event("e1".into()), "sns", &lease())
+            .await
+            .unwrap();
+        assert_eq!(claim, ChannelClaim::Claimed);
+        assert_eq!(update.num_calls(), 1);
+
+        // Marking after a takeover: the conditional update fails, the
+        // delivery is still recorded, and reported as a lost lease.
+        let conditional = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.condition_expression().is_some())
+            .then_error(condition_failed);
+        let record = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.condition_expression().is_none())
+            .then_output(|| {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build()
+            });
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::MatchAny,
+            [&conditional, &record]
+        );
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        let marked = ledger
+            .mark_delivered(&Delivery::Event("e1".into()), "sns", "req-1", 150)
+            .await
+            .unwrap();
+        assert_eq!(marked, Marked::LeaseLost);
+        assert_eq!(record.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn joining_a_digest_reads_the_transactions_cancellation_reasons() {
+        use aws_sdk_dynamodb::types::error::TransactionCanceledException;
+        use aws_sdk_dynamodb::types::CancellationReason;
+        let canceled = |codes: [&'static str; 2]| {
+            move || {
+                let mut error = TransactionCanceledException::builder()
+                    .message("Transaction cancelled")
+                    .meta(crate::sdk::tests::meta("TransactionCanceledException"));
+                for code in codes {
+                    error = error
+                        .cancellation_reasons(CancellationReason::builder().code(code).build());
+                }
+                TransactWriteItemsError::TransactionCanceledException(error.build())
+            }
+        };
+        let verdict: Verdict = serde_json::from_value(serde_json::json!({
+            "event_id": "e1", "event_name": "CreateGrant", "event_time": null,
+            "account": null, "region": null, "key": null, "key_arn": null,
+            "grant_id": null, "grant_name": null, "actor": {"arn": null, "type": null, "account": null, "invoked_by": null},
+            "source_ip": null, "user_agent": null, "grantee": null, "retiring_principal": null,
+            "operations": [], "constraints": null, "origin": "manual", "service": null,
+            "evidence": [], "severity": "high", "alert": true, "findings": [],
+            "suppressed_by": null, "error_code": null, "dry_run": false
+        }))
+        .unwrap();
+        for (codes, expected) in [
+            (["ConditionalCheckFailed", "None"], DigestEntry::AlreadyIn),
+            (["None", "ConditionalCheckFailed"], DigestEntry::Closed),
+        ] {
+            let rule =
+                mock!(aws_sdk_dynamodb::Client::transact_write_items).then_error(canceled(codes));
+            let client = mock_client!(aws_sdk_dynamodb, [&rule]);
+            let ledger = DynamoLedger::new(client, "ledger", 90);
+            assert_eq!(ledger.add_to_digest(60, &verdict).await.unwrap(), expected);
+        }
     }
 
     #[tokio::test]

@@ -1,17 +1,33 @@
-//! The grant ledger port (idempotency, removal context, provenance, storm
-//! control), and an in-memory ledger for unit tests.
+//! The grant ledger ports, split by concern so each use case takes only
+//! what it needs, and an in-memory ledger (a real adapter: the CLI uses it).
 //!
-//! Delivery is claimed per channel with a lease, so two concurrent
-//! invocations with the same event never both send on a channel, and a
-//! retry never resends on a channel already delivered.
+//! - [`EventLedger`]: events seen, their alert mode, and per-channel
+//!   delivery leases that have an owner;
+//! - [`GrantLedger`]: the record of each grant (creation, removal);
+//! - [`StormLedger`]: storm windows, their digest leader and running tallies.
+//!
+//! [`Ledger`] is all three (blanket-implemented), for the callers that use
+//! every part.
 
 use crate::ports::PortError;
 use crate::record::{GrantRecord, Removal};
-use crate::verdict::Verdict;
+use crate::verdict::{Severity, Verdict};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Mutex;
+
+/// A lease may be taken from its owner only this long after it ran out, so
+/// clocks up to this far apart never let two invocations send at once.
+pub const LEASE_TAKEOVER_GRACE_SECONDS: i64 = 30;
+
+/// The alerts a digest lists in full (the worst first); the others are
+/// only counted in its tallies.
+pub const DIGEST_WORST: usize = 25;
+
+/// Distinct actors and keys a digest tallies by name; the rest are counted
+/// under [`DigestTally::others`].
+pub const DIGEST_TALLY_NAMES: usize = 50;
 
 /// What is being delivered: one event's alert, or one storm window's digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,20 +46,39 @@ pub enum AlertMode {
     Individual,
     /// Part of the digest of the window starting at `window`.
     Digest { window: i64 },
-    /// Part of the digest, and the one invocation that posts it.
+    /// Part of the digest, and the invocation elected to post it.
     DigestLeader { window: i64 },
+}
+
+/// A channel lease asked for: who, when, until when (epoch seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The invocation's request id.
+    pub owner: String,
+    pub now: i64,
+    pub until: i64,
 }
 
 /// The result of trying to take a channel for one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelClaim {
-    /// Ours to send; call `delivered` or `release` after.
+    /// Ours to send; call `mark_delivered` or `release_channel` after.
     Claimed,
     AlreadyDelivered,
     /// Another invocation holds the lease (until the given epoch second).
     InProgress {
         until: i64,
     },
+}
+
+/// What `mark_delivered` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marked {
+    /// We held the lease: recorded, and nobody else will send.
+    Recorded,
+    /// The lease had been taken over (we were past it): recorded, but the
+    /// other owner may have sent too. A possible duplicate, counted.
+    LeaseLost,
 }
 
 /// The ledger's memory of one event.
@@ -55,8 +90,75 @@ pub struct EventState {
     pub delivered: BTreeSet<String>,
 }
 
-/// A small async trait over the ledger table.
-pub trait Ledger: Send + Sync {
+/// Where an alert stands with its window's digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestEntry {
+    /// Counted in the digest now.
+    Added,
+    /// Counted before (a retry or a duplicate delivery): nothing to do.
+    AlreadyIn,
+    /// The digest closed before this alert was counted: it alerts alone.
+    Closed,
+}
+
+/// Running tallies of a digest, kept in the ledger as alerts join, so a
+/// digest of any size is summarised without reading its members.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DigestTally {
+    pub total: u64,
+    pub by_severity: BTreeMap<Severity, u64>,
+    /// At most [`DIGEST_TALLY_NAMES`] names each.
+    pub by_actor: BTreeMap<String, u64>,
+    pub by_key: BTreeMap<String, u64>,
+    /// Alerts whose actor or key did not fit the named tallies.
+    pub others: u64,
+}
+
+impl DigestTally {
+    /// Count one alert.
+    pub fn add(&mut self, verdict: &Verdict) {
+        self.total += 1;
+        *self.by_severity.entry(verdict.severity).or_default() += 1;
+        let actor = verdict
+            .actor
+            .arn
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        let key = verdict
+            .key_arn
+            .clone()
+            .or_else(|| verdict.key.clone())
+            .unwrap_or_else(|| "unknown".into());
+        let mut fitted = bump(&mut self.by_actor, actor);
+        fitted &= bump(&mut self.by_key, key);
+        if !fitted {
+            self.others += 1;
+        }
+    }
+}
+
+fn bump(map: &mut BTreeMap<String, u64>, name: String) -> bool {
+    if let Some(count) = map.get_mut(&name) {
+        *count += 1;
+        true
+    } else if map.len() < DIGEST_TALLY_NAMES {
+        map.insert(name, 1);
+        true
+    } else {
+        false
+    }
+}
+
+/// A closed digest: its tallies and its worst alerts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DigestSummary {
+    pub tally: DigestTally,
+    /// At most [`DIGEST_WORST`], most severe first.
+    pub worst: Vec<Verdict>,
+}
+
+/// Events, their alert mode, and per-channel delivery leases.
+pub trait EventLedger: Send + Sync {
     /// Record that `event_id` was seen (conditional create); its state.
     fn claim_event(
         &self,
@@ -71,33 +173,41 @@ pub trait Ledger: Send + Sync {
         mode: AlertMode,
     ) -> impl Future<Output = Result<AlertMode, PortError>> + Send;
 
-    /// Take `channel` for `delivery` until `lease_until` (epoch seconds),
-    /// unless delivered already or leased by someone else.
+    /// Take `channel` for `delivery` for `lease.owner` until `lease.until`,
+    /// unless delivered already or leased by another owner whose lease has
+    /// not ended [`LEASE_TAKEOVER_GRACE_SECONDS`] ago. The same owner may
+    /// claim again.
     fn claim_channel(
         &self,
         delivery: &Delivery,
         channel: &str,
-        now: i64,
-        lease_until: i64,
+        lease: &Lease,
     ) -> impl Future<Output = Result<ChannelClaim, PortError>> + Send;
 
-    /// The channel delivered `delivery`: never send it again.
+    /// The channel delivered `delivery`: never send it again. Says whether
+    /// `owner` still held the lease.
     fn mark_delivered(
         &self,
         delivery: &Delivery,
         channel: &str,
+        owner: &str,
         now: i64,
-    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    ) -> impl Future<Output = Result<Marked, PortError>> + Send;
 
-    /// Sending failed: give the lease back so a retry can send at once.
-    /// `permanent` also records the failure for operators.
+    /// Sending failed: give the lease back (only if `owner` holds it) so a
+    /// retry can send at once, and record the failure for operators.
     fn release_channel(
         &self,
         delivery: &Delivery,
         channel: &str,
+        owner: &str,
         failure: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+}
 
+/// The record of each grant: the watcher writes it, the report and
+/// `explain` read it.
+pub trait GrantLedger: Send + Sync {
     /// Record a created grant (keeps a removal recorded earlier).
     fn record_grant(
         &self,
@@ -124,27 +234,57 @@ pub trait Ledger: Send + Sync {
         &self,
         key_arn: &str,
     ) -> impl Future<Output = Result<Vec<GrantRecord>, PortError>> + Send;
+}
 
+/// Storm windows: alert counts, the digest's leader, its tallies.
+pub trait StormLedger: Send + Sync {
     /// Count one more alerting event in the storm window; the new count.
+    /// (Not idempotent: the event's stored alert mode makes retries skip
+    /// it; a crash between the two over-counts by one, which only moves
+    /// alerts into the digest sooner.)
     fn count_alert(&self, window: i64) -> impl Future<Output = Result<u64, PortError>> + Send;
 
-    /// Add an alert to the window's digest. `false` when the digest was
-    /// already closed (the caller then alerts on its own).
+    /// Elect `event_id` to post the window's digest (conditional put): the
+    /// same event wins again on a retry; `false` for any other.
+    fn claim_leader(
+        &self,
+        window: i64,
+        event_id: &str,
+    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+
+    /// Count an alert in the window's digest, once per event, unless the
+    /// digest is closed. Also marks the window as having a digest to post.
     fn add_to_digest(
         &self,
         window: i64,
         verdict: &Verdict,
-    ) -> impl Future<Output = Result<bool, PortError>> + Send;
+    ) -> impl Future<Output = Result<DigestEntry, PortError>> + Send;
 
-    /// Close the window's digest (idempotent), then return every alert in it.
+    /// Close the window's digest (idempotent); its tallies and worst alerts.
     fn close_digest(
         &self,
         window: i64,
-    ) -> impl Future<Output = Result<Vec<Verdict>, PortError>> + Send;
+    ) -> impl Future<Output = Result<DigestSummary, PortError>> + Send;
+
+    /// Windows before `before` whose digest is not yet posted on every
+    /// channel (at most `limit`, oldest first).
+    fn pending_digests(
+        &self,
+        before: i64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<i64>, PortError>> + Send;
+
+    /// The window's digest is posted on every channel: no longer pending.
+    fn finish_digest(&self, window: i64) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// The whole ledger: events, grants and storm windows.
+pub trait Ledger: EventLedger + GrantLedger + StormLedger {}
+
+impl<T: EventLedger + GrantLedger + StormLedger> Ledger for T {}
+
 /// The ledger in memory, with the same conditional semantics as the
-/// DynamoDB one. For unit tests and the CLI's dry runs.
+/// DynamoDB one. For the CLI's dry runs and for tests.
 #[derive(Debug, Default)]
 pub struct MemoryLedger {
     state: Mutex<MemoryState>,
@@ -158,13 +298,23 @@ struct MemoryState {
     deliveries: BTreeMap<(Delivery, String), DeliveryState>,
     grants: BTreeMap<(String, String), StoredGrant>,
     storm_counts: BTreeMap<i64, u64>,
-    digests: BTreeMap<i64, (bool, Vec<Verdict>)>,
+    digests: BTreeMap<i64, MemoryDigest>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryDigest {
+    leader: Option<String>,
+    closed: bool,
+    pending: bool,
+    tally: DigestTally,
+    members: BTreeSet<String>,
+    worst: Vec<Verdict>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct DeliveryState {
     delivered: bool,
-    lease_until: Option<i64>,
+    lease: Option<(String, i64)>,
     last_failure: Option<String>,
 }
 
@@ -195,17 +345,52 @@ impl MemoryLedger {
         Ok(f(&mut lock(&self.state)))
     }
 
-    /// Test helper: ids of every event the ledger has seen.
+    /// Ids of every event the ledger has seen.
     pub fn event_ids(&self) -> Vec<String> {
         lock(&self.state).events.keys().cloned().collect()
     }
 
-    /// Test helper: the last failure recorded for a channel.
+    /// The last failure recorded for a channel.
     pub fn last_failure(&self, delivery: &Delivery, channel: &str) -> Option<String> {
         lock(&self.state)
             .deliveries
             .get(&(delivery.clone(), channel.to_string()))
             .and_then(|d| d.last_failure.clone())
+    }
+
+    /// Whether `channel` is recorded as having delivered `delivery`.
+    pub fn is_delivered(&self, delivery: &Delivery, channel: &str) -> bool {
+        lock(&self.state)
+            .deliveries
+            .get(&(delivery.clone(), channel.to_string()))
+            .is_some_and(|d| d.delivered)
+    }
+
+    /// The owner and end of the channel's lease, if leased.
+    pub fn lease(&self, delivery: &Delivery, channel: &str) -> Option<(String, i64)> {
+        lock(&self.state)
+            .deliveries
+            .get(&(delivery.clone(), channel.to_string()))
+            .and_then(|d| d.lease.clone())
+    }
+
+    /// The event ids counted in a window's digest (an audit view; the
+    /// watcher itself only reads tallies).
+    pub fn digest_members(&self, window: i64) -> BTreeSet<String> {
+        lock(&self.state)
+            .digests
+            .get(&window)
+            .map(|d| d.members.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every window with a digest, and whether it is closed.
+    pub fn digest_windows(&self) -> Vec<(i64, bool)> {
+        lock(&self.state)
+            .digests
+            .iter()
+            .map(|(w, d)| (*w, d.closed))
+            .collect()
     }
 }
 
@@ -215,7 +400,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Ledger for MemoryLedger {
+impl EventLedger for MemoryLedger {
     async fn claim_event(&self, event_id: &str, _now: i64) -> Result<EventState, PortError> {
         self.with(|s| {
             let mut first_seen = false;
@@ -250,8 +435,7 @@ impl Ledger for MemoryLedger {
         &self,
         delivery: &Delivery,
         channel: &str,
-        now: i64,
-        lease_until: i64,
+        lease: &Lease,
     ) -> Result<ChannelClaim, PortError> {
         self.with(|s| {
             let state = s
@@ -261,10 +445,15 @@ impl Ledger for MemoryLedger {
             if state.delivered {
                 return ChannelClaim::AlreadyDelivered;
             }
-            match state.lease_until {
-                Some(until) if until > now => ChannelClaim::InProgress { until },
+            match &state.lease {
+                Some((owner, until))
+                    if *owner != lease.owner
+                        && lease.now <= until + LEASE_TAKEOVER_GRACE_SECONDS =>
+                {
+                    ChannelClaim::InProgress { until: *until }
+                }
                 _ => {
-                    state.lease_until = Some(lease_until);
+                    state.lease = Some((lease.owner.clone(), lease.until));
                     ChannelClaim::Claimed
                 }
             }
@@ -275,15 +464,26 @@ impl Ledger for MemoryLedger {
         &self,
         delivery: &Delivery,
         channel: &str,
+        owner: &str,
         _now: i64,
-    ) -> Result<(), PortError> {
+    ) -> Result<Marked, PortError> {
         self.with(|s| {
             let state = s
                 .deliveries
                 .entry((delivery.clone(), channel.to_string()))
                 .or_default();
+            let held = !state.delivered
+                && state
+                    .lease
+                    .as_ref()
+                    .is_some_and(|(holder, _)| holder == owner);
             state.delivered = true;
-            state.lease_until = None;
+            if held {
+                state.lease = None;
+                Marked::Recorded
+            } else {
+                Marked::LeaseLost
+            }
         })
     }
 
@@ -291,6 +491,7 @@ impl Ledger for MemoryLedger {
         &self,
         delivery: &Delivery,
         channel: &str,
+        owner: &str,
         failure: &str,
     ) -> Result<(), PortError> {
         self.with(|s| {
@@ -298,11 +499,19 @@ impl Ledger for MemoryLedger {
                 .deliveries
                 .entry((delivery.clone(), channel.to_string()))
                 .or_default();
-            state.lease_until = None;
-            state.last_failure = Some(failure.to_string());
+            if state
+                .lease
+                .as_ref()
+                .is_some_and(|(holder, _)| holder == owner)
+            {
+                state.lease = None;
+                state.last_failure = Some(failure.to_string());
+            }
         })
     }
+}
 
+impl GrantLedger for MemoryLedger {
     async fn record_grant(&self, record: &GrantRecord) -> Result<(), PortError> {
         self.with(|s| {
             let stored = s
@@ -353,7 +562,9 @@ impl Ledger for MemoryLedger {
                 .collect()
         })
     }
+}
 
+impl StormLedger for MemoryLedger {
     async fn count_alert(&self, window: i64) -> Result<u64, PortError> {
         self.with(|s| {
             let count = s.storm_counts.entry(window).or_default();
@@ -362,24 +573,72 @@ impl Ledger for MemoryLedger {
         })
     }
 
-    async fn add_to_digest(&self, window: i64, verdict: &Verdict) -> Result<bool, PortError> {
+    async fn claim_leader(&self, window: i64, event_id: &str) -> Result<bool, PortError> {
         self.with(|s| {
-            let (closed, alerts) = s.digests.entry(window).or_default();
-            if *closed {
-                return false;
-            }
-            if !alerts.iter().any(|v| v.event_id == verdict.event_id) {
-                alerts.push(verdict.clone());
-            }
-            true
+            let digest = s.digests.entry(window).or_default();
+            digest.leader.get_or_insert_with(|| event_id.to_string()) == event_id
         })
     }
 
-    async fn close_digest(&self, window: i64) -> Result<Vec<Verdict>, PortError> {
+    async fn add_to_digest(
+        &self,
+        window: i64,
+        verdict: &Verdict,
+    ) -> Result<DigestEntry, PortError> {
         self.with(|s| {
-            let (closed, alerts) = s.digests.entry(window).or_default();
-            *closed = true;
-            alerts.clone()
+            let digest = s.digests.entry(window).or_default();
+            if digest.members.contains(&verdict.event_id) {
+                return DigestEntry::AlreadyIn;
+            }
+            if digest.closed {
+                return DigestEntry::Closed;
+            }
+            digest.members.insert(verdict.event_id.clone());
+            digest.tally.add(verdict);
+            digest.pending = true;
+            keep_worst(&mut digest.worst, verdict);
+            DigestEntry::Added
         })
+    }
+
+    async fn close_digest(&self, window: i64) -> Result<DigestSummary, PortError> {
+        self.with(|s| {
+            let digest = s.digests.entry(window).or_default();
+            digest.closed = true;
+            DigestSummary {
+                tally: digest.tally.clone(),
+                worst: digest.worst.clone(),
+            }
+        })
+    }
+
+    async fn pending_digests(&self, before: i64, limit: usize) -> Result<Vec<i64>, PortError> {
+        self.with(|s| {
+            s.digests
+                .iter()
+                .filter(|(window, d)| **window < before && d.pending)
+                .map(|(window, _)| *window)
+                .take(limit)
+                .collect()
+        })
+    }
+
+    async fn finish_digest(&self, window: i64) -> Result<(), PortError> {
+        self.with(|s| {
+            if let Some(digest) = s.digests.get_mut(&window) {
+                digest.pending = false;
+            }
+        })
+    }
+}
+
+/// Keep the [`DIGEST_WORST`] most severe alerts, most severe first (ties:
+/// the earlier event id first, so the choice is stable).
+pub fn keep_worst(worst: &mut Vec<Verdict>, verdict: &Verdict) {
+    let rank = |v: &Verdict| (std::cmp::Reverse(v.severity), v.event_id.clone());
+    let at = worst.partition_point(|v| rank(v) < rank(verdict));
+    if at < DIGEST_WORST {
+        worst.insert(at, verdict.clone());
+        worst.truncate(DIGEST_WORST);
     }
 }

@@ -1,11 +1,14 @@
-//! Notifier and secret ports (SNS, Slack), with in-memory fakes for tests.
+//! Notifier and secret ports (SNS, Slack). Test fakes are in
+//! `ports::fakes` (feature `fakes`).
 
+use crate::ports::ledger::DigestTally;
 use crate::ports::PortError;
 use crate::verdict::Verdict;
 use serde::Serialize;
 use std::fmt;
 use std::future::Future;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::Arc;
 
 /// The alerts of one storm window, announced as one message per channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +16,11 @@ pub struct Digest {
     /// Epoch second the window starts at.
     pub window_start: i64,
     pub window_seconds: u64,
-    /// Every alert of the window beyond the storm threshold.
+    /// The worst alerts of the window beyond the storm threshold (at most
+    /// `ledger::DIGEST_WORST`, most severe first); `tally` counts them all.
     pub alerts: Vec<Verdict>,
+    /// Counts of every alert in the digest (total, by severity, actor, key).
+    pub tally: DigestTally,
 }
 
 /// What to announce.
@@ -110,59 +116,68 @@ impl SecretSource for StaticSecret {
     }
 }
 
-/// A notifier that records what it was asked to send, and fails as told.
-#[derive(Debug)]
-pub struct RecordingNotifier {
-    channel: String,
-    sent: Mutex<Vec<Vec<String>>>,
-    failures: Mutex<Vec<PortError>>,
+/// Boxed send future of [`DynNotifier`].
+pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), PortError>> + Send + 'a>>;
+
+/// [`Notifier`] in a form that fits in a list (`Vec<Box<dyn DynNotifier>>`);
+/// every notifier is one.
+pub trait DynNotifier: Send + Sync {
+    fn channel(&self) -> &str;
+    fn class(&self) -> ChannelClass;
+    fn send_boxed<'a>(&'a self, notice: Notice<'a>, deadline_ms: i64) -> SendFuture<'a>;
 }
 
-impl RecordingNotifier {
-    pub fn new(channel: &str) -> Self {
-        RecordingNotifier {
-            channel: channel.to_string(),
-            sent: Mutex::new(Vec::new()),
-            failures: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Fail the next sends with these errors, in order.
-    pub fn fail_next(&self, errors: impl IntoIterator<Item = PortError>) {
-        lock(&self.failures).extend(errors);
-    }
-
-    /// Event ids of each notice sent, one entry per message.
-    pub fn sent(&self) -> Vec<Vec<String>> {
-        lock(&self.sent).clone()
-    }
-
-    /// Number of messages sent.
-    pub fn count(&self) -> usize {
-        lock(&self.sent).len()
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Notifier for RecordingNotifier {
+impl<N: Notifier> DynNotifier for N {
     fn channel(&self) -> &str {
-        &self.channel
+        Notifier::channel(self)
     }
 
-    async fn send(&self, notice: Notice<'_>, _deadline_ms: i64) -> Result<(), PortError> {
-        {
-            let mut failures = lock(&self.failures);
-            if !failures.is_empty() {
-                return Err(failures.remove(0));
-            }
-        }
-        let ids = notice.event_ids().into_iter().map(str::to_string).collect();
-        lock(&self.sent).push(ids);
-        Ok(())
+    fn class(&self) -> ChannelClass {
+        Notifier::class(self)
+    }
+
+    fn send_boxed<'a>(&'a self, notice: Notice<'a>, deadline_ms: i64) -> SendFuture<'a> {
+        Box::pin(self.send(notice, deadline_ms))
+    }
+}
+
+/// A shared notifier is a notifier (tests keep a handle to inspect it).
+impl<N: Notifier> Notifier for Arc<N> {
+    fn channel(&self) -> &str {
+        N::channel(self)
+    }
+
+    fn class(&self) -> ChannelClass {
+        N::class(self)
+    }
+
+    fn send(
+        &self,
+        notice: Notice<'_>,
+        deadline_ms: i64,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        N::send(self, notice, deadline_ms)
+    }
+}
+
+/// A notifier with its class set by the wiring (e.g. SNS as mandatory,
+/// whatever the adapter's default).
+pub struct WithClass<N>(pub N, pub ChannelClass);
+
+impl<N: Notifier> Notifier for WithClass<N> {
+    fn channel(&self) -> &str {
+        self.0.channel()
+    }
+
+    fn class(&self) -> ChannelClass {
+        self.1
+    }
+
+    fn send(
+        &self,
+        notice: Notice<'_>,
+        deadline_ms: i64,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        self.0.send(notice, deadline_ms)
     }
 }

@@ -1,0 +1,104 @@
+//! One invocation: watch the event, print its metrics (EMF), map errors to
+//! stable Lambda error types, log rejections at error level.
+
+use grantwatch_aws::ledger::DynamoLedger;
+use grantwatch_aws::sdk::SystemClock;
+use grantwatch_core::app::watch::{
+    watch_event, ChannelStatus, Clock, Invocation, WatchDeps, WatchOutcome,
+};
+use grantwatch_core::ports::notify::ChannelClass;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+pub type Deps = WatchDeps<DynamoLedger, SystemClock>;
+
+pub async fn handle(
+    event: LambdaEvent<Value>,
+    deps: &Deps,
+    function_name: &str,
+) -> Result<WatchOutcome, Diagnostic> {
+    let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+    let invocation = Invocation {
+        request_id: &event.context.request_id,
+        deadline_ms,
+    };
+    let result = watch_event(&event.payload, deps, &invocation).await;
+    let metrics = match &result {
+        Ok(outcome) => outcome.metrics(),
+        Err(error) => error.metrics(),
+    };
+    // EMF: each object on its own stdout line, not inside a log record.
+    for line in metrics.emf_lines(function_name, deps.clock.now_ms()) {
+        println!("{line}");
+    }
+    match result {
+        Ok(outcome) => {
+            log_outcome(&outcome);
+            Ok(outcome)
+        }
+        Err(error) => {
+            tracing::error!(error_type = error.error_type(), error = %error, "invocation failed");
+            Err(Diagnostic {
+                error_type: error.error_type().to_string(),
+                error_message: error.to_string(),
+            })
+        }
+    }
+}
+
+fn log_outcome(outcome: &WatchOutcome) {
+    match outcome {
+        WatchOutcome::Skipped {
+            event_name,
+            event_source,
+        } => tracing::info!(
+            event_name = event_name.as_deref().unwrap_or("none"),
+            event_source = event_source.as_deref().unwrap_or("none"),
+            "not a grant event: skipped"
+        ),
+        WatchOutcome::Watched {
+            event_id,
+            event_name,
+            severity,
+            alert,
+            suppressed_by,
+            first_seen,
+            mode,
+            channels,
+            digest_size,
+            unparseable,
+            possible_duplicates,
+            alert_latency_ms,
+        } => {
+            // A best-effort channel's rejection: the invocation succeeds, so
+            // say it loudly (an alarm watches DeliveriesRejected too).
+            for channel in channels {
+                if let ChannelStatus::Rejected(why) = &channel.status {
+                    if channel.class == ChannelClass::BestEffort {
+                        tracing::error!(
+                            event_id = %event_id,
+                            channel = %channel.channel,
+                            problem = %why,
+                            "channel rejected the alert (best effort: not retried)"
+                        );
+                    }
+                }
+            }
+            tracing::info!(
+                event_id = %event_id,
+                event_name = %event_name,
+                severity = %severity,
+                alert,
+                suppressed_by = suppressed_by.as_deref().unwrap_or("none"),
+                first_seen,
+                mode = ?mode,
+                channels = %serde_json::to_string(channels).unwrap_or_default(),
+                digest_size = digest_size.unwrap_or(0),
+                unparseable,
+                possible_duplicates,
+                alert_latency_ms = alert_latency_ms.unwrap_or(0),
+                "grant event watched"
+            )
+        }
+    }
+}

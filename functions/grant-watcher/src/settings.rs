@@ -1,0 +1,117 @@
+//! The watcher's settings, from its environment (see docs/watcher.md).
+
+use grantwatch_aws::config::{ConfigError, Env};
+use grantwatch_aws::ledger::DEFAULT_RETENTION_DAYS;
+use grantwatch_core::app::watch::{DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW_SECONDS};
+use grantwatch_core::verdict::Severity;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub alert_topic_arn: String,
+    pub ledger_table: String,
+    pub slack_webhook_secret_arn: Option<String>,
+    pub min_alert_severity: Severity,
+    pub rules_s3_uri: Option<String>,
+    pub ledger_retention_days: u32,
+    pub storm_threshold: u64,
+    pub storm_window_seconds: u64,
+    pub function_name: String,
+}
+
+impl Settings {
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let env = Env::new(get);
+        Ok(Settings {
+            alert_topic_arn: env.alert_topic_arn()?,
+            ledger_table: env.required("LEDGER_TABLE")?,
+            slack_webhook_secret_arn: env.optional("SLACK_WEBHOOK_SECRET_ARN"),
+            min_alert_severity: env.min_alert_severity()?,
+            rules_s3_uri: env.rules_s3_uri()?,
+            ledger_retention_days: env.number(
+                "LEDGER_RETENTION_DAYS",
+                DEFAULT_RETENTION_DAYS.into(),
+                1,
+                3650,
+            )? as u32,
+            storm_threshold: env.number("STORM_THRESHOLD", DEFAULT_STORM_THRESHOLD, 1, 100_000)?,
+            storm_window_seconds: env.number(
+                "STORM_WINDOW_SECONDS",
+                DEFAULT_STORM_WINDOW_SECONDS,
+                1,
+                600,
+            )?,
+            function_name: env
+                .optional("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|| "grant-watcher".to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grantwatch_core::app::watch::{DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW_SECONDS};
+    use grantwatch_core::verdict::Severity;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    const TOPIC: (&str, &str) = (
+        "ALERT_TOPIC_ARN",
+        "arn:aws:sns:us-east-1:123456789012:alerts",
+    );
+    const TABLE: (&str, &str) = ("LEDGER_TABLE", "ledger");
+
+    #[test]
+    fn defaults_apply_when_only_the_required_settings_are_given() {
+        let s = settings(&[TOPIC, TABLE]).unwrap();
+        assert_eq!(s.min_alert_severity, Severity::Medium);
+        assert_eq!(s.ledger_retention_days, 90);
+        assert_eq!(s.storm_threshold, DEFAULT_STORM_THRESHOLD);
+        assert_eq!(s.storm_window_seconds, DEFAULT_STORM_WINDOW_SECONDS);
+        assert_eq!(s.slack_webhook_secret_arn, None, "unset means no Slack");
+        assert_eq!(
+            settings(&[TOPIC, TABLE, ("SLACK_WEBHOOK_SECRET_ARN", "")])
+                .unwrap()
+                .slack_webhook_secret_arn,
+            None,
+            "empty means no Slack"
+        );
+    }
+
+    #[test]
+    fn each_missing_or_wrong_setting_is_named() {
+        let cases: [(&[(&str, &str)], &str); 7] = [
+            (&[TABLE], "ALERT_TOPIC_ARN"),
+            (&[TOPIC], "LEDGER_TABLE"),
+            (&[("ALERT_TOPIC_ARN", "alerts"), TABLE], "ALERT_TOPIC_ARN"),
+            (
+                &[TOPIC, TABLE, ("MIN_ALERT_SEVERITY", "loud")],
+                "MIN_ALERT_SEVERITY",
+            ),
+            (
+                &[TOPIC, TABLE, ("LEDGER_RETENTION_DAYS", "-1")],
+                "LEDGER_RETENTION_DAYS",
+            ),
+            (
+                &[TOPIC, TABLE, ("STORM_WINDOW_SECONDS", "0")],
+                "STORM_WINDOW_SECONDS",
+            ),
+            (
+                &[TOPIC, TABLE, ("RULES_S3_URI", "rules.toml")],
+                "RULES_S3_URI",
+            ),
+        ];
+        for (vars, name) in cases {
+            let error = settings(vars).unwrap_err();
+            assert_eq!(error.name, name);
+            assert!(error.to_string().starts_with(name), "{error}");
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! Watch one grant event: ledger, judgement, alerts.
+//!
+//! parse (an unreadable KMS grant event still alerts, see
+//! [`unparseable`]) → claim the event id in the ledger → judge (with the
+//! ledger's record of the grant, for removals) → record the grant or its
+//! removal → for an alert, deliver on every channel not yet delivered
+//! ([`deliver`]), alone or inside its storm window's digest ([`storm`]).
+//!
+//! The invocation's result follows each channel's class
+//! ([`ChannelClass`]): a mandatory channel that failed or rejected the
+//! alert fails the invocation (`DeliveryFailed`, `ChannelRejected`) so it
+//! is retried, then kept by the on-failure destination; a best-effort
+//! channel's rejection is counted (`DeliveriesRejected`, dimension
+//! `Channel`) and the invocation succeeds; a transient failure on any
+//! channel fails it. Retries skip the channels already delivered.
+
+pub mod deliver;
+pub mod metrics;
+pub mod storm;
+#[cfg(test)]
+mod tests;
+pub mod unparseable;
+
+pub use self::metrics::{Metrics, METRICS_NAMESPACE};
+pub use self::storm::{DIGEST_DELIVERY_RESERVE_MS, DIGEST_SETTLE_MS, OVERDUE_GRACE_MS};
+pub use crate::ports::clock::Clock;
+
+use self::deliver::{deliver, Delivered};
+use self::storm::{join_digest, storm_mode, take_over_overdue, Joined};
+use crate::event::{self, GrantAction, GrantEvent, ParseError, Parsed};
+use crate::judge::{judge_event, Policy};
+use crate::ports::ledger::{AlertMode, Delivery, EventLedger, GrantLedger, StormLedger};
+use crate::ports::notify::{ChannelClass, Digest, DynNotifier, Notice};
+use crate::ports::PortError;
+use crate::record::{GrantRecord, Removal};
+use crate::rules::RuleSet;
+use crate::verdict::{Severity, Verdict};
+use serde::Serialize;
+
+/// The watcher's settings (from the environment, validated by `main`).
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    pub rules: RuleSet,
+    pub min_alert_severity: Severity,
+    /// Alerts per window announced one by one; the rest go to a digest.
+    pub storm_threshold: u64,
+    pub storm_window_seconds: u64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            rules: RuleSet::default(),
+            min_alert_severity: Severity::Medium,
+            storm_threshold: DEFAULT_STORM_THRESHOLD,
+            storm_window_seconds: DEFAULT_STORM_WINDOW_SECONDS,
+        }
+    }
+}
+
+pub const DEFAULT_STORM_THRESHOLD: u64 = 10;
+pub const DEFAULT_STORM_WINDOW_SECONDS: u64 = 60;
+
+/// What the watcher works with: the ledger, the channels (each with its
+/// class: SNS mandatory, Slack and later ones best effort) and a clock.
+pub struct WatchDeps<L, C> {
+    pub ledger: L,
+    /// Tried in this order on every alert.
+    pub notifiers: Vec<Box<dyn DynNotifier>>,
+    pub clock: C,
+    pub config: WatchConfig,
+}
+
+/// One invocation: its request id (the owner of the leases it takes) and
+/// its deadline (epoch milliseconds).
+#[derive(Debug, Clone, Copy)]
+pub struct Invocation<'a> {
+    pub request_id: &'a str,
+    pub deadline_ms: i64,
+}
+
+/// One channel's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelResult {
+    pub channel: String,
+    pub class: ChannelClass,
+    /// Serialized inline: `{"channel": "slack", "status": "rejected", "detail": "..."}`.
+    #[serde(flatten)]
+    pub status: ChannelStatus,
+}
+
+impl ChannelResult {
+    /// Nothing more will be tried on this channel: delivered, or rejected
+    /// for good on a best-effort channel.
+    pub fn is_settled(&self) -> bool {
+        match self.status {
+            ChannelStatus::Sent | ChannelStatus::AlreadyDelivered => true,
+            ChannelStatus::Rejected(_) => self.class == ChannelClass::BestEffort,
+            ChannelStatus::Failed(_) | ChannelStatus::InProgress => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "status", content = "detail")]
+pub enum ChannelStatus {
+    Sent,
+    AlreadyDelivered,
+    /// Another invocation holds the channel's lease.
+    InProgress,
+    /// A retry may fix it.
+    Failed(String),
+    /// The channel refused it for good (configuration, permissions).
+    Rejected(String),
+}
+
+/// How one event was handled (the handler's success response).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum WatchOutcome {
+    /// Not a grant event: skipped.
+    Skipped {
+        event_name: Option<String>,
+        event_source: Option<String>,
+    },
+    /// Judged and ledgered; `alert` says whether it was announced
+    /// (individually, as a digest entry, or as the digest's leader).
+    Watched {
+        event_id: String,
+        event_name: String,
+        severity: Severity,
+        alert: bool,
+        suppressed_by: Option<String>,
+        first_seen: bool,
+        mode: Option<AlertMode>,
+        channels: Vec<ChannelResult>,
+        /// Alerts in the digest this invocation posted, if it did.
+        digest_size: Option<u64>,
+        /// A KMS grant event the parser could not read, alerted as such.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        unparseable: bool,
+        /// Sends that may have been duplicated (counted).
+        #[serde(skip_serializing_if = "is_zero")]
+        possible_duplicates: u64,
+        /// Event time → first channel sent, when this invocation sent it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alert_latency_ms: Option<u64>,
+    },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The failures of one invocation, with stable Lambda error types.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WatchError {
+    #[error("malformed event: {0}")]
+    MalformedEvent(#[from] ParseError),
+    #[error("the ledger is unavailable (retry): {0}")]
+    LedgerUnavailable(String),
+    #[error("the ledger rejected the request (configuration or permissions): {0}")]
+    LedgerMisconfigured(String),
+    /// A mandatory channel refused the alert for good (e.g. SNS
+    /// `AuthorizationError`, a disabled topic key). Retried, then kept by
+    /// the on-failure destination; other channels were tried.
+    #[error("a mandatory channel rejected the alert: {}", describe_failures(.channels))]
+    ChannelRejected {
+        channels: Vec<ChannelResult>,
+        possible_duplicates: u64,
+    },
+    /// At least one channel failed in a way a retry can fix; the others
+    /// were tried and those delivered will not be resent.
+    #[error("delivery failed on {}", describe_failures(.channels))]
+    DeliveryFailed {
+        channels: Vec<ChannelResult>,
+        possible_duplicates: u64,
+    },
+}
+
+impl WatchError {
+    /// The Lambda error type (stable: alarms and DLQ tooling match on it).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            WatchError::MalformedEvent(_) => "MalformedEvent",
+            WatchError::LedgerUnavailable(_) => "LedgerUnavailable",
+            WatchError::LedgerMisconfigured(_) => "LedgerMisconfigured",
+            WatchError::ChannelRejected { .. } => "ChannelRejected",
+            WatchError::DeliveryFailed { .. } => "DeliveryFailed",
+        }
+    }
+}
+
+fn describe_failures(channels: &[ChannelResult]) -> String {
+    channels
+        .iter()
+        .filter_map(|c| match &c.status {
+            ChannelStatus::Failed(why) | ChannelStatus::Rejected(why) => {
+                Some(format!("{}: {why}", c.channel))
+            }
+            ChannelStatus::InProgress => Some(format!(
+                "{}: another invocation is delivering this event",
+                c.channel
+            )),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+pub(crate) fn ledger_error(error: PortError) -> WatchError {
+    match error {
+        PortError::Transient(why) => WatchError::LedgerUnavailable(why),
+        PortError::Permanent(why) => WatchError::LedgerMisconfigured(why),
+    }
+}
+
+/// What the parser made of the input.
+enum Input {
+    Event(Box<GrantEvent>),
+    /// A KMS grant event the parser could not read: its alert.
+    Unparseable(Box<Verdict>),
+}
+
+/// Watch one EventBridge event.
+pub async fn watch_event<L, C>(
+    payload: &serde_json::Value,
+    deps: &WatchDeps<L, C>,
+    invocation: &Invocation<'_>,
+) -> Result<WatchOutcome, WatchError>
+where
+    L: EventLedger + GrantLedger + StormLedger,
+    C: Clock,
+{
+    let input = match event::parse_eventbridge_event(payload) {
+        Ok(Parsed::Grant(event)) => Input::Event(event),
+        Ok(Parsed::NotAGrantEvent {
+            event_name,
+            event_source,
+        }) => {
+            // The one place a non-grant event is skipped: a second judgement
+            // (pipeline tamper, key lifecycle) plugs in here.
+            return Ok(WatchOutcome::Skipped {
+                event_name,
+                event_source,
+            });
+        }
+        Err(error) => match unparseable::verdict(payload, &error) {
+            Some(verdict) => Input::Unparseable(Box::new(verdict)),
+            None => return Err(WatchError::MalformedEvent(error)),
+        },
+    };
+    let now_ms = deps.clock.now_ms();
+    let event_id = match &input {
+        Input::Event(event) => &event.event_id,
+        Input::Unparseable(verdict) => &verdict.event_id,
+    };
+    let state = deps
+        .ledger
+        .claim_event(event_id, now_ms.div_euclid(1000))
+        .await
+        .map_err(ledger_error)?;
+    let (verdict, unparseable) = match input {
+        Input::Event(event) => (
+            record_event(&deps.ledger, &event, &policy(&deps.config, now_ms)).await?,
+            false,
+        ),
+        Input::Unparseable(verdict) => (*verdict, true),
+    };
+
+    let mut announced = Announced::default();
+    if verdict.alert {
+        announce(&verdict, &state, deps, invocation, &mut announced).await?;
+    }
+    let alert_latency_ms = announced
+        .delivered
+        .first_sent_ms
+        .and_then(|sent| metrics::latency_ms(verdict.event_time.as_deref(), sent));
+    finish(&announced.delivered)?;
+    Ok(WatchOutcome::Watched {
+        event_id: verdict.event_id,
+        event_name: verdict.event_name,
+        severity: verdict.severity,
+        alert: verdict.alert,
+        suppressed_by: verdict.suppressed_by,
+        first_seen: state.first_seen,
+        mode: announced.mode,
+        channels: announced.delivered.channels,
+        digest_size: announced.digest_size,
+        unparseable,
+        possible_duplicates: announced.delivered.possible_duplicates,
+        alert_latency_ms,
+    })
+}
+
+/// The invocation's result from its channels' results, by class: a
+/// mandatory rejection → `ChannelRejected`; any transient failure or lease
+/// held elsewhere → `DeliveryFailed`; a best-effort rejection alone is Ok
+/// (counted).
+pub fn finish(delivered: &Delivered) -> Result<(), WatchError> {
+    let channels = &delivered.channels;
+    let possible_duplicates = delivered.possible_duplicates;
+    let mandatory_rejected = channels.iter().any(|c| {
+        c.class == ChannelClass::Mandatory && matches!(c.status, ChannelStatus::Rejected(_))
+    });
+    if mandatory_rejected {
+        return Err(WatchError::ChannelRejected {
+            channels: channels.clone(),
+            possible_duplicates,
+        });
+    }
+    if channels.iter().any(|c| {
+        matches!(
+            c.status,
+            ChannelStatus::Failed(_) | ChannelStatus::InProgress
+        )
+    }) {
+        return Err(WatchError::DeliveryFailed {
+            channels: channels.clone(),
+            possible_duplicates,
+        });
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Announced {
+    mode: Option<AlertMode>,
+    delivered: Delivered,
+    digest_size: Option<u64>,
+}
+
+impl Announced {
+    fn absorb(&mut self, delivered: Delivered) {
+        self.delivered.channels.extend(delivered.channels);
+        self.delivered.possible_duplicates += delivered.possible_duplicates;
+        if self.delivered.first_sent_ms.is_none() {
+            self.delivered.first_sent_ms = delivered.first_sent_ms;
+        }
+    }
+}
+
+/// Announce an alert: alone, or in its window's digest (posting it as the
+/// leader); then post any overdue digest of an earlier window.
+async fn announce<L, C>(
+    verdict: &Verdict,
+    state: &crate::ports::ledger::EventState,
+    deps: &WatchDeps<L, C>,
+    invocation: &Invocation<'_>,
+    announced: &mut Announced,
+) -> Result<(), WatchError>
+where
+    L: EventLedger + StormLedger,
+    C: Clock,
+{
+    let mode = match state.mode {
+        Some(mode) => mode,
+        None => {
+            let mode = storm_mode(deps).await?;
+            deps.ledger
+                .set_alert_mode(&verdict.event_id, mode)
+                .await
+                .map_err(ledger_error)?
+        }
+    };
+    announced.mode = Some(mode);
+    let alone = Delivery::Event(verdict.event_id.clone());
+    match mode {
+        AlertMode::Individual => {
+            announced.absorb(deliver(deps, &alone, Notice::Alert(verdict), invocation).await);
+        }
+        AlertMode::Digest { window } | AlertMode::DigestLeader { window } => {
+            match join_digest(deps, window, verdict, invocation).await? {
+                Joined::Closed => {
+                    // The digest was posted before this alert joined it.
+                    announced
+                        .absorb(deliver(deps, &alone, Notice::Alert(verdict), invocation).await);
+                }
+                Joined::InDigest { leader, posted } => {
+                    if leader {
+                        announced.mode = Some(AlertMode::DigestLeader { window });
+                    }
+                    if let Some((size, delivered)) = posted {
+                        announced.digest_size = Some(size);
+                        announced.absorb(delivered);
+                    }
+                }
+            }
+        }
+    }
+    for (_, delivered) in take_over_overdue(deps, invocation).await? {
+        announced.absorb(delivered);
+    }
+    Ok(())
+}
+
+/// The judgement policy at `now_ms` (rules expire by date).
+pub fn policy(config: &WatchConfig, now_ms: i64) -> Policy {
+    let today = time::OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000))
+        .map(|t| t.date())
+        .unwrap_or(time::Date::MIN);
+    Policy {
+        rules: config.rules.clone(),
+        min_alert_severity: config.min_alert_severity,
+        today,
+    }
+}
+
+/// Judge one event with the ledger's record of its grant, and record the
+/// grant (CreateGrant) or its removal (Retire/Revoke) in the ledger. Failed
+/// and dry-run calls change nothing. Shared by the watcher and `backfill`.
+pub async fn record_event<L: GrantLedger>(
+    ledger: &L,
+    event: &GrantEvent,
+    policy: &Policy,
+) -> Result<Verdict, WatchError> {
+    let grant_ref = match (&event.key_arn, &event.grant_id) {
+        (Some(key_arn), Some(grant_id)) if event.succeeded() && !event.dry_run => {
+            Some((key_arn.as_str(), grant_id.as_str()))
+        }
+        _ => None,
+    };
+    let known = match (event.action.is_removal(), grant_ref) {
+        (true, Some((key_arn, grant_id))) => ledger
+            .get_grant(key_arn, grant_id)
+            .await
+            .map_err(ledger_error)?,
+        _ => None,
+    };
+    let verdict = judge_event(event, known.as_ref(), policy);
+    if let Some((key_arn, grant_id)) = grant_ref {
+        match event.action {
+            GrantAction::CreateGrant => ledger
+                .record_grant(&grant_record(event, &verdict, key_arn, grant_id))
+                .await
+                .map_err(ledger_error)?,
+            GrantAction::RetireGrant | GrantAction::RevokeGrant => {
+                ledger
+                    .record_removal(key_arn, grant_id, &removal(event, &verdict))
+                    .await
+                    .map_err(ledger_error)?;
+            }
+        }
+    }
+    Ok(verdict)
+}
+
+/// The ledger's record of a grant created by `event`.
+pub fn grant_record(
+    event: &GrantEvent,
+    verdict: &Verdict,
+    key_arn: &str,
+    grant_id: &str,
+) -> GrantRecord {
+    GrantRecord {
+        key_arn: key_arn.to_string(),
+        grant_id: grant_id.to_string(),
+        account: event.account.clone(),
+        region: event.region.clone(),
+        created_event_id: event.event_id.clone(),
+        created_at: event.event_time.clone(),
+        created_by: event.caller.clone(),
+        origin: verdict.origin,
+        service: verdict.service.clone(),
+        grant: event.grant.clone().unwrap_or_default(),
+        removal: None,
+    }
+}
+
+/// The ledger's record of a removal by `event`.
+pub fn removal(event: &GrantEvent, verdict: &Verdict) -> Removal {
+    Removal {
+        action: event.action,
+        event_id: event.event_id.clone(),
+        at: event.event_time.clone(),
+        by: event.caller.clone(),
+        origin: verdict.origin,
+    }
+}
+
+impl Digest {
+    /// The window in words, for the renderers.
+    pub fn window_words(&self) -> String {
+        let format = |epoch: i64| {
+            time::OffsetDateTime::from_unix_timestamp(epoch)
+                .ok()
+                .and_then(|t| {
+                    t.format(time::macros::format_description!(
+                        "[hour]:[minute]:[second]"
+                    ))
+                    .ok()
+                })
+                .unwrap_or_else(|| epoch.to_string())
+        };
+        format!(
+            "between {} and {} UTC",
+            format(self.window_start),
+            format(self.window_start + self.window_seconds as i64)
+        )
+    }
+}
