@@ -25,8 +25,33 @@ pub enum RenderTarget {
     Sns,
 }
 
+/// `--output`: the verdict contract, or a security tool's format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// One verdict per line (JSON Lines): the CLI contract.
+    #[default]
+    Json,
+    /// AWS Security Finding Format, one finding per line, as the watcher
+    /// imports them into Security Hub (`BatchImportFindings`).
+    Asff,
+    /// OCSF Detection Finding (class 2004), one per line.
+    Ocsf,
+}
+
 #[derive(clap::Args)]
 pub struct Args {
+    /// Output format: json (verdicts, default), asff (Security Hub), ocsf (SIEM).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "json",
+        conflicts_with = "render"
+    )]
+    output: Output,
+    /// Where alert and finding links point for runbooks (`<base>/<code>.md`).
+    #[arg(long, env = "RUNBOOK_BASE_URL", value_name = "URL", default_value = render::links::DEFAULT_RUNBOOK_BASE_URL)]
+    runbook_base_url: String,
     /// Suppression / re-rating rules (TOML, see docs/classify.md).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
@@ -132,7 +157,13 @@ pub fn run(args: Args) -> ExitCode {
         } else {
             path.as_str()
         };
-        match classify_input(path, &policy, args.render, &mut out, &mut counts, &mut seen) {
+        let format = Format {
+            render: args.render,
+            output: args.output,
+            links: render::links::LinkSettings::with_runbook_base(&args.runbook_base_url),
+            now: now_rfc3339(),
+        };
+        match classify_input(path, &policy, &format, &mut out, &mut counts, &mut seen) {
             Ok(()) => {}
             Err(InputError::Bad(problems)) => {
                 counts.bad += 1;
@@ -191,7 +222,7 @@ fn read_input(path: &str) -> Result<Vec<u8>, String> {
 fn classify_input(
     path: &str,
     policy: &Policy,
-    render_target: Option<RenderTarget>,
+    format: &Format,
     out: &mut impl Write,
     counts: &mut Counts,
     seen: &mut SeenGrants,
@@ -205,7 +236,11 @@ fn classify_input(
                 counts.events += 1;
                 let verdict = judge_event(&event, seen.get(&event), policy);
                 seen.remember(&event, &verdict);
-                print_verdict(&verdict, render_target, out).map_err(InputError::Output)?;
+                match print_verdict(&verdict, format, out) {
+                    Ok(()) => {}
+                    Err(PrintError::Output(e)) => return Err(InputError::Output(e)),
+                    Err(PrintError::Format(problem)) => problems.push(problem),
+                }
             }
             Ok(Parsed::NotAGrantEvent { .. }) => counts.skipped += 1,
             Err(e) => problems.push(e.to_string()),
@@ -218,17 +253,61 @@ fn classify_input(
     }
 }
 
+/// How verdicts are printed.
+struct Format {
+    render: Option<RenderTarget>,
+    output: Output,
+    links: render::links::LinkSettings,
+    /// `UpdatedAt` of ASFF findings.
+    now: String,
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
+}
+
+enum PrintError {
+    Output(io::Error),
+    /// This verdict cannot be written in the chosen format (e.g. ASFF needs
+    /// an account id): reported like a bad record.
+    Format(String),
+}
+
 fn print_verdict(
     verdict: &Verdict,
-    render_target: Option<RenderTarget>,
+    format: &Format,
     out: &mut impl Write,
-) -> io::Result<()> {
-    let line = match render_target {
-        None => serde_json::to_string(verdict),
-        Some(_) if !verdict.alert => return Ok(()),
-        Some(RenderTarget::Slack) => serde_json::to_string(&render::slack::alert(verdict)),
-        Some(RenderTarget::Sns) => serde_json::to_string(&render::sns::alert(verdict)),
+) -> Result<(), PrintError> {
+    let line = match (format.render, format.output) {
+        (Some(_), _) if !verdict.alert => return Ok(()),
+        (Some(RenderTarget::Slack), _) => {
+            serde_json::to_string(&render::slack::alert_with(verdict, &format.links))
+        }
+        (Some(RenderTarget::Sns), _) => {
+            serde_json::to_string(&render::sns::alert_with(verdict, &format.links))
+        }
+        (None, Output::Json) => serde_json::to_string(verdict),
+        (None, Output::Asff) => {
+            let finding = render::asff::finding(verdict, &format.now, &format.links)
+                .map_err(|e| PrintError::Format(format!("no ASFF finding: {e}")))?;
+            serde_json::to_string(&finding)
+        }
+        (None, Output::Ocsf) => {
+            let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+            serde_json::to_string(&render::ocsf::detection_finding(
+                verdict,
+                now_ms,
+                env!("CARGO_PKG_VERSION"),
+            ))
+        }
     }
-    .map_err(io::Error::other)?;
-    writeln!(out, "{line}")
+    .map_err(|e| PrintError::Output(io::Error::other(e)))?;
+    writeln!(out, "{line}").map_err(PrintError::Output)
 }

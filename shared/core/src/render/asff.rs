@@ -297,109 +297,108 @@ pub fn batches(findings: &[Value]) -> impl Iterator<Item = &[Value]> {
     findings.chunks(MAX_BATCH)
 }
 
+/// Checks an ASFF finding against the format's required fields, types
+/// and limits, as Security Hub does (moto accepts almost anything): for
+/// tests, and for an adapter to refuse a finding before sending it.
+pub fn validate(f: &Value) -> Result<(), String> {
+    let obj = f.as_object().ok_or("not an object")?;
+    let string = |k: &str, max: usize| -> Result<&str, String> {
+        let s = obj
+            .get(k)
+            .and_then(Value::as_str)
+            .ok_or(format!("{k}: missing or not a string"))?;
+        if s.is_empty() || s.chars().count() > max {
+            return Err(format!("{k}: length {}", s.chars().count()));
+        }
+        Ok(s)
+    };
+    string("SchemaVersion", 20).and_then(|s| {
+        (s == SCHEMA_VERSION)
+            .then_some(())
+            .ok_or(format!("SchemaVersion {s}"))
+    })?;
+    string("Id", 512)?;
+    let product = string("ProductArn", 2048)?;
+    string("GeneratorId", 512)?;
+    let account = string("AwsAccountId", 12)?;
+    if !is_account_id(account) {
+        return Err(format!("AwsAccountId {account}"));
+    }
+    if !product.starts_with("arn:") || !product.ends_with(&format!(":product/{account}/default")) {
+        return Err(format!("ProductArn {product}"));
+    }
+    for k in ["CreatedAt", "UpdatedAt"] {
+        let t = string(k, 64)?;
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("{k} {t}: {e}"))?;
+    }
+    string("Title", MAX_TITLE)?;
+    string("Description", MAX_DESCRIPTION)?;
+    let types = obj
+        .get("Types")
+        .and_then(Value::as_array)
+        .ok_or("Types: not an array")?;
+    if types.is_empty() || types.len() > 50 {
+        return Err(format!("Types: {} entries", types.len()));
+    }
+    const NAMESPACES: [&str; 5] = [
+        "Software and Configuration Checks",
+        "TTPs",
+        "Effects",
+        "Unusual Behaviors",
+        "Sensitive Data Identifications",
+    ];
+    for t in types {
+        let t = t.as_str().ok_or("Types: not a string")?;
+        let parts: Vec<&str> = t.split('/').collect();
+        if parts.len() < 2 || parts.len() > 3 || !NAMESPACES.contains(&parts[0]) {
+            return Err(format!("Types: {t}"));
+        }
+    }
+    let label = f["Severity"]["Label"].as_str().ok_or("Severity.Label")?;
+    if !["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"].contains(&label) {
+        return Err(format!("Severity.Label {label}"));
+    }
+    let resources = obj
+        .get("Resources")
+        .and_then(Value::as_array)
+        .ok_or("Resources: not an array")?;
+    if resources.is_empty() || resources.len() > 32 {
+        return Err(format!("Resources: {}", resources.len()));
+    }
+    for r in resources {
+        for k in ["Type", "Id"] {
+            let s = r[k].as_str().ok_or(format!("Resources.{k}"))?;
+            if s.is_empty() || s.chars().count() > MAX_RESOURCE_ID {
+                return Err(format!("Resources.{k}: {s}"));
+            }
+        }
+    }
+    if resources[0]["Type"] != "AwsKmsKey" {
+        return Err("the first resource is not the key".into());
+    }
+    match obj.get("RecordState").and_then(Value::as_str) {
+        Some("ACTIVE" | "ARCHIVED") | None => {}
+        Some(other) => return Err(format!("RecordState {other}")),
+    }
+    if obj.contains_key("Workflow") {
+        return Err("providers cannot set Workflow through BatchImportFindings".into());
+    }
+    if let Some(fields) = obj.get("ProductFields") {
+        let fields = fields.as_object().ok_or("ProductFields: not a map")?;
+        if fields.len() > MAX_PRODUCT_FIELDS || fields.values().any(|v| !v.is_string()) {
+            return Err("ProductFields".into());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::render::testkit::*;
 
     const NOW: &str = "2026-11-29T10:00:00Z";
-
-    /// Checks an ASFF finding against the format's required fields, types
-    /// and limits (moto accepts almost anything, Security Hub does not).
-    pub(crate) fn validate(f: &Value) -> Result<(), String> {
-        let obj = f.as_object().ok_or("not an object")?;
-        let string = |k: &str, max: usize| -> Result<&str, String> {
-            let s = obj
-                .get(k)
-                .and_then(Value::as_str)
-                .ok_or(format!("{k}: missing or not a string"))?;
-            if s.is_empty() || s.chars().count() > max {
-                return Err(format!("{k}: length {}", s.chars().count()));
-            }
-            Ok(s)
-        };
-        string("SchemaVersion", 20).and_then(|s| {
-            (s == SCHEMA_VERSION)
-                .then_some(())
-                .ok_or(format!("SchemaVersion {s}"))
-        })?;
-        string("Id", 512)?;
-        let product = string("ProductArn", 2048)?;
-        string("GeneratorId", 512)?;
-        let account = string("AwsAccountId", 12)?;
-        if !is_account_id(account) {
-            return Err(format!("AwsAccountId {account}"));
-        }
-        if !product.starts_with("arn:")
-            || !product.ends_with(&format!(":product/{account}/default"))
-        {
-            return Err(format!("ProductArn {product}"));
-        }
-        for k in ["CreatedAt", "UpdatedAt"] {
-            let t = string(k, 64)?;
-            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| format!("{k} {t}: {e}"))?;
-        }
-        string("Title", MAX_TITLE)?;
-        string("Description", MAX_DESCRIPTION)?;
-        let types = obj
-            .get("Types")
-            .and_then(Value::as_array)
-            .ok_or("Types: not an array")?;
-        if types.is_empty() || types.len() > 50 {
-            return Err(format!("Types: {} entries", types.len()));
-        }
-        const NAMESPACES: [&str; 5] = [
-            "Software and Configuration Checks",
-            "TTPs",
-            "Effects",
-            "Unusual Behaviors",
-            "Sensitive Data Identifications",
-        ];
-        for t in types {
-            let t = t.as_str().ok_or("Types: not a string")?;
-            let parts: Vec<&str> = t.split('/').collect();
-            if parts.len() < 2 || parts.len() > 3 || !NAMESPACES.contains(&parts[0]) {
-                return Err(format!("Types: {t}"));
-            }
-        }
-        let label = f["Severity"]["Label"].as_str().ok_or("Severity.Label")?;
-        if !["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"].contains(&label) {
-            return Err(format!("Severity.Label {label}"));
-        }
-        let resources = obj
-            .get("Resources")
-            .and_then(Value::as_array)
-            .ok_or("Resources: not an array")?;
-        if resources.is_empty() || resources.len() > 32 {
-            return Err(format!("Resources: {}", resources.len()));
-        }
-        for r in resources {
-            for k in ["Type", "Id"] {
-                let s = r[k].as_str().ok_or(format!("Resources.{k}"))?;
-                if s.is_empty() || s.chars().count() > MAX_RESOURCE_ID {
-                    return Err(format!("Resources.{k}: {s}"));
-                }
-            }
-        }
-        if resources[0]["Type"] != "AwsKmsKey" {
-            return Err("the first resource is not the key".into());
-        }
-        match obj.get("RecordState").and_then(Value::as_str) {
-            Some("ACTIVE" | "ARCHIVED") | None => {}
-            Some(other) => return Err(format!("RecordState {other}")),
-        }
-        if obj.contains_key("Workflow") {
-            return Err("providers cannot set Workflow through BatchImportFindings".into());
-        }
-        if let Some(fields) = obj.get("ProductFields") {
-            let fields = fields.as_object().ok_or("ProductFields: not a map")?;
-            if fields.len() > MAX_PRODUCT_FIELDS || fields.values().any(|v| !v.is_string()) {
-                return Err("ProductFields".into());
-            }
-        }
-        Ok(())
-    }
 
     #[test]
     fn manual_grant_becomes_a_valid_active_finding() {
