@@ -3,7 +3,7 @@
 //! `unparseable-event` and what is known. Only input that is not JSON or
 //! not CloudTrail at all stays a `MalformedEvent` error.
 
-use crate::event::{GrantAction, ParseError};
+use crate::event::{self, GrantAction, ParseError};
 use crate::verdict::{quote, ActorView, Finding, FindingCode, Origin, Severity, Verdict};
 use serde_json::Value;
 
@@ -20,7 +20,8 @@ pub fn verdict(payload: &Value, error: &ParseError) -> Option<Verdict> {
     GrantAction::from_event_name(event_name)?;
     let event_id = match text("eventID").filter(|id| !id.trim().is_empty()) {
         Some(id) => id.to_string(),
-        None => format!("unparseable:{}", fingerprint(record)),
+        // The parser's own stable id for a record without one.
+        None => event::record_hash(&Value::Object(record.clone())),
     };
     let identity = record.get("userIdentity");
     let identity_text = |name: &str| {
@@ -104,50 +105,6 @@ fn cloudtrail_record(payload: &Value) -> Option<&serde_json::Map<String, Value>>
     }
 }
 
-/// A stable id for a record without `eventID`: FNV-1a 64 over its JSON
-/// with object keys sorted (whatever map order serde_json was built with),
-/// hex. (`event::record_hash`, the parser's own, replaces it once merged.)
-fn fingerprint(record: &serde_json::Map<String, Value>) -> String {
-    let mut text = String::new();
-    canonical(&Value::Object(record.clone()), &mut text);
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
-}
-
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,7 +158,7 @@ mod tests {
     }
 
     #[test]
-    fn without_an_event_id_the_alert_is_keyed_by_a_stable_fingerprint() {
+    fn without_an_event_id_the_alert_is_keyed_by_the_stable_record_hash() {
         let detail = json!({
             "eventSource": "kms.amazonaws.com",
             "eventName": "RevokeGrant",
@@ -215,7 +172,7 @@ mod tests {
         let error = ParseError::UnrecognisedShape("x".into());
         let one = verdict(&grant_event(detail), &error).unwrap();
         let two = verdict(&grant_event(reordered), &error).unwrap();
-        assert!(one.event_id.starts_with("unparseable:"), "{}", one.event_id);
+        assert!(one.event_id.starts_with("sha256:"), "{}", one.event_id);
         assert_eq!(one.event_id, two.event_id);
         let other = verdict(
             &grant_event(json!({"eventSource": "kms.amazonaws.com", "eventName": "RevokeGrant"})),
