@@ -116,6 +116,20 @@ fn action_of(service: &str, operation: &str) -> Option<String> {
     }
 }
 
+/// The host's target triple (`rustc -vV`), for `cargo metadata --filter-platform`.
+fn host_triple() -> String {
+    let output = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .expect("run rustc -vV");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .trim()
+        .to_string()
+}
+
 /// Operation names (snake_case) of each SDK crate, from the crates' source
 /// as Cargo resolved them for this workspace.
 struct SdkOperations {
@@ -124,8 +138,11 @@ struct SdkOperations {
 
 impl SdkOperations {
     fn load() -> SdkOperations {
+        // Only this host's dependencies: offline, cargo cannot resolve the
+        // packages of other platforms (e.g. Windows-only crates) it never fetched.
         let output = std::process::Command::new(env!("CARGO"))
             .args(["metadata", "--format-version", "1", "--offline"])
+            .args(["--filter-platform", &host_triple()])
             .current_dir(workspace())
             .output()
             .expect("run cargo metadata");

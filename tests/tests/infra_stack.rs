@@ -309,7 +309,9 @@ async fn default_deploy_gives_both_functions_an_environment_of_created_resources
     let policy: Value =
         serde_json::from_str(policy.policy().unwrap_or("null")).expect("key policy JSON");
     let statements = policy["Statement"].as_array().expect("statements");
-    assert!(statements
+    // ...but not CloudWatch: alarms publish to the unencrypted alarm topic,
+    // so disabling this key cannot silence them.
+    assert!(!statements
         .iter()
         .any(|s| s["Principal"]["Service"] == "cloudwatch.amazonaws.com"));
     let via_sns = statements
@@ -457,7 +459,14 @@ async fn every_configured_option_reaches_the_functions() {
             .as_str()
             .expect("BuildProperties.Binary")
             .to_string();
-        let read = variables_read_by(&binary);
+        let mut read = variables_read_by(&binary);
+        if function == WATCHER && !watcher_reads_own_resources() {
+            // The watcher reads OWN_RESOURCES through core::tamper
+            // (own_resources_from_env); until its settings call that, the
+            // variable is expected here and checked by
+            // own_resources_name_the_deployed_stacks_resources.
+            read.extend(variables_in(&[tamper_module()]));
+        }
         let set: BTreeSet<String> = stack.function_env(function).into_keys().collect();
         assert_eq!(
             set, read,
@@ -485,8 +494,37 @@ fn variables_read_by(binary: &str) -> BTreeSet<String> {
                 .expect("shared settings module"),
         );
     }
+    if binary == "grant-watcher" && watcher_reads_own_resources() {
+        texts.push(tamper_module());
+    }
+    let names = variables_in(&texts);
+    assert!(
+        !names.is_empty(),
+        "functions/{binary} reads no variable: is the scan broken?"
+    );
+    names
+}
+
+/// `shared/core/src/tamper.rs`: the variables of grantwatch's own resources.
+fn tamper_module() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/core/src/tamper.rs");
+    std::fs::read_to_string(path).expect("shared/core/src/tamper.rs")
+}
+
+/// Does grant-watcher's code read OWN_RESOURCES (through core::tamper)?
+fn watcher_reads_own_resources() -> bool {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions/grant-watcher/src");
+    std::fs::read_dir(src)
+        .expect("grant-watcher src")
+        .filter_map(|e| e.ok())
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .any(|text| text.contains("own_resources_from_env") || text.contains("OWN_RESOURCES"))
+}
+
+/// Upper-case string literals that look like variable names, outside tests.
+fn variables_in(texts: &[String]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for text in &texts {
+    for text in texts {
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
         for literal in code.split('"').skip(1).step_by(2) {
             let looks_like_variable = literal.len() > 3
@@ -500,10 +538,6 @@ fn variables_read_by(binary: &str) -> BTreeSet<String> {
             }
         }
     }
-    assert!(
-        !names.is_empty(),
-        "functions/{binary} reads no variable: is the scan broken?"
-    );
     names
 }
 
@@ -801,4 +835,635 @@ async fn the_email_filter_passes_severe_alerts_and_alarm_notifications() {
         received,
         ["alarm notification", "critical alert", "high alert"]
     );
+}
+
+// ------------------------------------------------ issue 10: the alarm path
+
+/// The central template with every optional resource on (Slack, an
+/// organization), as the deployer would send it.
+fn full_template() -> Value {
+    stack::transformed_template(
+        &stack::template_path(),
+        &[
+            (
+                "SlackWebhookSecretArn",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:gw-AbCdEf",
+            ),
+            ("OrganizationId", "o-abcdef1234"),
+            ("AlarmEmail", "oncall@example.com"),
+            ("AlertEmail", "security@example.com"),
+            ("ReportAccounts", "ORG"),
+        ],
+    )
+    .expect("transform infra/template.yaml")
+}
+
+fn member_template() -> Value {
+    stack::transformed_template(
+        &stack::member_template_path(),
+        &[(
+            "CentralEventBusArn",
+            "arn:aws:events:us-east-1:111111111111:event-bus/grantwatch-grant-events",
+        )],
+    )
+    .expect("transform infra/member-account.yaml")
+}
+
+fn resources_of_type<'a>(template: &'a Value, kind: &str) -> Vec<(&'a String, &'a Value)> {
+    template["Resources"]
+        .as_object()
+        .expect("Resources")
+        .iter()
+        .filter(|(_, r)| r["Type"] == kind)
+        .collect()
+}
+
+/// Every metric name an alarm watches (a single metric or metric math).
+fn alarm_metric_names(alarm: &Value) -> Vec<String> {
+    let properties = &alarm["Properties"];
+    let mut names: Vec<String> = properties["MetricName"]
+        .as_str()
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    for query in properties["Metrics"].as_array().into_iter().flatten() {
+        if let Some(name) = query["MetricStat"]["Metric"]["MetricName"].as_str() {
+            names.push(name.to_string());
+        }
+        if let Some(expression) = query["Expression"].as_str() {
+            names.push(expression.to_string());
+        }
+    }
+    names
+}
+
+/// An alarm's Dimensions as name -> value (values as template JSON).
+fn dimensions(alarm: &Value) -> HashMap<String, Value> {
+    alarm["Properties"]["Dimensions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            (
+                d["Name"].as_str().expect("name").to_string(),
+                d["Value"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_alarm_notifies_the_alarm_topic_and_none_the_alert_topic() {
+    let template = full_template();
+    let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    assert!(alarms.len() >= 10, "{} alarms", alarms.len());
+    for (id, alarm) in &alarms {
+        let properties = &alarm["Properties"];
+        assert_eq!(
+            properties["AlarmActions"],
+            json!([{"Ref": "AlarmTopic"}]),
+            "{id} must notify the alarm topic"
+        );
+        for actions in ["AlarmActions", "OKActions", "InsufficientDataActions"] {
+            let text = properties[actions].to_string();
+            assert!(
+                !text.contains("AlertTopic"),
+                "{id}.{actions} uses the alert topic: {text}"
+            );
+        }
+    }
+    // ...and nothing but alarms (and the member accounts' forwarded alarms)
+    // publishes to the alarm topic.
+    let policy = &template["Resources"]["AlarmTopicPolicy"]["Properties"]["PolicyDocument"];
+    let publishers: Vec<&Value> = policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .filter(|s| s["Effect"] == "Allow")
+        .map(|s| &s["Principal"]["Service"])
+        .collect();
+    assert_eq!(
+        publishers,
+        [
+            &json!("cloudwatch.amazonaws.com"),
+            &json!("events.amazonaws.com")
+        ]
+    );
+    assert!(policy["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .any(|s| {
+            s["Effect"] == "Deny" && s["Condition"]["Bool"]["aws:SecureTransport"] == "false"
+        }));
+}
+
+#[test]
+fn the_alarm_topic_does_not_use_the_alert_key() {
+    let template = full_template();
+    let topic = &template["Resources"]["AlarmTopic"];
+    assert_eq!(topic["Type"], "AWS::SNS::Topic");
+    assert!(
+        topic["Properties"].get("KmsMasterKeyId").is_none(),
+        "the alarm topic is deliberately unencrypted (docs/security.md): {topic}"
+    );
+    // The alert key no longer lets CloudWatch use it: no alarm depends on it.
+    let key_policy = &template["Resources"]["AlertKey"]["Properties"]["KeyPolicy"];
+    let key_policy: Value = match key_policy {
+        Value::String(text) => serde_json::from_str(text).expect("key policy JSON"),
+        other => other.clone(),
+    };
+    assert!(
+        !key_policy.to_string().contains("cloudwatch.amazonaws.com"),
+        "{key_policy}"
+    );
+}
+
+#[test]
+fn no_alarm_watches_messages_visible_and_each_queue_alarms_on_each_new_message() {
+    for template in [full_template(), member_template()] {
+        let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+        for (id, alarm) in &alarms {
+            for name in alarm_metric_names(alarm) {
+                assert!(
+                    !name.contains("ApproximateNumberOfMessagesVisible"),
+                    "{id} alarms on messages visible: it would stay in ALARM and hide later failures"
+                );
+            }
+        }
+        for (queue, _) in resources_of_type(&template, "AWS::SQS::Queue") {
+            let on_queue = |metric: &str| {
+                alarms
+                    .iter()
+                    .find(|(_, a)| {
+                        a["Properties"]["MetricName"] == metric
+                            && dimensions(a).get("QueueName")
+                                == Some(&json!({"Fn::GetAtt": [queue, "QueueName"]}))
+                    })
+                    .map(|(_, a)| &a["Properties"])
+                    .unwrap_or_else(|| panic!("no {metric} alarm on {queue}"))
+            };
+            let sent = on_queue("NumberOfMessagesSent");
+            assert_eq!(sent["Namespace"], "AWS/SQS");
+            assert_eq!(sent["Statistic"], "Sum");
+            assert_eq!(sent["Period"], 60);
+            assert_eq!(sent["Threshold"], 1);
+            assert_eq!(sent["ComparisonOperator"], "GreaterThanOrEqualToThreshold");
+            assert_eq!(sent["TreatMissingData"], "notBreaching");
+            let age = on_queue("ApproximateAgeOfOldestMessage");
+            assert_eq!(age["Statistic"], "Maximum");
+        }
+    }
+}
+
+#[test]
+fn the_watchers_own_metrics_raise_alarms() {
+    let template = full_template();
+    let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    let watcher = json!({"Ref": "WatcherFunction"});
+    let rejected: Vec<String> = alarms
+        .iter()
+        .filter(|(_, a)| a["Properties"]["MetricName"] == "DeliveriesRejected")
+        .map(|(_, a)| {
+            let properties = &a["Properties"];
+            assert_eq!(properties["Namespace"], "grantwatch");
+            assert_eq!(properties["Statistic"], "Sum");
+            assert_eq!(properties["Threshold"], 1);
+            let dims = dimensions(a);
+            assert_eq!(dims.len(), 2, "{dims:?}");
+            assert_eq!(dims["FunctionName"], watcher);
+            dims["Channel"].as_str().expect("channel").to_string()
+        })
+        .collect();
+    let mut rejected = rejected;
+    rejected.sort();
+    assert_eq!(rejected, ["slack", "sns"]);
+
+    let latency = alarms
+        .iter()
+        .find(|(_, a)| a["Properties"]["MetricName"] == "AlertLatencyMs")
+        .map(|(_, a)| &a["Properties"])
+        .expect("an alert latency alarm");
+    assert_eq!(latency["Namespace"], "grantwatch");
+    assert_eq!(
+        latency["Threshold"],
+        json!({"Ref": "AlertLatencyThresholdMs"})
+    );
+    assert_eq!(latency["ComparisonOperator"], "GreaterThanThreshold");
+    let source: Value = serde_yaml_default("AlertLatencyThresholdMs");
+    assert_eq!(source, json!(300000), "5 minutes by default");
+
+    // No Slack: no Slack alarm (it would never have data).
+    let sns_only = stack::transformed_template(&stack::template_path(), &[]).expect("transform");
+    let channels: Vec<&Value> = resources_of_type(&sns_only, "AWS::CloudWatch::Alarm")
+        .into_iter()
+        .filter(|(_, a)| a["Properties"]["MetricName"] == "DeliveriesRejected")
+        .map(|(_, a)| &a["Properties"]["Dimensions"])
+        .collect();
+    assert_eq!(channels.len(), 1, "{channels:?}");
+
+    // The watcher has reserved concurrency by default.
+    let function = &sns_only["Resources"]["WatcherFunction"]["Properties"];
+    assert_eq!(
+        function["ReservedConcurrentExecutions"],
+        json!({"Ref": "WatcherReservedConcurrency"})
+    );
+    assert_eq!(serde_yaml_default("WatcherReservedConcurrency"), json!("5"));
+}
+
+/// A parameter's default in `infra/template.yaml`.
+fn serde_yaml_default(parameter: &str) -> Value {
+    let template = stack::transformed_template(&stack::template_path(), &[]).expect("transform");
+    template["Parameters"][parameter]["Default"].clone()
+}
+
+#[test]
+fn the_member_stack_alarms_on_its_forwarding_and_sends_the_alarms_to_the_central_bus() {
+    let template = member_template();
+    let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    let find = |id: &str| {
+        alarms
+            .iter()
+            .find(|(name, _)| name.as_str() == id)
+            .map(|(_, a)| &a["Properties"])
+            .unwrap_or_else(|| panic!("{id} missing"))
+    };
+    let dlq = find("ForwardDeadLetterQueueAlarm");
+    assert_eq!(dlq["MetricName"], "NumberOfMessagesSent");
+    assert_eq!(
+        dlq["Dimensions"][0]["Value"],
+        json!({"Fn::GetAtt": ["ForwardDeadLetterQueue", "QueueName"]})
+    );
+    let failed = find("ForwardFailedInvocationsAlarm");
+    assert_eq!(failed["Namespace"], "AWS/Events");
+    assert_eq!(failed["MetricName"], "FailedInvocations");
+    assert_eq!(
+        failed["Dimensions"][0],
+        json!({"Name": "RuleName", "Value": {"Ref": "ForwardGrantEventsRule"}})
+    );
+    // Every alarm's name falls under the prefix the alarm-forwarding rule matches.
+    let rule = &template["Resources"]["ForwardAlarmsRule"]["Properties"];
+    assert_eq!(rule["EventPattern"]["source"], json!(["aws.cloudwatch"]));
+    assert_eq!(
+        rule["EventPattern"]["detail-type"],
+        json!(["CloudWatch Alarm State Change"])
+    );
+    let prefix = rule["EventPattern"]["detail"]["alarmName"][0]["prefix"]["Fn::Sub"]
+        .as_str()
+        .expect("an alarm-name prefix");
+    for (id, alarm) in &alarms {
+        let name = alarm["Properties"]["AlarmName"]["Fn::Sub"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{id} has no AlarmName"));
+        assert!(name.starts_with(prefix), "{id}: {name} vs {prefix}");
+    }
+    assert_eq!(
+        rule["Targets"][0]["Arn"],
+        json!({"Ref": "CentralEventBusArn"})
+    );
+    // The central stack hands forwarded alarms to its alarm topic.
+    let central = full_template();
+    let org_alarms = &central["Resources"]["OrganizationAlarmsRule"]["Properties"];
+    assert_eq!(
+        org_alarms["EventPattern"]["source"],
+        json!(["aws.cloudwatch"])
+    );
+    assert_eq!(
+        org_alarms["Targets"][0]["Arn"],
+        json!({"Ref": "AlarmTopic"})
+    );
+}
+
+// ------------------------------------------- issue 10: hardening the stack
+
+#[test]
+fn only_the_functions_publish_alerts_and_only_over_tls() {
+    let template = full_template();
+    let policy = &template["Resources"]["AlertTopicPolicy"]["Properties"];
+    assert_eq!(policy["Topics"], json!([{"Ref": "AlertTopic"}]));
+    let statements = policy["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("statements");
+    let only_functions = statements
+        .iter()
+        .find(|s| s["Sid"] == "OnlyTheFunctionsPublish")
+        .expect("a statement limiting Publish to the functions");
+    assert_eq!(only_functions["Effect"], "Deny");
+    assert_eq!(only_functions["Action"], "sns:Publish");
+    assert_eq!(
+        only_functions["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
+        json!([
+            {"Fn::GetAtt": ["WatcherRole", "Arn"]},
+            {"Fn::GetAtt": ["ReportRole", "Arn"]}
+        ])
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|s| s["Effect"] == "Deny"
+                && s["Condition"]["Bool"]["aws:SecureTransport"] == "false")
+    );
+    // The functions' roles are the ones the functions run with.
+    for (function, role) in [
+        ("WatcherFunction", "WatcherRole"),
+        ("ReportFunction", "ReportRole"),
+    ] {
+        assert_eq!(
+            template["Resources"][function]["Properties"]["Role"],
+            json!({"Fn::GetAtt": [role, "Arn"]})
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_report_bucket_is_versioned_under_sse_kms_and_the_ledger_protected() {
+    let moto = Moto::start().await;
+    let stack = deploy(&moto, &[]);
+    let bucket = stack.report_bucket().expect("bucket").to_string();
+    let s3 = moto.s3().await;
+    // (moto answers GetBucketVersioning with a root element the SDK refuses:
+    // versioning is read from the template moto received.)
+    assert_eq!(
+        stack.template["Resources"]["ReportBucket"]["Properties"]["VersioningConfiguration"],
+        json!({"Status": "Enabled"})
+    );
+    let encryption = s3
+        .get_bucket_encryption()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("encryption");
+    let rule = &encryption
+        .server_side_encryption_configuration()
+        .expect("configuration")
+        .rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default()
+            .map(|d| d.sse_algorithm().as_str()),
+        Some("aws:kms")
+    );
+    let resources = &stack.template["Resources"];
+    assert_eq!(
+        resources["ReportBucket"]["Properties"]["LifecycleConfiguration"]["Rules"][0]
+            ["NoncurrentVersionExpiration"]["NoncurrentDays"],
+        json!({"Ref": "ReportRetentionDays"}),
+        "old versions expire too"
+    );
+    assert_eq!(
+        resources["LedgerTable"]["Properties"]["DeletionProtectionEnabled"],
+        true
+    );
+    assert_eq!(resources["LedgerTable"]["DeletionPolicy"], "Retain");
+}
+
+#[test]
+fn the_report_assumes_member_roles_of_the_organization_only() {
+    let statement = |template: &Value| {
+        template["Resources"]["ReportPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .find(|s| s["Sid"] == "MemberAccounts")
+            .cloned()
+            .expect("MemberAccounts statement")
+    };
+    let with_org = statement(&full_template());
+    assert_eq!(with_org["Action"], "sts:AssumeRole");
+    assert_eq!(
+        with_org["Condition"]["StringEquals"]["aws:ResourceOrgID"],
+        json!({"Ref": "OrganizationId"})
+    );
+    // Listed accounts without an organization: no organization to limit to.
+    let listed = stack::transformed_template(
+        &stack::template_path(),
+        &[("ReportAccounts", "111111111111,222222222222")],
+    )
+    .expect("transform");
+    assert!(statement(&listed).get("Condition").is_none());
+}
+
+// ------------------------------------- issue 10: the tamper rule and its data
+
+/// A CloudTrail call as EventBridge delivers it.
+fn api_call(source: &str, event_source: &str, event_name: &str, request: Value) -> Value {
+    let mut event = kms_call(event_name, request);
+    event["source"] = json!(source);
+    event["detail"]["eventSource"] = json!(event_source);
+    event
+}
+
+#[test]
+fn the_tamper_rule_routes_the_calls_core_tamper_judges() {
+    use grantwatch_core::tamper::{HEARTBEAT_SOURCE, TAMPER_CALLS};
+    let template = full_template();
+    let rule = &template["Resources"]["TamperEventsRule"]["Properties"];
+    assert_eq!(rule["State"], "ENABLED");
+    assert_eq!(
+        rule["Targets"][0]["Arn"],
+        json!({"Fn::GetAtt": ["WatcherFunction", "Arn"]})
+    );
+    assert!(rule["Targets"][0]["DeadLetterConfig"]["Arn"].is_object());
+    let branches = rule["EventPattern"]["$or"].as_array().expect("$or");
+    assert!(branches
+        .iter()
+        .any(|b| b["source"] == json!([HEARTBEAT_SOURCE])));
+    let mut routed: Vec<(String, Vec<String>)> = branches
+        .iter()
+        .filter(|b| b.get("detail").is_some())
+        .map(|b| {
+            assert_eq!(b["detail-type"], json!(["AWS API Call via CloudTrail"]));
+            let source = b["detail"]["eventSource"][0]
+                .as_str()
+                .expect("eventSource")
+                .to_string();
+            let names = b["detail"]["eventName"]
+                .as_array()
+                .expect("eventName")
+                .iter()
+                .map(|n| {
+                    n.as_str()
+                        .or_else(|| n["prefix"].as_str())
+                        .expect("a name or a prefix")
+                        .to_string()
+                })
+                .collect();
+            (source, names)
+        })
+        .collect();
+    routed.sort();
+    let mut judged: Vec<(String, Vec<String>)> = TAMPER_CALLS
+        .iter()
+        .map(|(source, names)| {
+            (
+                source.to_string(),
+                names.iter().map(|n| n.to_string()).collect(),
+            )
+        })
+        .collect();
+    judged.sort();
+    assert_eq!(
+        routed, judged,
+        "template rule vs core::tamper::TAMPER_CALLS"
+    );
+    // Lambda names are matched by prefix (CloudTrail adds API versions).
+    let lambda = branches
+        .iter()
+        .find(|b| b["detail"]["eventSource"] == json!(["lambda.amazonaws.com"]))
+        .expect("lambda branch");
+    assert!(lambda["detail"]["eventName"]
+        .as_array()
+        .expect("names")
+        .iter()
+        .all(|n| n["prefix"].is_string()));
+    // The heartbeat: every 15 minutes, a grantwatch.heartbeat event on the default bus.
+    let schedule = &template["Resources"]["HeartbeatSchedule"]["Properties"];
+    assert_eq!(schedule["ScheduleExpression"], "rate(15 minutes)");
+    assert_eq!(
+        schedule["Target"]["EventBridgeParameters"]["Source"],
+        HEARTBEAT_SOURCE
+    );
+}
+
+#[tokio::test]
+async fn the_tamper_rule_routes_blinding_calls_key_lifecycle_and_the_heartbeat_in_moto() {
+    let moto = Moto::start().await;
+    let stack = deploy(&moto, &[]);
+    let rule = stack
+        .rules
+        .get("TamperEventsRule")
+        .expect("TamperEventsRule");
+    assert_eq!(rule.event_bus_name, "default");
+    let watcher = stack.function(WATCHER).expect("watcher");
+    assert_eq!(rule.targets.len(), 1);
+    assert_eq!(rule.targets[0]["Arn"], watcher.function_arn.as_str());
+
+    let (sqs, tap) = tap_rule(&moto, "default", &rule.name).await;
+    // (The grant rule's Lambda target would make moto's PutEvents fail.)
+    let grant_rule = &stack.rules.get("GrantEventsRule").expect("grant rule").name;
+    let (_, grant_tap) = tap_rule(&moto, "default", grant_rule).await;
+    let heartbeat = json!({
+        "source": "grantwatch.heartbeat",
+        "detail-type": "grantwatch heartbeat",
+        "resources": [],
+        "detail": {"stack": "grantwatch"}
+    });
+    put_events(
+        &moto,
+        "default",
+        &[
+            api_call(
+                "aws.lambda",
+                "lambda.amazonaws.com",
+                "UpdateFunctionConfiguration20150331v2",
+                json!({"functionName": "anything"}),
+            ),
+            api_call(
+                "aws.lambda",
+                "lambda.amazonaws.com",
+                "Invoke",
+                json!({"functionName": "anything"}),
+            ),
+            kms_call(
+                "DisableKey",
+                json!({"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab"}),
+            ),
+            create_grant(),
+            decrypt(),
+            api_call(
+                "aws.cloudtrail",
+                "cloudtrail.amazonaws.com",
+                "StopLogging",
+                json!({"name": "management-events"}),
+            ),
+            heartbeat,
+        ],
+    )
+    .await;
+    let delivered = drain(&sqs, &tap).await;
+    let mut names: Vec<String> = delivered
+        .iter()
+        .map(|e| {
+            e["detail"]["eventName"]
+                .as_str()
+                .or_else(|| e["source"].as_str())
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "DisableKey",
+            "StopLogging",
+            "UpdateFunctionConfiguration20150331v2",
+            "grantwatch.heartbeat"
+        ]
+    );
+    // The grant rule still takes only the grant call.
+    assert_eq!(event_names(&drain(&sqs, &grant_tap).await), ["CreateGrant"]);
+}
+
+#[tokio::test]
+async fn own_resources_name_the_deployed_stacks_resources() {
+    use grantwatch_core::tamper::{OwnResources, OWN_RESOURCES_ENV};
+    let moto = Moto::start().await;
+    let stack = deploy(
+        &moto,
+        &[
+            (
+                "SlackWebhookSecretArn",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:grantwatch/slack-AbCdEf",
+            ),
+            ("RulesS3Uri", "s3://rules-bucket/grantwatch/rules.toml"),
+        ],
+    );
+    let env = stack.function_env(WATCHER);
+    let own = OwnResources::from_json(env_value(&env, OWN_RESOURCES_ENV))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(own.stack_name, stack.stack_name);
+    assert_eq!(own.stack_id.as_deref(), Some(stack.stack_id.as_str()));
+    assert_eq!(
+        own.rules_object.as_deref(),
+        Some("s3://rules-bucket/grantwatch/rules.toml")
+    );
+    let watcher = stack.function(WATCHER).expect("watcher");
+    let report = stack.function(REPORT).expect("report");
+    let mut owned: Vec<String> = vec![
+        watcher.function_name.clone(),
+        watcher.function_arn.clone(),
+        report.function_name.clone(),
+        stack.alert_topic_arn().expect("topic").to_string(),
+        stack
+            .output("AlarmTopicArn")
+            .expect("alarm topic")
+            .to_string(),
+        stack.output("AlertKeyArn").expect("key").to_string(),
+        stack.ledger_table().expect("table").to_string(),
+        "grantwatch/slack".to_string(),
+    ];
+    for rule in stack.rules.values() {
+        owned.push(rule.name.clone());
+    }
+    assert!(owned.len() >= 10, "{owned:?}");
+    for identifier in &owned {
+        assert!(
+            own.owns(identifier),
+            "{identifier} not recognised as own: {own:?}"
+        );
+    }
+    for other in [
+        "payments",
+        "arn:aws:sns:us-east-1:123456789012:billing",
+        "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ] {
+        assert!(!own.owns(other), "{other} taken for grantwatch's own");
+    }
+    // Without the optional settings, their empty values are dropped.
+    moto.reset().await;
+    let default = deploy(&moto, &[]);
+    let own = OwnResources::from_json(env_value(&default.function_env(WATCHER), OWN_RESOURCES_ENV))
+        .expect("own resources");
+    assert!(own.rules_object.is_none());
+    assert!(own.resources.iter().all(|r| !r.is_empty()));
 }
