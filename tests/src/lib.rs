@@ -8,3 +8,4 @@ pub mod moto;
 pub mod runtime_api;
 pub mod slack_stub;
 pub mod stack;
+pub mod watcher_world;
