@@ -37,6 +37,15 @@ $(DEPLOY_STAMP): $(VENV_STAMP) requirements-deploy.txt
 
 deploy-tools: $(DEPLOY_STAMP) ## install SAM CLI, cargo-lambda and Zig into .venv
 
+# --- infra: checkov (policy-as-code) in a venv of its own: its boto3 pin
+# conflicts with the SAM CLI's. Suppressions are justified in the templates.
+POLICY_VENV  := $(VENV)/policy
+POLICY_STAMP := $(POLICY_VENV)/.installed
+$(POLICY_STAMP): $(VENV_STAMP) requirements-policy.txt
+	python3 -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/pip install --quiet -r requirements-policy.txt
+	touch $@
+
 # Debian's Chromium renders report.html in a test and the demo's PNGs.
 chromium: ## install Debian's chromium (headless rendering) when missing; needs root
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -50,11 +59,12 @@ chromium: ## install Debian's chromium (headless rendering) when missing; needs 
 build: ## build every crate (debug)
 	$(CARGO) build --workspace --all-targets
 
-lint: $(VENV_STAMP) $(DEPLOY_STAMP) ## static checks: rustfmt, clippy, template linters
+lint: $(VENV_STAMP) $(DEPLOY_STAMP) $(POLICY_STAMP) ## static checks: rustfmt, clippy, template linters, policy-as-code
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	cfn-lint infra/*.yaml
 	for template in infra/*.yaml; do sam validate --lint --region us-east-1 --template-file "$$template"; done
+	$(POLICY_VENV)/bin/checkov --directory infra --framework cloudformation --compact --quiet --skip-download
 
 # One debug build for everything: `build --all-targets` resolves features
 # exactly as `test --all-targets` does, so the tests run these binaries

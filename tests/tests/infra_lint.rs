@@ -95,3 +95,64 @@ fn cfn_lint_catches_a_broken_template() {
     assert!(!ok, "cfn-lint accepted a broken template:\n{output}");
     assert!(output.contains("NoSuchFunction"), "{output}");
 }
+
+/// checkov (policy-as-code), from its own venv (`.venv/policy`, `make lint`).
+fn checkov() -> Command {
+    let path = stack::venv_dir().join("policy/bin/checkov");
+    assert!(
+        path.exists(),
+        "{} missing: run `make lint` (installs checkov into .venv/policy)",
+        path.display()
+    );
+    let mut command = Command::new(path);
+    command.args([
+        "--framework",
+        "cloudformation",
+        "--compact",
+        "--quiet",
+        "--skip-download",
+    ]);
+    command
+}
+
+#[test]
+fn checkov_passes_with_every_suppression_justified() {
+    let mut command = checkov();
+    command
+        .arg("--directory")
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra"));
+    let (ok, text) = run(command);
+    assert!(ok, "checkov infra/:\n{text}");
+    // Every suppression carries its reason.
+    for template in templates() {
+        let text = std::fs::read_to_string(&template).expect("template");
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            if line.trim_start().starts_with("- id: CKV") {
+                let comment = lines.peek().map(|l| l.trim_start()).unwrap_or_default();
+                assert!(
+                    comment.starts_with("comment: \"") && comment.len() > 40,
+                    "{}: suppression without a reason: {line}",
+                    template.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn checkov_catches_what_the_suppressions_hide() {
+    // Without its suppressions the template fails: checkov is not a rubber stamp.
+    let dir = std::env::temp_dir().join(format!("grantwatch-checkov-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let text = std::fs::read_to_string(stack::template_path())
+        .expect("template")
+        .replace("      checkov:\n", "      checkov-off:\n");
+    std::fs::write(dir.join("template.yaml"), text).expect("write");
+    let mut command = checkov();
+    command.arg("--directory").arg(&dir);
+    let (ok, output) = run(command);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!ok, "checkov accepted the unsuppressed template:\n{output}");
+    assert!(output.contains("CKV_AWS_26"), "{output}");
+}
