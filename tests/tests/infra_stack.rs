@@ -676,6 +676,40 @@ async fn organization_events_are_forwarded_to_the_central_bus_and_the_watcher() 
     assert_eq!(event_names(&delivered), ["CreateGrant"]);
     // ...and the central account's own rule saw it on its default bus too.
     assert_eq!(event_names(&drain(&sqs, &local_tap).await), ["CreateGrant"]);
+
+    // The member's forwarding alarms reach the central alarm path: an alarm
+    // going to ALARM travels to the central bus and its alarms rule; another
+    // stack's alarm and a return to OK do not.
+    let alarms_rule = central
+        .rules
+        .get("OrganizationAlarmsRule")
+        .expect("organization alarms rule");
+    assert_eq!(alarms_rule.event_bus_name, org_rule.event_bus_name);
+    let (_, alarm_tap) = tap_rule(&moto, &alarms_rule.event_bus_name, &alarms_rule.name).await;
+    let alarm = |name: &str, state: &str| {
+        json!({
+            "source": "aws.cloudwatch",
+            "detail-type": "CloudWatch Alarm State Change",
+            "resources": [format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}")],
+            "detail": {"alarmName": name, "state": {"value": state}}
+        })
+    };
+    put_events(
+        &moto,
+        "default",
+        &[
+            alarm("grantwatch-member-forward-dead-letter", "ALARM"),
+            alarm("grantwatch-member-forward-failed-invocations", "OK"),
+            alarm("billing-high", "ALARM"),
+        ],
+    )
+    .await;
+    let forwarded: Vec<String> = drain(&sqs, &alarm_tap)
+        .await
+        .iter()
+        .map(|e| e["detail"]["alarmName"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(forwarded, ["grantwatch-member-forward-dead-letter"]);
 }
 
 #[test]
