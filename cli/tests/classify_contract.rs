@@ -300,6 +300,7 @@ fn every_documented_finding_code_is_exercised_by_the_corpus() {
         "grant-removed",
         "unknown-grant-removed",
         "unknown-origin",
+        "foreign-key",
     ] {
         assert!(seen.contains(code), "no fixture expects {code}");
     }
