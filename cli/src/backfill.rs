@@ -51,7 +51,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
     /// Alert threshold: events at or above it get `alert: true`.
-    #[arg(long, value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
+    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
     min_severity: Severity,
     /// Files read at once (default: one per core).
     #[arg(long, value_name = "N")]
@@ -246,7 +246,9 @@ struct Replay<'a, W: Write> {
     ledger: Option<&'a DynamoLedger>,
     runtime: &'a tokio::runtime::Runtime,
     out: W,
-    seen_events: HashSet<String>,
+    /// Event ids seen, as 64-bit hashes (16 bytes each in the set, not the
+    /// id): memory grows with grant events only, slowly.
+    seen_events: HashSet<u64>,
     seen_grants: SeenGrants,
     progress: Progress,
     totals: Totals,
@@ -273,7 +275,7 @@ impl<W: Write> Replay<'_, W> {
             totals.problems += 1;
         }
         for event in file.events {
-            if !self.seen_events.insert(event.event_id.clone()) {
+            if !self.seen_events.insert(id_hash(&event.event_id)) {
                 self.totals.duplicates += 1;
                 continue;
             }
@@ -306,6 +308,7 @@ impl<W: Write> Replay<'_, W> {
             None => {
                 let verdict = judge_event(event, self.seen_grants.get(event), &self.policy);
                 self.seen_grants.remember(event, &verdict);
+                self.seen_grants.forget_removed(event);
                 verdict
             }
         };
@@ -315,8 +318,17 @@ impl<W: Write> Replay<'_, W> {
     }
 }
 
-/// Grants created earlier in this run, by grant id: a RetireGrant later in
-/// the logs is judged against what it removed, as `classify` does.
+/// A stable 64-bit hash of an event id (FNV-1a: the same in every run).
+fn id_hash(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Grants created earlier in this run and not yet removed, by grant id: a
+/// RetireGrant later in the logs is judged against what it removed, as
+/// `classify` does. A removed grant is forgotten, so memory follows the
+/// grants alive, not the length of the logs.
 #[derive(Default)]
 pub(crate) struct SeenGrants(HashMap<String, GrantRecord>);
 
@@ -326,6 +338,14 @@ impl SeenGrants {
             return None;
         }
         event.grant_id.as_deref().and_then(|id| self.0.get(id))
+    }
+
+    pub(crate) fn forget_removed(&mut self, event: &GrantEvent) {
+        if event.action.is_removal() && event.succeeded() && !event.dry_run {
+            if let Some(id) = event.grant_id.as_deref() {
+                self.0.remove(id);
+            }
+        }
     }
 
     pub(crate) fn remember(&mut self, event: &GrantEvent, verdict: &Verdict) {

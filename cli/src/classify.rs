@@ -56,7 +56,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
     /// Alert threshold: events at or above it get `alert: true`.
-    #[arg(long, value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
+    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
     min_severity: Severity,
     /// Print, for each event that would alert, the payload the watcher sends.
     #[arg(long, value_enum, value_name = "TARGET")]

@@ -34,8 +34,18 @@ pub struct Args {
     #[arg(long)]
     region: Option<String>,
     /// The grant ledger (DynamoDB table): who created each grant.
-    #[arg(long)]
+    #[arg(long, env = "LEDGER_TABLE")]
     ledger_table: Option<String>,
+    /// text (default, for people) or json (one object: the key, the grants
+    /// that allow it, and the key-policy statements when none does).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
+    output: ExplainOutput,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainOutput {
+    Text,
+    Json,
 }
 
 /// The role an assumed-role session belongs to, or the role itself:
@@ -179,9 +189,8 @@ async fn explain(args: Args) -> Result<bool, String> {
     let records = provenance.grant_records(&key_arn).await.unwrap_or_default();
     let policy = Policy::new(time::OffsetDateTime::now_utc().date());
 
-    println!("Key {key_arn} ({} grants)", grants.len());
-    println!("Principal {}", args.principal);
-    let mut allowing = 0;
+    let total = grants.len();
+    let mut allowing_grants = Vec::new();
     for g in grants {
         let covers = g
             .facts
@@ -193,7 +202,6 @@ async fn explain(args: Args) -> Result<bool, String> {
         if !covers || !allows_op {
             continue;
         }
-        allowing += 1;
         let standing = StandingGrant {
             account: account.clone(),
             region: region.clone(),
@@ -205,7 +213,15 @@ async fn explain(args: Args) -> Result<bool, String> {
             facts: g.facts.clone(),
         };
         let record = records.iter().find(|r| r.grant_id == g.grant_id);
-        let judged = grant_report(&standing, record, &policy);
+        allowing_grants.push(grant_report(&standing, record, &policy));
+    }
+    let allowing = allowing_grants.len();
+    let text = args.output == ExplainOutput::Text;
+    if text {
+        println!("Key {key_arn} ({total} grants)");
+        println!("Principal {}", args.principal);
+    }
+    for judged in allowing_grants.iter().filter(|_| text) {
         let clean = |s: &str| grantwatch_core::render::plain::one_line(s, 500);
         println!();
         println!(
@@ -250,17 +266,34 @@ async fn explain(args: Args) -> Result<bool, String> {
             println!("  created:     {}", clean(created));
         }
     }
+    let json = |statements: Vec<&Value>| {
+        serde_json::json!({
+            "key_arn": key_arn,
+            "principal": args.principal,
+            "operation": args.operation,
+            "grants_on_key": total,
+            "allowing": allowing,
+            "grants": allowing_grants,
+            "key_policy_statements": statements,
+        })
+    };
     if allowing > 0 {
-        println!("\n{allowing} grant(s) let this principal use the key.");
+        if text {
+            println!("\n{allowing} grant(s) let this principal use the key.");
+        } else {
+            println!("{}", json(Vec::new()));
+        }
         return Ok(true);
     }
-    println!(
-        "\nNo grant lets this principal use the key{}.",
-        args.operation
-            .as_deref()
-            .map(|o| format!(" for {o}"))
-            .unwrap_or_default()
-    );
+    if text {
+        println!(
+            "\nNo grant lets this principal use the key{}.",
+            args.operation
+                .as_deref()
+                .map(|o| format!(" for {o}"))
+                .unwrap_or_default()
+        );
+    }
     let policy_text = kms
         .get_key_policy()
         .key_id(&key_id)
@@ -281,7 +314,9 @@ async fn explain(args: Args) -> Result<bool, String> {
         .iter()
         .filter(|s| statement_names(s, &args.principal))
         .collect();
-    if naming.is_empty() {
+    if !text {
+        println!("{}", json(naming.into_iter().copied().collect()));
+    } else if naming.is_empty() {
         println!("No key-policy statement names this principal or its account: the key policy does not allow it.");
     } else {
         println!("Key-policy statements that name this principal or its account root (then IAM policies decide):");

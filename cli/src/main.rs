@@ -18,6 +18,12 @@ use std::process::ExitCode;
     about = "See the KMS grants that no policy shows."
 )]
 struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace; default: warnings).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Errors only on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,14 +38,53 @@ enum Command {
     Report(report::Args),
     /// Every grant event in CloudTrail log files (local or s3://), classified; --ledger-table also seeds the ledger.
     Backfill(backfill::Args),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The log level `-v`/`-q` ask for; `RUST_LOG`, when set, wins.
+fn log_level(verbose: u8, quiet: bool) -> &'static str {
+    match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    }
+}
+
+/// Colour only on a terminal, and never with `NO_COLOR` set (no-color.org).
+fn use_color() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_level(verbose, quiet)));
+    // A second initialisation (never here) would only be refused: ignore it.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(use_color())
+        .try_init();
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
     match cli.command {
         Command::Classify(args) => classify::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Report(args) => report::run(args),
         Command::Backfill(args) => backfill::run(args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "grantwatch", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
 }

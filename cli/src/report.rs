@@ -29,7 +29,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Regions (comma-separated); default: the configured region.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', env = "REPORT_REGIONS")]
     regions: Vec<String>,
     /// Accounts (comma-separated 12-digit ids); default: the caller's account.
     #[arg(long, value_delimiter = ',', conflicts_with = "org")]
@@ -44,7 +44,7 @@ pub struct Args {
     #[arg(long)]
     external_id: Option<String>,
     /// The grant ledger (DynamoDB table): who created each grant.
-    #[arg(long)]
+    #[arg(long, env = "LEDGER_TABLE")]
     ledger_table: Option<String>,
     /// ListGrants calls per second per account-region (KMS allows 100).
     #[arg(long, default_value_t = DEFAULT_LISTGRANTS_RATE)]
