@@ -323,6 +323,45 @@ fn targets(source: &str, call: &str, detail: &Value) -> Vec<String> {
     out
 }
 
+/// Is this EventBridge event (the whole envelope) the scheduled heartbeat?
+pub fn is_heartbeat(event: &Value) -> bool {
+    event.get("source").and_then(Value::as_str) == Some(HEARTBEAT_SOURCE)
+}
+
+/// Is this CloudTrail record (`detail`) one of the calls the tamper rule
+/// routes (version suffixes included)? The watcher's cheap test before it
+/// looks anything up.
+pub fn is_pipeline_event(detail: &Value) -> bool {
+    match (text(detail, "/eventSource"), text(detail, "/eventName")) {
+        (Some(source), Some(name)) => known_call(source, name).is_some(),
+        _ => false,
+    }
+}
+
+/// For a key lifecycle call: the key whose live grants the watcher should
+/// read from the ledger before [`judge_pipeline_event`] (the key ARN when
+/// the record has one, else the key id as given). `None` for other calls.
+pub fn key_to_look_up(detail: &Value) -> Option<String> {
+    if text(detail, "/eventSource") != Some("kms.amazonaws.com") {
+        return None;
+    }
+    key_call(text(detail, "/eventName")?)?;
+    let arn = text(detail, "/responseElements/keyId")
+        .filter(|k| k.starts_with("arn:"))
+        .map(str::to_string)
+        .or_else(|| {
+            detail
+                .get("resources")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r.get("ARN").and_then(Value::as_str))
+                .find(|arn| arn.contains(":key/"))
+                .map(str::to_string)
+        });
+    arn.or_else(|| text(detail, "/requestParameters/keyId").map(str::to_string))
+}
+
 /// The judgement of a call that may blind grantwatch, or of a key
 /// lifecycle call. `detail` is the EventBridge event's `detail` (the
 /// CloudTrail record); `key_grants` the ledger's records of grants on the
@@ -996,6 +1035,32 @@ mod tests {
         assert_eq!(judge(&grant), None);
         assert_eq!(judge(&json!({})), None);
         assert_eq!(judge(&json!({"eventSource": 3, "eventName": null})), None);
+    }
+
+    #[test]
+    fn helpers_for_the_watcher() {
+        assert!(is_heartbeat(
+            &json!({"source": "grantwatch.heartbeat", "detail": {}})
+        ));
+        assert!(!is_heartbeat(&json!({"source": "aws.kms"})));
+        assert!(is_pipeline_event(&fixture(
+            "lambda-update-function-configuration"
+        )));
+        assert!(is_pipeline_event(&fixture("kms-disable-key")));
+        let mut grant = fixture("kms-disable-key");
+        grant["eventName"] = json!("CreateGrant");
+        assert!(!is_pipeline_event(&grant));
+        assert!(!is_pipeline_event(&json!({"eventName": "DisableKey"})));
+        assert_eq!(
+            key_to_look_up(&fixture("kms-disable-key")).as_deref(),
+            Some("arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+        );
+        let mut bare = fixture("kms-disable-key");
+        bare["responseElements"] = Value::Null;
+        bare.as_object_mut().expect("record").remove("resources");
+        assert_eq!(key_to_look_up(&bare).as_deref(), Some(KEY_ID));
+        assert_eq!(key_to_look_up(&fixture("events-disable-rule")), None);
+        assert_eq!(key_to_look_up(&grant), None);
     }
 
     #[test]
