@@ -1501,3 +1501,86 @@ async fn own_resources_name_the_deployed_stacks_resources() {
     assert!(own.rules_object.is_none());
     assert!(own.resources.iter().all(|r| !r.is_empty()));
 }
+
+/// The channel name an adapter reports (`fn channel(&self) -> &str { "sns" }`).
+fn adapter_channel(file: &str) -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/aws/src")
+        .join(file);
+    let text = std::fs::read_to_string(&path).expect("adapter source");
+    let after = text
+        .split("fn channel(&self) -> &str {")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{file}: no fn channel"));
+    after
+        .split('"')
+        .nth(1)
+        .expect("a channel literal")
+        .to_string()
+}
+
+#[test]
+fn each_emf_alarm_watches_a_metric_the_watcher_emits() {
+    use grantwatch_core::app::watch::{Metrics, METRICS_NAMESPACE};
+    let channels = [adapter_channel("sns.rs"), adapter_channel("slack.rs")];
+    let metrics = Metrics {
+        rejected_channels: channels.to_vec(),
+        alert_latency_ms: Some(1),
+        ..Metrics::default()
+    };
+    // (metric, dimension names, dimension values besides FunctionName)
+    let mut emitted: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    for line in metrics.emf_lines("grant-watcher", 0) {
+        let definition = &line["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(definition["Namespace"], METRICS_NAMESPACE);
+        let mut names: Vec<String> = definition["Dimensions"][0]
+            .as_array()
+            .expect("dimensions")
+            .iter()
+            .map(|d| d.as_str().expect("name").to_string())
+            .collect();
+        let values: Vec<String> = names
+            .iter()
+            .filter(|n| n.as_str() != "FunctionName")
+            .map(|n| {
+                line[n.as_str()]
+                    .as_str()
+                    .expect("dimension value")
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        for metric in definition["Metrics"].as_array().expect("metrics") {
+            emitted.push((
+                metric["Name"].as_str().expect("metric").to_string(),
+                names.clone(),
+                values.clone(),
+            ));
+        }
+    }
+    let template = full_template();
+    let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    let ours: Vec<_> = alarms
+        .iter()
+        .filter(|(_, a)| a["Properties"]["Namespace"] == METRICS_NAMESPACE)
+        .collect();
+    assert!(ours.len() >= 3, "{}", ours.len());
+    for (id, alarm) in ours {
+        let dims = dimensions(alarm);
+        let mut names: Vec<String> = dims.keys().cloned().collect();
+        names.sort();
+        let values: Vec<String> = dims
+            .iter()
+            .filter(|(n, _)| n.as_str() != "FunctionName")
+            .map(|(_, v)| v.as_str().expect("literal dimension value").to_string())
+            .collect();
+        let metric = alarm["Properties"]["MetricName"]
+            .as_str()
+            .expect("metric")
+            .to_string();
+        assert!(
+            emitted.contains(&(metric.clone(), names.clone(), values.clone())),
+            "{id}: {metric} {names:?} {values:?} is never emitted by the watcher: the alarm could never fire\n{emitted:?}"
+        );
+    }
+}
