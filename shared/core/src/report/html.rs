@@ -214,7 +214,10 @@ fn charts(h: &mut String, report: &Report) {
         &sorted_counts(&s.by_service, 12),
         false,
     );
-    trend_chart(h, &report.trend);
+    // A trend needs two points; one point is a dot, not a trend.
+    if report.trend.len() >= 2 {
+        trend_chart(h, &report.trend);
+    }
     h.push_str("</section>\n");
 }
 
@@ -343,8 +346,7 @@ fn table(h: &mut String, report: &Report, rows: &[(&KeyReport, &GrantReport)]) {
         "Severity",
         "Origin",
         "Service",
-        "Account",
-        "Region",
+        "Where",
         "Key",
         "Grant",
         "Grantee",
@@ -370,11 +372,12 @@ fn table(h: &mut String, report: &Report, rows: &[(&KeyReport, &GrantReport)]) {
             .cloned()
             .unwrap_or_else(|| key.key_id.clone());
         let manager = key.manager.map(|m| m.as_str()).unwrap_or("?");
-        let constraints = g
-            .constraints
-            .as_ref()
-            .map(|c| serde_json::to_string(c).unwrap_or_default())
-            .unwrap_or_else(|| "none".into());
+        // In words, as in the alerts; one line each.
+        let constraints = crate::render::describe::constraints(g.constraints.as_ref())
+            .iter()
+            .map(|line| escape(line))
+            .collect::<Vec<_>>()
+            .join("<br>");
         let findings = g
             .findings
             .iter()
@@ -402,24 +405,38 @@ fn table(h: &mut String, report: &Report, rows: &[(&KeyReport, &GrantReport)]) {
             .as_ref()
             .and_then(|c| c.arn.as_deref())
             .unwrap_or("");
+        let words = |p: &str| {
+            if p.trim().is_empty() {
+                String::new()
+            } else {
+                crate::render::describe::principal(p)
+            }
+        };
+        let grantee = g.grantee.as_deref().unwrap_or("");
+        let service = match g.service.as_deref().filter(|s| !s.trim().is_empty()) {
+            Some(s) => escape(s),
+            None => "none (manual/unknown)".to_string(),
+        };
         let _ = write!(
             h,
-            "<tr data-severity=\"{sev_rank}\" data-origin=\"{origin}\"><td data-v=\"{sev_rank}\"><span class=\"sev sev-{sev}\">{sev}</span></td><td>{origin}</td><td>{service}</td><td>{account}</td><td>{region}</td><td title=\"{key_arn}\">{key_label} <small>{manager}</small></td><td title=\"{grant_id}\">{name}</td><td class=\"arn\">{grantee}</td><td>{ops}</td><td class=\"mono\">{constraints}</td><td>{findings}{suppressed}</td><td>{created}</td><td class=\"arn\">{created_by}</td></tr>",
+            "<tr data-severity=\"{sev_rank}\" data-origin=\"{origin}\"><td data-v=\"{sev_rank}\"><span class=\"sev sev-{sev}\">{sev}</span></td><td>{origin}</td><td>{service}</td><td>{account}<br>{region}</td><td title=\"{key_arn}\">{key_label} <small>{manager}</small></td><td title=\"{grant_id}\">{name}</td><td title=\"{grantee_arn}\">{grantee}</td><td>{ops}</td><td>{constraints}</td><td>{findings}{suppressed}</td><td>{created}</td><td title=\"{created_by_arn}\">{created_by}</td></tr>",
             sev_rank = severity_rank(g.severity),
             sev = g.severity,
             origin = g.origin,
-            service = escape(g.service.as_deref().unwrap_or("")),
+            service = service,
             account = escape(&key.account),
             region = escape(&key.region),
             key_arn = escape(&key.key_arn),
             key_label = escape(&key_label),
             grant_id = escape(&g.grant_id),
             name = escape(g.name.as_deref().unwrap_or(&g.grant_id)),
-            grantee = escape(g.grantee.as_deref().unwrap_or("")),
-            ops = escape(&g.operations.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(" ")),
-            constraints = escape(&constraints),
+            grantee = escape(&words(grantee)),
+            grantee_arn = escape(grantee),
+            ops = escape(&g.operations.iter().map(|o| o.as_str()).collect::<Vec<_>>().join(", ")),
+            constraints = constraints,
             created = escape(g.created.as_deref().unwrap_or("")),
-            created_by = escape(created_by),
+            created_by = escape(&words(created_by)),
+            created_by_arn = escape(created_by),
         );
         h.push('\n');
     }
@@ -566,12 +583,15 @@ figcaption{font-weight:600;margin-bottom:4px}.axis,.count{font-size:11px;fill:#3
 .trend{fill:none;stroke:#3b82f6;stroke-width:2}.trend.risky{stroke:#dc2626;stroke-dasharray:4 3}circle{fill:#1d4ed8}
 .sev-critical{fill:#7f1d1d;background:#7f1d1d;color:#fff}.sev-high{fill:#dc2626;background:#dc2626;color:#fff}
 .sev-medium{fill:#f59e0b;background:#f59e0b}.sev-low{fill:#84cc16;background:#d9f99d}.sev-info{fill:#94a3b8;background:#e2e8f0}
-.sev,.finding{display:inline-block;border-radius:4px;padding:0 5px;margin:1px;font-size:12px;white-space:nowrap}
+.sev,.finding{display:inline-block;border-radius:4px;padding:0 5px;margin:1px;font-size:12px;overflow-wrap:anywhere}
 .suppressed{font-size:12px;color:#555;font-style:italic}
 .filters{display:flex;gap:8px;align-items:center;margin:6px 0}.filters input{flex:1;max-width:420px;padding:5px}
 .scroll{overflow-x:auto}table{border-collapse:collapse;background:#fff;width:100%}
+#grant-table{table-layout:fixed}#grant-table td{overflow-wrap:anywhere;font-size:13px}
+#grant-table th:nth-child(1){width:5.5em}#grant-table th:nth-child(2){width:5em}#grant-table th:nth-child(3){width:7em}
+#grant-table th:nth-child(4){width:7.5em}#grant-table th:nth-child(11){width:6.5em}
 th,td{border:1px solid #e3e6ea;padding:4px 6px;text-align:left;vertical-align:top}
-th{background:#f1f3f6;cursor:pointer;user-select:none;white-space:nowrap}th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
+th{background:#f1f3f6;cursor:pointer;user-select:none;overflow-wrap:anywhere}th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
 .arn,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
 .note{color:#666}.cov-unread td{background:#fee2e2}.cov-partial td{background:#fef3c7}
 #js-error{background:#fee2e2;border:1px solid #dc2626;padding:8px;margin:8px 0}
@@ -663,5 +683,46 @@ mod tests {
             !html.contains("http://") && !html.contains("https://"),
             "no network"
         );
+    }
+
+    #[test]
+    fn grants_read_in_words_and_the_trend_needs_two_points() {
+        let mut service = grant("svc", Severity::Info);
+        service.service = Some("lambda".into());
+        service.grantee = Some("arn:aws:sts::111111111111:assumed-role/fn-role/fn".into());
+        service.constraints = Some(crate::grant::Constraints {
+            encryption_context_equals: Some(std::collections::BTreeMap::from([(
+                "aws:lambda:FunctionArn".to_string(),
+                "arn:aws:lambda:eu-west-1:111111111111:function:fn".to_string(),
+            )])),
+            ..crate::grant::Constraints::default()
+        });
+        let manual = grant("man", Severity::High);
+        let mut r = report(vec![key("k1", vec![service, manual])]);
+        r.trend = vec![r.trend_point()];
+        let html = write(&r).expect("html");
+        assert!(
+            html.contains("<td>none (manual/unknown)</td>"),
+            "no service"
+        );
+        assert!(html.contains("<td>lambda</td>"));
+        assert!(
+            html.contains(
+                "title=\"arn:aws:iam::111111111111:role/app\">app role (111111111111)</td>"
+            ),
+            "grantee in words, ARN on hover"
+        );
+        assert!(
+            html.contains("EncryptionContextEquals aws:lambda:FunctionArn = arn:aws:lambda:eu-west-1:111111111111:function:fn"),
+            "constraints in words"
+        );
+        assert!(!html.contains("encryption_context_equals"), "no raw JSON");
+        assert!(
+            !html.contains("aria-label=\"Trend\""),
+            "one point: no trend"
+        );
+        r.trend.push(r.trend_point());
+        let html = write(&r).expect("html");
+        assert!(html.contains("aria-label=\"Trend\""), "two points: a trend");
     }
 }
