@@ -81,7 +81,8 @@ def base(rng, account, region, when, source, name):
         "sourceIPAddress": f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}",
         "userAgent": rng.choice(AGENTS),
         "requestID": str(uuid.UUID(int=rng.getrandbits(128))),
-        "eventID": str(uuid.UUID(int=rng.getrandbits(128))),
+        # The last 4 hex digits are the copy number (--copies): unique ids.
+        "eventID": str(uuid.UUID(int=rng.getrandbits(128)))[:-4] + "{copy}",
         "readOnly": name.startswith(("Get", "Describe", "List", "Head")),
         "eventType": "AwsApiCall",
         "managementEvent": source not in ("s3.amazonaws.com", "lambda.amazonaws.com"),
@@ -193,7 +194,8 @@ def main():
             folder = os.path.join(args.out, "AWSLogs", account, "CloudTrail", region, "2026", "01", f"{day:02d}")
             os.makedirs(folder, exist_ok=True)
             name = f"{account}_CloudTrail_{region}_{stamp.replace('-', '').replace(':', '')}Z_{i:05d}.json.gz"
-            data = gzip.compress(body.replace("{account}", account).encode(), compresslevel=6)
+            text = body.replace("{account}", account).replace("{copy}", f"{copy:04x}")
+            data = gzip.compress(text.encode(), compresslevel=6)
             with open(os.path.join(folder, name), "wb") as f:
                 f.write(data)
             total += len(data)

@@ -21,6 +21,7 @@ use grantwatch_core::ports::inventory::{
 use grantwatch_core::ports::PortError;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,27 @@ impl KmsClients for SingleClient {
     }
 }
 
+/// The time the rate limiter and the retry backoff go by: real (tokio)
+/// time in production, a virtual clock in the quota tests (no timed test).
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+    fn sleep_until(&self, at: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Tokio's timer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioClock;
+
+impl Clock for TokioClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, at: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(at)))
+    }
+}
+
 /// Spaces calls evenly: at most `rate` per second, no bursts.
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -99,9 +121,9 @@ impl RateLimiter {
         slot
     }
 
-    pub async fn acquire(&self) {
-        let slot = self.reserve(Instant::now());
-        tokio::time::sleep_until(tokio::time::Instant::from_std(slot)).await;
+    pub async fn acquire(&self, clock: &dyn Clock) {
+        let slot = self.reserve(clock.now());
+        clock.sleep_until(slot).await;
     }
 }
 
@@ -111,6 +133,7 @@ pub struct KmsInventory<C> {
     listgrants_rate: f64,
     retry: RetryPolicy,
     limiters: Mutex<HashMap<AccountRegion, Arc<RateLimiter>>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl<C: KmsClients> KmsInventory<C> {
@@ -120,7 +143,14 @@ impl<C: KmsClients> KmsInventory<C> {
             listgrants_rate,
             retry,
             limiters: Mutex::new(HashMap::new()),
+            clock: Arc::new(TokioClock),
         }
+    }
+
+    /// Go by another clock (the quota tests' virtual time).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn limiter(&self, at: &AccountRegion) -> Arc<RateLimiter> {
@@ -150,7 +180,7 @@ impl<C: KmsClients> KmsInventory<C> {
         let mut attempt = 1;
         loop {
             if let Some(limiter) = limiter {
-                limiter.acquire().await;
+                limiter.acquire(self.clock.as_ref()).await;
             }
             let error = match call().await {
                 Ok(output) => return Ok(output),
@@ -162,7 +192,8 @@ impl<C: KmsClients> KmsInventory<C> {
                 return Err(error);
             }
             tracing::debug!(operation, attempt, problem = %error, "retrying KMS call");
-            tokio::time::sleep(jitter(backoff)).await;
+            let clock = self.clock.as_ref();
+            clock.sleep_until(clock.now() + jitter(backoff)).await;
             backoff = (backoff * 2).min(self.retry.max_backoff);
             attempt += 1;
         }
@@ -762,6 +793,175 @@ mod tests {
             r.summary.grants,
             r.keys.iter().map(|k| k.grants.len()).sum::<usize>()
         );
+    }
+
+    /// Virtual time: a sleep moves the clock to its end at once.
+    struct VirtualClock {
+        base: Instant,
+        offset: Mutex<Duration>,
+    }
+
+    impl VirtualClock {
+        fn new() -> Arc<VirtualClock> {
+            Arc::new(VirtualClock {
+                base: Instant::now(),
+                offset: Mutex::new(Duration::ZERO),
+            })
+        }
+
+        fn elapsed(&self) -> Duration {
+            *self.offset.lock().unwrap()
+        }
+    }
+
+    impl Clock for VirtualClock {
+        fn now(&self) -> Instant {
+            self.base + self.elapsed()
+        }
+
+        fn sleep_until(&self, at: Instant) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            let mut offset = self.offset.lock().unwrap();
+            *offset = (*offset).max(at.saturating_duration_since(self.base));
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    /// A KMS stand-in for ListGrants: pages of 100, and a quota of `quota`
+    /// calls in any second (of the virtual clock) beyond which it answers
+    /// ThrottlingException, as KMS does.
+    struct QuotaKms {
+        rule: aws_smithy_mocks::Rule,
+        throttled: Arc<AtomicUsize>,
+    }
+
+    fn quota_kms(clock: Arc<VirtualClock>, quota: usize, grants_of: fn(&str) -> usize) -> QuotaKms {
+        let calls: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let throttled = Arc::new(AtomicUsize::new(0));
+        let counter = throttled.clone();
+        let rule = mock!(aws_sdk_kms::Client::list_grants).then_compute_response(move |req| {
+            let now = clock.now();
+            let mut calls = calls.lock().unwrap();
+            let in_last_second = calls
+                .iter()
+                .filter(|t| now.duration_since(**t) < Duration::from_secs(1))
+                .count();
+            if in_last_second >= quota {
+                counter.fetch_add(1, Ordering::SeqCst);
+                return MockResponse::Error(ListGrantsError::generic(
+                    ErrorMetadata::builder()
+                        .code("ThrottlingException")
+                        .message("Rate exceeded")
+                        .build(),
+                ));
+            }
+            calls.push(now);
+            let key = req.key_id().unwrap_or_default().to_string();
+            let (range, next) = page_of(req.marker(), grants_of(&key), LIST_GRANTS_LIMIT as usize);
+            MockResponse::Output(
+                ListGrantsOutput::builder()
+                    .set_grants(Some(range.map(|i| grant_entry(&key, i)).collect()))
+                    .truncated(next.is_some())
+                    .set_next_marker(next)
+                    .build(),
+            )
+        });
+        QuotaKms { rule, throttled }
+    }
+
+    /// 40 keys: every fourth has no grant, the others 250 (3 pages).
+    fn grants_of(key: &str) -> usize {
+        let i: usize = key.trim_start_matches('k').parse().unwrap_or(0);
+        if i % 4 == 0 {
+            0
+        } else {
+            250
+        }
+    }
+
+    const QUOTA_KEYS: usize = 40;
+
+    /// The fewest ListGrants calls that read every grant: one per page, and
+    /// one for a key without grants.
+    fn minimum_calls() -> usize {
+        (0..QUOTA_KEYS)
+            .map(|i| grants_of(&format!("k{i:04}")).div_ceil(100).max(1))
+            .sum()
+    }
+
+    async fn quota_run(rate: f64, quota: usize) -> (Report, usize, usize, Duration) {
+        let clock = VirtualClock::new();
+        let kms = quota_kms(clock.clone(), quota, grants_of);
+        let keys = list_keys_rule(QUOTA_KEYS);
+        let describe = describe_rule(&[]);
+        let aliases = aliases_rule();
+        let rules = [&keys, &describe, &aliases, &kms.rule];
+        let client = mock_client!(aws_sdk_kms, RuleMode::MatchAny, &rules, |c| c
+            .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()));
+        let inv = KmsInventory::new(SingleClient(client), rate, RetryPolicy::default())
+            .with_clock(clock.clone());
+        let policy = Policy::new(time::macros::date!(2026 - 11 - 28));
+        // One key at a time: on a virtual clock concurrent callers would
+        // see each other's sleeps; the limiter, not concurrency, sets the pace.
+        let options = ReportOptions {
+            key_concurrency: 1,
+            ..ReportOptions::default()
+        };
+        let dir = FakeDirectory {
+            this_account: ACCOUNT.into(),
+            organization: vec![],
+        };
+        let store = MemoryStore::default();
+        let deps = ReportDeps {
+            inventory: &inv,
+            provenance: &NoProvenance,
+            store: &store,
+            directory: &dir,
+            policy: &policy,
+            options: &options,
+            deadline: &NoDeadline,
+            progress: &Quiet,
+        };
+        let request = ReportRequest {
+            accounts: AccountSelection::This,
+            regions: vec![REGION.into()],
+        };
+        let report = build_report(&request, &deps, "2026-11-28T06:00:00Z")
+            .await
+            .unwrap();
+        let calls = kms.rule.num_calls();
+        (
+            report,
+            calls,
+            kms.throttled.load(Ordering::SeqCst),
+            clock.elapsed(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_inventory_keeps_to_the_listgrants_quota_with_the_fewest_calls() {
+        for rate in [20.0, 100.0] {
+            let (r, calls, throttled, elapsed) = quota_run(rate, rate as usize).await;
+            assert_eq!(throttled, 0, "at {rate}/s the stand-in never throttled");
+            assert_eq!(calls, minimum_calls(), "at {rate}/s: one call per page");
+            assert!(!r.partial, "{:?}", r.coverage.gaps);
+            assert_eq!(r.keys.len(), QUOTA_KEYS, "no key lost");
+            assert_eq!(r.summary.grants, 30 * 250);
+            // Virtual time: ListGrants calls / rate is the lower bound.
+            let bound = Duration::from_secs_f64(calls as f64 / rate);
+            assert!(
+                elapsed <= bound.mul_f64(1.15),
+                "{elapsed:?} against a bound of {bound:?} at {rate}/s"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_quota_stand_in_throttles_a_client_that_goes_faster() {
+        // The control: a limiter set at twice the quota is throttled, and
+        // pays in extra calls (the retries), so the test above can fail.
+        let (_, calls, throttled, _) = quota_run(100.0, 50).await;
+        assert!(throttled > 0);
+        assert_eq!(calls, minimum_calls() + throttled);
     }
 
     #[test]
