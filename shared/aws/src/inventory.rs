@@ -871,7 +871,7 @@ mod tests {
     /// 40 keys: every fourth has no grant, the others 250 (3 pages).
     fn grants_of(key: &str) -> usize {
         let i: usize = key.trim_start_matches('k').parse().unwrap_or(0);
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             0
         } else {
             250
