@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GRANTWATCH_VENV := $(CURDIR)/$(VENV)
 
 .PHONY: help venv chromium build test unit-test e2e-test lint fmt bench demo clean
-.PHONY: deploy-tools lambda-artifacts package deploy
+.PHONY: deploy-tools lambda-artifacts package deploy deny deny-tool
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -65,6 +65,23 @@ lint: $(VENV_STAMP) $(DEPLOY_STAMP) $(POLICY_STAMP) ## static checks: rustfmt, c
 	cfn-lint infra/*.yaml
 	for template in infra/*.yaml; do sam validate --lint --region us-east-1 --template-file "$$template"; done
 	$(POLICY_VENV)/bin/checkov --directory infra --framework cloudformation --compact --quiet --skip-download
+	$(MAKE) --no-print-directory deny
+
+# cargo-deny (deny.toml): licences, bans (one TLS/HTTP stack), sources.
+# Advisories need the RustSec database from GitHub: run
+# `cargo deny check advisories` where it can be fetched. Building
+# cargo-deny takes 5-11 min on 2 cores, so it is installed on demand
+# (`make deny-tool`, or GRANTWATCH_INSTALL_DENY=1), not on every CI run.
+deny-tool: ## install cargo-deny from crates.io (cargo install --locked)
+	command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny
+
+deny: ## cargo-deny: licences, bans and sources (advisories need network)
+	@if [ "$${GRANTWATCH_INSTALL_DENY:-0}" = 1 ]; then $(MAKE) --no-print-directory deny-tool; fi
+	@if command -v cargo-deny >/dev/null 2>&1; then \
+	  $(CARGO) deny --offline check licenses bans sources; \
+	else \
+	  echo "deny: WARNING: cargo-deny is not installed: licences and bans NOT checked (make deny-tool)"; \
+	fi
 
 # One debug build for everything: `build --all-targets` resolves features
 # exactly as `test --all-targets` does, so the tests run these binaries
@@ -91,8 +108,10 @@ demo: $(VENV_STAMP) ## the whole story against a local AWS emulator (moto); no A
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: ## criterion benchmarks (figures as ratios against a baseline in the same run)
+bench: ## criterion benchmarks, then the backfill table (against zcat and Python in the same run)
 	$(CARGO) bench -p grantwatch-core
+	$(CARGO) build --release -p grantwatch
+	bench/backfill.sh target/release/grantwatch
 
 clean: ## remove build output, the venv and demo output
 	rm -rf target $(VENV) out .aws-sam infra/.aws-sam
