@@ -130,6 +130,10 @@ pub fn own_resources_from_env(
 /// The last segment of an ARN (`...:function:name`, `.../key-id`), a Lambda
 /// qualifier (`name:alias`) dropped; a plain name is itself.
 fn last_segment(identifier: &str) -> &str {
+    if identifier.starts_with("https://") {
+        // An SQS queue URL: https://sqs.<region>.amazonaws.com/<account>/<name>
+        return identifier.rsplit('/').next().unwrap_or(identifier);
+    }
     if !identifier.starts_with("arn:") {
         return identifier;
     }
@@ -243,6 +247,14 @@ pub const TAMPER_CALLS: &[(&str, &[&str])] = &[
         ],
     ),
     ("dynamodb.amazonaws.com", &["DeleteTable", "UpdateTable"]),
+    (
+        "scheduler.amazonaws.com",
+        &["DeleteSchedule", "UpdateSchedule"],
+    ),
+    (
+        "sqs.amazonaws.com",
+        &["DeleteQueue", "PurgeQueue", "SetQueueAttributes"],
+    ),
 ];
 
 /// The known call a (possibly version-suffixed) event name stands for.
@@ -309,6 +321,8 @@ fn targets(source: &str, call: &str, detail: &Value) -> Vec<String> {
             push(request("trailName"));
         }
         "dynamodb.amazonaws.com" => push(request("tableName")),
+        "scheduler.amazonaws.com" => push(request("name")),
+        "sqs.amazonaws.com" => push(request("queueUrl")),
         _ => {}
     }
     let _ = call;
@@ -696,7 +710,7 @@ mod tests {
             &json!({
                 "stack_name": "grantwatch",
                 "stack_id": "arn:aws:cloudformation:us-east-1:111122223333:stack/grantwatch/abc",
-                "logical_ids": ["WatcherFunction", "GrantEventsRule", "TamperEventsRule", "WatcherErrorsAlarm", "LedgerTable"],
+                "logical_ids": ["WatcherFunction", "GrantEventsRule", "TamperEventsRule", "WatcherErrorsAlarm", "LedgerTable", "FailedInvocationQueue", "HeartbeatSchedule"],
                 "resources": [OWN_KEY, OWN_TOPIC, OWN_SECRET, "", "grantwatch-LedgerTable-1ABCDEF"],
                 "rules_object": "s3://grantwatch-config/rules.toml",
                 "trails": ["arn:aws:cloudtrail:us-east-1:111122223333:trail/management-events"]
@@ -818,6 +832,8 @@ mod tests {
             ("s3-put-object", "/requestParameters/key", "rules.toml"),
             ("cloudtrail-stop-logging", "/requestParameters/name", "arn:aws:cloudtrail:us-east-1:111122223333:trail/management-events"),
             ("dynamodb-delete-table", "/requestParameters/tableName", "grantwatch-LedgerTable-1ABCDEF"),
+            ("sqs-purge-queue", "/requestParameters/queueUrl", "https://sqs.us-east-1.amazonaws.com/111122223333/grantwatch-FailedInvocationQueue-AbCdEf123"),
+            ("scheduler-update-schedule", "/requestParameters/name", "grantwatch-HeartbeatSchedule-AbCdEf123"),
         ];
         for (name, pointer, own_value) in cases {
             let published = fixture(name);
