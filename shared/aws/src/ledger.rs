@@ -299,7 +299,8 @@ impl EventLedger for DynamoLedger {
             .key("pk", s(&pk))
             .key("sk", s(sk))
             .update_expression(
-                "SET #lease = :until, #owner = :owner, expires_at = if_not_exists(expires_at, :expires)",
+                "SET #lease = :until, #owner = :owner, expires_at = if_not_exists(expires_at, :expires) \
+                 ADD #attempts :one",
             )
             .condition_expression(
                 "attribute_not_exists(#delivered) AND (attribute_not_exists(#lease) \
@@ -308,14 +309,29 @@ impl EventLedger for DynamoLedger {
             .expression_attribute_names("#lease", &lease_attribute)
             .expression_attribute_names("#owner", &owner)
             .expression_attribute_names("#delivered", &delivered)
+            .expression_attribute_names("#attempts", channel_attribute("attempts", channel))
+            .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":until", n(lease.until))
             .expression_attribute_values(":owner", s(&lease.owner))
             .expression_attribute_values(":takeover", n(lease.now - LEASE_TAKEOVER_GRACE_SECONDS))
             .expression_attribute_values(":expires", self.expires(lease.now))
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(ChannelClaim::Claimed),
+            Ok(output) => {
+                // Earlier claims that recorded no delivery (kept in the
+                // item, so crashed attempts count too).
+                let old = output.attributes.unwrap_or_default();
+                let attempts = get_n(&old, &channel_attribute("attempts", channel)).unwrap_or(0);
+                if attempts > 0 {
+                    Ok(ChannelClaim::Retried {
+                        attempts: attempts as u64,
+                    })
+                } else {
+                    Ok(ChannelClaim::Claimed)
+                }
+            }
             Err(error) if is_condition_failure(&error) => {
                 let item = self.get(pk, sk).await?.unwrap_or_default();
                 if item.contains_key(&delivered) {
@@ -621,9 +637,10 @@ impl StormLedger for DynamoLedger {
             .key("sk", s("DELIVERY"))
             .update_expression(
                 "SET kind = :kind, expires_at = if_not_exists(expires_at, :expires) \
-                 ADD total :one, #severity :one",
+                 ADD #total :one, #severity :one",
             )
             .condition_expression("attribute_not_exists(closed_at)")
+            .expression_attribute_names("#total", "total")
             .expression_attribute_names("#severity", format!("severity_{severity}"))
             .expression_attribute_values(":kind", s("digest"))
             .expression_attribute_values(":expires", expires.clone())
@@ -678,34 +695,59 @@ impl StormLedger for DynamoLedger {
                 .map_err(build)?;
             items.push(TransactWriteItem::builder().update(tally).build());
         }
-        let result = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(DigestEntry::Added),
-            Err(error) => {
-                if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
-                    error.as_service_error()
-                {
-                    let failed = |i: usize| {
-                        canceled
-                            .cancellation_reasons()
-                            .get(i)
-                            .and_then(|r| r.code())
-                            == Some("ConditionalCheckFailed")
-                    };
-                    if failed(0) {
-                        return Ok(DigestEntry::AlreadyIn);
-                    }
-                    if failed(1) {
-                        return Ok(DigestEntry::Closed);
-                    }
+        // Concurrent joins of one window conflict on its tallies: DynamoDB
+        // cancels all but one; try again a few times before failing.
+        let mut conflicts = 0;
+        loop {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let error = match result {
+                Ok(_) => return Ok(DigestEntry::Added),
+                Err(error) => error,
+            };
+            if let Some(TransactWriteItemsError::TransactionCanceledException(canceled)) =
+                error.as_service_error()
+            {
+                let reason = |i: usize| {
+                    canceled
+                        .cancellation_reasons()
+                        .get(i)
+                        .and_then(|r| r.code())
+                };
+                if reason(0) == Some("ConditionalCheckFailed") {
+                    return Ok(DigestEntry::AlreadyIn);
                 }
-                Err(classify("TransactWriteItems", &error))
+                if reason(1) == Some("ConditionalCheckFailed") {
+                    return Ok(DigestEntry::Closed);
+                }
+                let conflict = canceled
+                    .cancellation_reasons()
+                    .iter()
+                    .any(|r| r.code() == Some("TransactionConflict"));
+                if conflict && conflicts < TRANSACTION_CONFLICT_RETRIES {
+                    conflicts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        10 * u64::from(conflicts) + jitter_ms(),
+                    ))
+                    .await;
+                    continue;
+                }
             }
+            if matches!(
+                error.as_service_error(),
+                Some(TransactWriteItemsError::TransactionCanceledException(_))
+                    | Some(TransactWriteItemsError::TransactionInProgressException(_))
+            ) {
+                return Err(PortError::Transient(format!(
+                    "TransactWriteItems: {}",
+                    classify("TransactWriteItems", &error)
+                )));
+            }
+            return Err(classify("TransactWriteItems", &error));
         }
     }
 
@@ -802,6 +844,18 @@ impl StormLedger for DynamoLedger {
             .map_err(|e| classify("UpdateItem", &e))?;
         Ok(())
     }
+}
+
+/// Conflicting digest joins retried before the invocation fails.
+const TRANSACTION_CONFLICT_RETRIES: u32 = 8;
+
+/// A few milliseconds of jitter (from the clock's nanoseconds), so
+/// conflicting writers do not retry in step.
+fn jitter_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos() % 10))
+        .unwrap_or(0)
 }
 
 /// Sort key of a digest's worst-first index: most severe first, then by

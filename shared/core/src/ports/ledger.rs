@@ -64,6 +64,13 @@ pub struct Lease {
 pub enum ChannelClaim {
     /// Ours to send; call `mark_delivered` or `release_channel` after.
     Claimed,
+    /// Ours to send, after `attempts` earlier claims that did not record a
+    /// delivery (a lease taken over, a failure released): each may have
+    /// sent, so a send now is counted as that many possible duplicates.
+    /// The count is kept in the ledger, so crashed attempts are counted too.
+    Retried {
+        attempts: u64,
+    },
     AlreadyDelivered,
     /// Another invocation holds the lease (until the given epoch second).
     InProgress {
@@ -315,6 +322,8 @@ struct MemoryDigest {
 struct DeliveryState {
     delivered: bool,
     lease: Option<(String, i64)>,
+    /// Claims that took the lease.
+    attempts: u64,
     last_failure: Option<String>,
 }
 
@@ -450,12 +459,16 @@ impl EventLedger for MemoryLedger {
                     if *owner != lease.owner
                         && lease.now <= until + LEASE_TAKEOVER_GRACE_SECONDS =>
                 {
-                    ChannelClaim::InProgress { until: *until }
+                    return ChannelClaim::InProgress { until: *until };
                 }
-                _ => {
-                    state.lease = Some((lease.owner.clone(), lease.until));
-                    ChannelClaim::Claimed
-                }
+                // The same owner again: not a new attempt.
+                Some((owner, _)) if *owner == lease.owner => {}
+                _ => state.attempts += 1,
+            }
+            state.lease = Some((lease.owner.clone(), lease.until));
+            match state.attempts - 1 {
+                0 => ChannelClaim::Claimed,
+                attempts => ChannelClaim::Retried { attempts },
             }
         })
     }

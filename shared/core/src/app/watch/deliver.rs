@@ -43,7 +43,7 @@ where
             delivered.first_sent_ms = Some(deps.clock.now_ms());
         }
         let (status, duplicate) = status.split();
-        delivered.possible_duplicates += u64::from(duplicate);
+        delivered.possible_duplicates += duplicate;
         delivered.channels.push(ChannelResult {
             channel: notifier.channel().to_string(),
             class: notifier.class(),
@@ -55,15 +55,17 @@ where
 
 /// A channel's status, with whether the send may be a duplicate.
 enum Status {
-    Sent { possible_duplicate: bool },
+    Sent { possible_duplicates: u64 },
     Other(ChannelStatus),
 }
 
 impl Status {
-    fn split(self) -> (ChannelStatus, bool) {
+    fn split(self) -> (ChannelStatus, u64) {
         match self {
-            Status::Sent { possible_duplicate } => (ChannelStatus::Sent, possible_duplicate),
-            Status::Other(status) => (status, false),
+            Status::Sent {
+                possible_duplicates,
+            } => (ChannelStatus::Sent, possible_duplicates),
+            Status::Other(status) => (status, 0),
         }
     }
 }
@@ -96,40 +98,46 @@ where
     match claim {
         ChannelClaim::AlreadyDelivered => Status::Other(ChannelStatus::AlreadyDelivered),
         ChannelClaim::InProgress { .. } => Status::Other(ChannelStatus::InProgress),
-        ChannelClaim::Claimed => match notifier.send_boxed(notice, invocation.deadline_ms).await {
-            Ok(()) => {
-                let now_s = deps.clock.now_ms().div_euclid(1000);
-                match deps
-                    .ledger
-                    .mark_delivered(delivery, channel, invocation.request_id, now_s)
-                    .await
-                {
-                    Ok(Marked::Recorded) => Status::Sent {
-                        possible_duplicate: false,
-                    },
-                    Ok(Marked::LeaseLost) => Status::Sent {
-                        possible_duplicate: true,
-                    },
-                    // Sent, but not recorded: a later retry may send again
-                    // once the lease runs out (counted as possible duplicate).
-                    Err(_) => Status::Sent {
-                        possible_duplicate: true,
-                    },
+        ChannelClaim::Claimed | ChannelClaim::Retried { .. } => {
+            match notifier.send_boxed(notice, invocation.deadline_ms).await {
+                Ok(()) => {
+                    let earlier = match claim {
+                        ChannelClaim::Retried { attempts } => attempts,
+                        _ => 0,
+                    };
+                    let now_s = deps.clock.now_ms().div_euclid(1000);
+                    match deps
+                        .ledger
+                        .mark_delivered(delivery, channel, invocation.request_id, now_s)
+                        .await
+                    {
+                        Ok(Marked::Recorded) => Status::Sent {
+                            possible_duplicates: earlier,
+                        },
+                        // Another owner took the lease over and may send too.
+                        Ok(Marked::LeaseLost) => Status::Sent {
+                            possible_duplicates: earlier + 1,
+                        },
+                        // Sent, but not recorded: the next claim counts it.
+                        Err(_) => Status::Sent {
+                            possible_duplicates: earlier,
+                        },
+                    }
+                }
+                Err(error) => {
+                    let why = error.to_string();
+                    // A failed release only delays a retry until the lease ends.
+                    let _ = deps
+                        .ledger
+                        .release_channel(delivery, channel, invocation.request_id, &why)
+                        .await;
+                    match error {
+                        PortError::Transient(why) => Status::Other(ChannelStatus::Failed(why)),
+                        PortError::Permanent(why) => Status::Other(ChannelStatus::Rejected(why)),
+                    }
                 }
             }
-            Err(error) => {
-                let why = error.to_string();
-                // A failed release only delays a retry until the lease ends.
-                let _ = deps
-                    .ledger
-                    .release_channel(delivery, channel, invocation.request_id, &why)
-                    .await;
-                match error {
-                    PortError::Transient(why) => Status::Other(ChannelStatus::Failed(why)),
-                    PortError::Permanent(why) => Status::Other(ChannelStatus::Rejected(why)),
-                }
-            }
-        },
+        }
     }
 }
 
