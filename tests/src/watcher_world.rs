@@ -188,3 +188,49 @@ pub async fn futures_join<F: std::future::Future>(
     .await;
     outputs.into_iter().flatten().collect()
 }
+
+/// An endpoint that accepts every TCP connection and never answers (a
+/// stalled AWS service). It stays bound while the returned guard lives.
+pub struct SilentEndpoint {
+    pub url: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SilentEndpoint {
+    pub async fn start() -> SilentEndpoint {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the silent endpoint");
+        let url = format!(
+            "http://{}",
+            listener.local_addr().expect("silent endpoint address")
+        );
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        SilentEndpoint {
+            url,
+            accepted,
+            task,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for SilentEndpoint {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
