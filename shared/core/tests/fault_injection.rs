@@ -11,7 +11,8 @@
 //! checked:
 //!
 //! - every alert reaches SNS (alone or inside a digest) at least once, and
-//!   every copy beyond the first is counted as a possible duplicate;
+//!   every copy beyond the first is counted (a possible duplicate, or a
+//!   send while the ledger was down);
 //! - Slack gets it, or its rejection is counted;
 //! - nothing is left on the failure destination after the redrive.
 
@@ -118,8 +119,12 @@ impl World {
             Ok(outcome) => outcome.metrics(),
             Err(error) => error.metrics(),
         };
-        self.possible_duplicates
-            .fetch_add(metrics.possible_duplicates, Ordering::SeqCst);
+        // Sends that may duplicate: counted as such, or sent while the
+        // ledger was down (marked "deduplication unavailable").
+        self.possible_duplicates.fetch_add(
+            metrics.possible_duplicates + metrics.dedup_unavailable,
+            Ordering::SeqCst,
+        );
         let slack = metrics
             .rejected_channels
             .iter()

@@ -28,6 +28,8 @@ pub struct Metrics {
     /// owner sent, or a send whose record failed.
     pub possible_duplicates: u64,
     pub ledger_errors: u64,
+    /// Alerts sent while the ledger was down (marked possible duplicates).
+    pub dedup_unavailable: u64,
     /// Event time → alert sent, for an alert this invocation sent.
     pub alert_latency_ms: Option<u64>,
 }
@@ -104,6 +106,15 @@ impl WatchError {
             WatchError::LedgerUnavailable(_) | WatchError::LedgerMisconfigured(_) => {
                 m.ledger_errors = 1
             }
+            WatchError::LedgerDown { channels, .. } => {
+                m.events_seen = 1;
+                m.ledger_errors = 1;
+                m.dedup_unavailable = channels
+                    .iter()
+                    .filter(|c| c.status == ChannelStatus::Sent)
+                    .count() as u64;
+                count_channels(&mut m, channels);
+            }
         }
         m
     }
@@ -150,6 +161,7 @@ impl Metrics {
                 "Count",
             ),
             ("LedgerErrors".into(), self.ledger_errors, "Count"),
+            ("DedupUnavailable".into(), self.dedup_unavailable, "Count"),
         ];
         for severity in Severity::ALL {
             let count = u64::from(self.alert_severity == Some(severity) && self.alerts > 0);

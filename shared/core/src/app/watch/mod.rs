@@ -161,6 +161,13 @@ pub enum WatchError {
     LedgerUnavailable(String),
     #[error("the ledger rejected the request (configuration or permissions): {0}")]
     LedgerMisconfigured(String),
+    /// The ledger is unavailable; the alert (if any) was sent without
+    /// deduplication on `channels`. Error type `LedgerUnavailable`.
+    #[error("the ledger is unavailable (retry; alert sent without deduplication): {problem}")]
+    LedgerDown {
+        problem: String,
+        channels: Vec<ChannelResult>,
+    },
     /// A mandatory channel refused the alert for good (e.g. SNS
     /// `AuthorizationError`, a disabled topic key). Retried, then kept by
     /// the on-failure destination; other channels were tried.
@@ -183,7 +190,7 @@ impl WatchError {
     pub fn error_type(&self) -> &'static str {
         match self {
             WatchError::MalformedEvent(_) => "MalformedEvent",
-            WatchError::LedgerUnavailable(_) => "LedgerUnavailable",
+            WatchError::LedgerUnavailable(_) | WatchError::LedgerDown { .. } => "LedgerUnavailable",
             WatchError::LedgerMisconfigured(_) => "LedgerMisconfigured",
             WatchError::ChannelRejected { .. } => "ChannelRejected",
             WatchError::DeliveryFailed { .. } => "DeliveryFailed",
@@ -255,16 +262,25 @@ where
         Input::Event(event) => &event.event_id,
         Input::Unparseable(verdict) => &verdict.event_id,
     };
-    let state = deps
+    let claimed = deps
         .ledger
         .claim_event(event_id, now_ms.div_euclid(1000))
-        .await
-        .map_err(ledger_error)?;
+        .await;
+    let state = match claimed {
+        Ok(state) => state,
+        Err(PortError::Transient(why)) => return degraded(input, why, deps, invocation).await,
+        Err(error) => return Err(ledger_error(error)),
+    };
     let (verdict, unparseable) = match input {
-        Input::Event(event) => (
-            record_event(&deps.ledger, &event, &policy(&deps.config, now_ms)).await?,
-            false,
-        ),
+        Input::Event(event) => {
+            match record_event(&deps.ledger, &event, &policy(&deps.config, now_ms)).await {
+                Ok(verdict) => (verdict, false),
+                Err(WatchError::LedgerUnavailable(why)) => {
+                    return degraded(Input::Event(event), why, deps, invocation).await
+                }
+                Err(error) => return Err(error),
+            }
+        }
         Input::Unparseable(verdict) => (*verdict, true),
     };
 
@@ -291,6 +307,51 @@ where
         possible_duplicates: announced.delivered.possible_duplicates,
         alert_latency_ms,
     })
+}
+
+/// The first evidence line of an alert sent while the ledger is down.
+pub const DEDUP_UNAVAILABLE: &str = "possible duplicate: deduplication unavailable";
+
+/// The ledger is unavailable (transient): judge without it (no removal
+/// context), send an alert straight to every channel marked
+/// [`DEDUP_UNAVAILABLE`], and still fail the invocation, so Lambda's
+/// retries and then the on-failure destination keep the event until the
+/// ledger records it. Each such send is counted (`DedupUnavailable`).
+async fn degraded<L, C>(
+    input: Input,
+    problem: String,
+    deps: &WatchDeps<L, C>,
+    invocation: &Invocation<'_>,
+) -> Result<WatchOutcome, WatchError>
+where
+    C: Clock,
+{
+    let mut verdict = match input {
+        Input::Event(event) => {
+            judge_event(&event, None, &policy(&deps.config, deps.clock.now_ms()))
+        }
+        Input::Unparseable(verdict) => *verdict,
+    };
+    let mut channels = Vec::new();
+    if verdict.alert {
+        verdict.evidence.insert(0, DEDUP_UNAVAILABLE.to_string());
+        for notifier in &deps.notifiers {
+            let status = match notifier
+                .send_boxed(Notice::Alert(&verdict), invocation.deadline_ms)
+                .await
+            {
+                Ok(()) => ChannelStatus::Sent,
+                Err(PortError::Transient(why)) => ChannelStatus::Failed(why),
+                Err(PortError::Permanent(why)) => ChannelStatus::Rejected(why),
+            };
+            channels.push(ChannelResult {
+                channel: notifier.channel().to_string(),
+                class: notifier.class(),
+                status,
+            });
+        }
+    }
+    Err(WatchError::LedgerDown { problem, channels })
 }
 
 /// The invocation's result from its channels' results, by class: a

@@ -381,15 +381,33 @@ async fn an_unreadable_kms_grant_event_alerts_high_and_junk_is_an_error() {
 }
 
 #[tokio::test]
-async fn a_ledger_outage_fails_before_anything_is_sent() {
+async fn a_ledger_outage_still_alerts_marked_then_fails_so_the_event_is_kept() {
     let f = Fixture::new(WatchConfig::default());
     *f.deps.ledger.fail_with.lock().unwrap() = Some(PortError::Transient("503".into()));
-    let error = f
-        .watch(&fixture("manual-cross-account-grant"))
-        .await
-        .unwrap_err();
+    let event = fixture("manual-cross-account-grant");
+    let error = f.watch(&event).await.unwrap_err();
     assert_eq!(error.error_type(), "LedgerUnavailable");
-    assert_eq!(f.sns().count(), 0);
+    assert!(
+        error.to_string().contains("without deduplication"),
+        "{error}"
+    );
+    assert_eq!((f.sns().count(), f.slack().count()), (1, 1));
+    let metrics = error.metrics();
+    assert_eq!((metrics.dedup_unavailable, metrics.ledger_errors), (2, 1));
+    // A non-alerting event sends nothing, and still fails to be kept.
+    let error = f.watch(&fixture("lambda-create-grant")).await.unwrap_err();
+    assert_eq!(error.metrics().dedup_unavailable, 0);
+    assert_eq!(f.sns().count(), 1);
+    // A permission problem is not an outage: nothing sent, misconfigured.
+    *f.deps.ledger.fail_with.lock().unwrap() = Some(PortError::Permanent("denied".into()));
+    let error = f.watch(&event).await.unwrap_err();
+    assert_eq!(error.error_type(), "LedgerMisconfigured");
+    assert_eq!(f.sns().count(), 1);
+    // Recovered: the retry records the event and alerts through the ledger.
+    *f.deps.ledger.fail_with.lock().unwrap() = None;
+    f.watch_as(&event, "req-2", FAR_DEADLINE).await.unwrap();
+    assert_eq!(f.deps.ledger.event_ids().len(), 1);
+    assert_eq!(f.sns().count(), 2);
 }
 
 #[tokio::test]
