@@ -14,7 +14,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export GRANTWATCH_VENV := $(CURDIR)/$(VENV)
 
 .PHONY: help venv chromium build test unit-test e2e-test lint fmt bench demo clean
-.PHONY: deploy-tools lambda-artifacts package deploy deny deny-tool
+.PHONY: deploy-tools lambda-artifacts package deploy release deny deny-tool
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -131,9 +131,37 @@ lambda-artifacts: $(DEPLOY_STAMP) ## release build of both functions for Lambda 
 	fi
 	@ls -l target/lambda/*/bootstrap
 
-package: $(DEPLOY_STAMP) ## sam build: both functions with cargo-lambda, into infra/.aws-sam
-	rustup target list --installed | grep -x $(LAMBDA_TARGET) >/dev/null || rustup target add $(LAMBDA_TARGET)
-	cd infra && sam build
+# Which [ENV.*] sections of infra/samconfig.toml to use; the architecture
+# comes from that environment's saved Architecture parameter, so the build
+# and the deploy agree (override with ARCH=x86_64).
+DEPLOY_ENV ?= default
+SAMCONFIG  := python3 infra/samconfig.py
+ARCH       ?= $(shell $(SAMCONFIG) get Architecture --env $(DEPLOY_ENV) --default arm64 2>/dev/null || echo arm64)
 
-deploy: package ## sam deploy (guided the first time: asks for the region, stack name and parameters)
-	cd infra && if grep -Eq '^region *=' samconfig.toml; then sam deploy; else sam deploy --guided; fi
+package: $(DEPLOY_STAMP) ## sam build: both functions with cargo-lambda, into infra/.aws-sam (ARCH=arm64|x86_64)
+	@case "$(ARCH)" in arm64|x86_64) ;; *) echo "package: ARCH must be arm64 or x86_64, not '$(ARCH)'"; exit 2;; esac
+	@if [ "$(ARCH)" = arm64 ]; then rustup target list --installed | grep -x $(LAMBDA_TARGET) >/dev/null || rustup target add $(LAMBDA_TARGET); fi
+	@echo "package: sam build for $(ARCH)"
+	cd infra && sam build --parameter-overrides Architecture=$(ARCH)
+
+# make deploy                  first time: guided (asks, saves to infra/samconfig.toml, then
+#                              drops the empty answers); later: the saved answers, showing the change set
+# make deploy UNATTENDED=1     for pipelines: no prompt, no change-set confirmation, parameters only
+#                              from the committed infra/samconfig.toml ([DEPLOY_ENV.deploy.parameters])
+deploy: package ## sam deploy (guided the first time; UNATTENDED=1 DEPLOY_ENV=name for pipelines)
+	$(SAMCONFIG) check-recipient --env $(DEPLOY_ENV)
+	cd infra && python3 samconfig.py deploy --env $(DEPLOY_ENV) --arch $(ARCH) $(if $(UNATTENDED),--unattended)
+
+RELEASE_DIR := out/release
+VERSION     := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+release: package ## versioned zips of both functions and the CLI, plus a packaged template, in out/release
+	rm -rf $(RELEASE_DIR) && mkdir -p $(RELEASE_DIR)
+	for pair in grant-watcher:WatcherFunction grant-report:ReportFunction; do \
+	  fn=$${pair%%:*}; dir=infra/.aws-sam/build/$${pair#*:}; \
+	  [ -f "$$dir/bootstrap" ] || { echo "release: $$dir/bootstrap missing (sam build output)"; exit 1; }; \
+	  (cd "$$dir" && zip -q -X "$(CURDIR)/$(RELEASE_DIR)/$$fn-$(VERSION)-$(ARCH).zip" bootstrap); \
+	done
+	$(CARGO) build --release -p grantwatch
+	cd target/release && zip -q -X "$(CURDIR)/$(RELEASE_DIR)/grantwatch-cli-$(VERSION)-$$(uname -m)-linux.zip" grantwatch
+	cd infra && sam package --config-env $(DEPLOY_ENV) --output-template-file "$(CURDIR)/$(RELEASE_DIR)/template-$(VERSION).yaml"
+	cd $(RELEASE_DIR) && sha256sum *.zip *.yaml > SHA256SUMS && ls -l
