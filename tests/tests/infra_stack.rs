@@ -698,8 +698,8 @@ async fn organization_events_are_forwarded_to_the_central_bus_and_the_watcher() 
         &moto,
         "default",
         &[
-            alarm("grantwatch-member-forward-dead-letter", "ALARM"),
-            alarm("grantwatch-member-forward-failed-invocations", "OK"),
+            alarm("grantwatch-member-ForwardDeadLetterQueueAlarm", "ALARM"),
+            alarm("grantwatch-member-ForwardFailedInvocationsAlarm", "OK"),
             alarm("billing-high", "ALARM"),
         ],
     )
@@ -709,7 +709,60 @@ async fn organization_events_are_forwarded_to_the_central_bus_and_the_watcher() 
         .iter()
         .map(|e| e["detail"]["alarmName"].as_str().unwrap_or("?").to_string())
         .collect();
-    assert_eq!(forwarded, ["grantwatch-member-forward-dead-letter"]);
+    assert_eq!(forwarded, ["grantwatch-member-ForwardDeadLetterQueueAlarm"]);
+
+    // A call that would blind the member's forwarding travels to the central
+    // bus and its tamper rule (to the watcher); the same call on another rule
+    // stays in the member account.
+    let tamper_rule = central
+        .rules
+        .get("OrganizationTamperEventsRule")
+        .expect("organization tamper rule");
+    let (_, tamper_tap) = tap_rule(&moto, &tamper_rule.event_bus_name, &tamper_rule.name).await;
+    let central_tamper = &central
+        .rules
+        .get("TamperEventsRule")
+        .expect("tamper rule")
+        .name;
+    let (_, _central_tamper_tap) = tap_rule(&moto, "default", central_tamper).await;
+    let forwarding_rule = forward.name.clone();
+    assert!(
+        forwarding_rule.starts_with("grantwatch-member-Forward"),
+        "{forwarding_rule}"
+    );
+    let disable = |rule: &str| {
+        api_call(
+            "aws.events",
+            "events.amazonaws.com",
+            "DisableRule",
+            json!({"name": rule}),
+        )
+    };
+    put_events(
+        &moto,
+        "default",
+        &[disable(&forwarding_rule), disable("nightly-batch")],
+    )
+    .await;
+    let tampered: Vec<String> = drain(&sqs, &tamper_tap)
+        .await
+        .iter()
+        .map(|e| {
+            e["detail"]["requestParameters"]["name"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(tampered, [forwarding_rule.clone()]);
+    // ...and the watcher takes it for one of grantwatch's own resources.
+    let own = grantwatch_core::tamper::OwnResources::from_json(env_value(
+        &central.function_env(WATCHER),
+        grantwatch_core::tamper::OWN_RESOURCES_ENV,
+    ))
+    .expect("own resources");
+    assert!(own.owns(&forwarding_rule));
+    assert!(!own.owns("nightly-batch"));
 }
 
 #[test]

@@ -51,6 +51,10 @@ pub struct OwnResources {
     pub logical_ids: Vec<String>,
     /// Exact names and ARNs (topics, keys, table, secret, functions).
     pub resources: Vec<String>,
+    /// Logical ids of the member stacks' resources (infra/member-account.yaml,
+    /// any stack name): `<member stack>-<LogicalId>[-<suffix>]`. Their
+    /// forwarding rule sends only calls on these.
+    pub member_logical_ids: Vec<String>,
     /// `s3://bucket/key` of the suppression rules, when configured.
     pub rules_object: Option<String>,
     /// Trails whose changes blind grantwatch (names or ARNs); empty: every
@@ -79,6 +83,7 @@ impl OwnResources {
             return Err(OwnResourcesError::NoStack);
         }
         own.logical_ids.retain(|s| !s.trim().is_empty());
+        own.member_logical_ids.retain(|s| !s.trim().is_empty());
         own.resources.retain(|s| !s.trim().is_empty());
         own.trails.retain(|s| !s.trim().is_empty());
         own.rules_object = own.rules_object.filter(|s| !s.trim().is_empty());
@@ -107,6 +112,13 @@ impl OwnResources {
             || self.logical_ids.iter().any(|logical_id| {
                 let prefix = format!("{}-{}-", self.stack_name, logical_id);
                 name.starts_with(&prefix)
+            })
+            || self.member_logical_ids.iter().any(|logical_id| {
+                let infix = format!("-{logical_id}");
+                name.match_indices(&infix).any(|(at, _)| {
+                    let rest = &name[at + infix.len()..];
+                    at > 0 && (rest.is_empty() || rest.starts_with('-'))
+                })
             })
     }
 
@@ -712,6 +724,7 @@ mod tests {
                 "stack_id": "arn:aws:cloudformation:us-east-1:111122223333:stack/grantwatch/abc",
                 "logical_ids": ["WatcherFunction", "GrantEventsRule", "TamperEventsRule", "WatcherErrorsAlarm", "LedgerTable", "FailedInvocationQueue", "HeartbeatSchedule"],
                 "resources": [OWN_KEY, OWN_TOPIC, OWN_SECRET, "", "grantwatch-LedgerTable-1ABCDEF"],
+                "member_logical_ids": ["ForwardGrantEventsRule", "ForwardDeadLetterQueueAlarm"],
                 "rules_object": "s3://grantwatch-config/rules.toml",
                 "trails": ["arn:aws:cloudtrail:us-east-1:111122223333:trail/management-events"]
             })
@@ -792,6 +805,11 @@ mod tests {
         assert!(!own.owns("arn:aws:sns:us-east-1:111122223333:grantwatch-AlertTopic-AbC1234"));
         assert!(!own.owns("payments"));
         assert!(!own.owns(""));
+        // A member account's forwarding resources, whatever the member stack's name.
+        assert!(own.owns("StackSet-gw-members-1a2b-ForwardGrantEventsRule-Q1W2E3"));
+        assert!(own.owns("StackSet-gw-members-1a2b-ForwardDeadLetterQueueAlarm"));
+        assert!(!own.owns("ForwardGrantEventsRule"));
+        assert!(!own.owns("team-ForwardGrantEventsRuleCopy"));
     }
 
     #[test]
