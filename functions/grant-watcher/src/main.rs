@@ -22,7 +22,9 @@ use settings::Settings;
 /// Settings, rules and clients: everything built once per process.
 async fn init() -> Result<(Deps, String), ConfigError> {
     let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
-    let config = sdk::load_config().await;
+    // Every AWS call bounded (attempt 3 s, operation 10 s): no stalled call
+    // eats the invocation.
+    let config = sdk::load_watcher_config().await;
     let rules = match &settings.rules_s3_uri {
         Some(uri) => sdk::load_rules(&sdk::s3_client(&config), uri)
             .await
