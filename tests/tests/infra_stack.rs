@@ -754,7 +754,7 @@ async fn organization_events_are_forwarded_to_the_central_bus_and_the_watcher() 
                 .to_string()
         })
         .collect();
-    assert_eq!(tampered, [forwarding_rule.clone()]);
+    assert_eq!(tampered, std::slice::from_ref(&forwarding_rule));
     // ...and the watcher takes it for one of grantwatch's own resources.
     let own = grantwatch_core::tamper::OwnResources::from_json(env_value(
         &central.function_env(WATCHER),
