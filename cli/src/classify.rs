@@ -6,11 +6,14 @@
 //! option).
 
 use grantwatch_core::app::watch::grant_record;
+use grantwatch_core::assess::DEFAULT_GRANT_COUNT_THRESHOLD;
 use grantwatch_core::event::{parse_document, GrantAction, GrantEvent, Parsed};
-use grantwatch_core::judge::{judge_event, Policy};
+use grantwatch_core::grant::{parse_list_grants, ListGrantsError, StandingGrant};
+use grantwatch_core::judge::{judge_event_in, judge_key, Policy};
 use grantwatch_core::record::GrantRecord;
 use grantwatch_core::render;
 use grantwatch_core::rules::RuleSet;
+use grantwatch_core::trust::{TrustSetting, TrustZone};
 use grantwatch_core::verdict::{Severity, Verdict};
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
@@ -67,6 +70,16 @@ pub struct Args {
     /// Also print a count of events, skipped records and bad inputs on stderr.
     #[arg(long)]
     stats: bool,
+    /// The trust zone: account ids (comma-separated) whose cross-account
+    /// grants and keys rate lower, others higher. `ORG` needs Organizations
+    /// access, which classify (offline) does not have: it is then unset.
+    #[arg(
+        long,
+        env = "TRUSTED_ACCOUNTS",
+        value_name = "ACCOUNTS|ORG",
+        default_value = ""
+    )]
+    trusted_accounts: String,
     /// CloudTrail records, EventBridge events or CloudTrail log files (plain
     /// or gzip); stdin when none is given or for `-`.
     #[arg(value_name = "PATH")]
@@ -141,6 +154,18 @@ pub fn run(args: Args) -> ExitCode {
             .today
             .unwrap_or_else(|| time::OffsetDateTime::now_utc().date()),
     };
+    let zone = match TrustSetting::parse(&args.trusted_accounts) {
+        Ok(TrustSetting::Accounts(accounts)) => TrustZone::Accounts(accounts),
+        Ok(TrustSetting::Unset) => TrustZone::Unset,
+        Ok(TrustSetting::Org) => {
+            eprintln!("grantwatch classify: TRUSTED_ACCOUNTS=ORG needs AWS Organizations, which classify does not read: judging without a trust zone (list the account ids instead)");
+            TrustZone::Unset
+        }
+        Err(e) => {
+            eprintln!("grantwatch classify: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let paths = if args.paths.is_empty() {
         vec![STDIN.to_string()]
     } else {
@@ -163,7 +188,11 @@ pub fn run(args: Args) -> ExitCode {
             links: render::links::LinkSettings::with_runbook_base(&args.runbook_base_url),
             now: now_rfc3339(),
         };
-        match classify_input(path, &policy, &format, &mut out, &mut counts, &mut seen) {
+        let judging = Judging {
+            policy: &policy,
+            zone: &zone,
+        };
+        match classify_input(path, &judging, &format, &mut out, &mut counts, &mut seen) {
             Ok(()) => {}
             Err(InputError::Bad(problems)) => {
                 counts.bad += 1;
@@ -219,22 +248,34 @@ fn read_input(path: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// What every event is judged with.
+struct Judging<'a> {
+    policy: &'a Policy,
+    zone: &'a TrustZone,
+}
+
 fn classify_input(
     path: &str,
-    policy: &Policy,
+    judging: &Judging<'_>,
     format: &Format,
     out: &mut impl Write,
     counts: &mut Counts,
     seen: &mut SeenGrants,
 ) -> Result<(), InputError> {
+    let policy = judging.policy;
     let bytes = read_input(path).map_err(|e| InputError::Bad(vec![e]))?;
+    if let Some(grants) = list_grants(&bytes) {
+        let grants = grants.map_err(|e| InputError::Bad(vec![e.to_string()]))?;
+        counts.events += grants.len();
+        return print_standing(&grants, policy, out).map_err(InputError::Output);
+    }
     let records = parse_document(&bytes).map_err(|e| InputError::Bad(vec![e.to_string()]))?;
     let mut problems = Vec::new();
     for record in records {
         match record {
             Ok(Parsed::Grant(event)) => {
                 counts.events += 1;
-                let verdict = judge_event(&event, seen.get(&event), policy);
+                let verdict = judge_event_in(&event, seen.get(&event), policy, judging.zone);
                 seen.remember(&event, &verdict);
                 match print_verdict(&verdict, format, out) {
                     Ok(()) => {}
@@ -251,6 +292,66 @@ fn classify_input(
     } else {
         Err(InputError::Bad(problems))
     }
+}
+
+/// `aws kms list-grants` output (`{"Grants": [...]}`), when the input is
+/// that: the grants that stand now, judged as the report judges them.
+fn list_grants(bytes: &[u8]) -> Option<Result<Vec<StandingGrant>, ListGrantsError>> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    if !text.trim_start().starts_with('{') || !text.contains("\"Grants\"") {
+        return None;
+    }
+    let document: serde_json::Value = serde_json::from_str(text).ok()?;
+    parse_list_grants(&document)
+}
+
+/// One JSON line per standing grant, judged per key as the report does
+/// (duplicates and grant count before the rules).
+fn print_standing(
+    grants: &[StandingGrant],
+    policy: &Policy,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let mut keys: Vec<&str> = Vec::new();
+    for g in grants {
+        if !keys.contains(&g.key_arn.as_str()) {
+            keys.push(&g.key_arn);
+        }
+    }
+    for key in keys {
+        let of_key: Vec<StandingGrant> = grants
+            .iter()
+            .filter(|g| g.key_arn == key)
+            .cloned()
+            .collect();
+        let judgements = judge_key(&of_key, |_| None, policy, DEFAULT_GRANT_COUNT_THRESHOLD);
+        for (g, j) in of_key.iter().zip(judgements) {
+            let line = serde_json::json!({
+                "kind": "standing-grant",
+                "grant_id": g.grant_id,
+                "key_arn": g.key_arn,
+                "account": g.account,
+                "region": g.region,
+                "name": g.facts.name,
+                "grantee": g.facts.effective_grantee(),
+                "retiring_principal": g.facts.effective_retiring_principal(),
+                "operations": g.facts.operations,
+                "constraints": g.facts.constraints,
+                "created": g.created,
+                "issuing_account": g.issuing_account,
+                "origin": j.origin.origin,
+                "service": j.origin.service,
+                "evidence": j.origin.evidence,
+                "severity": j.severity,
+                "alert": j.suppressed_by.is_none() && j.severity >= policy.min_alert_severity,
+                "findings": j.findings,
+                "suppressed_by": j.suppressed_by,
+                "rule_notes": j.rule_notes,
+            });
+            writeln!(out, "{line}")?;
+        }
+    }
+    Ok(())
 }
 
 /// How verdicts are printed.

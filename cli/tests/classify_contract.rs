@@ -613,3 +613,54 @@ fn real_world_records_get_their_documented_verdicts() {
         services.len()
     );
 }
+
+#[test]
+fn list_grants_output_is_judged_as_the_report_judges_it() {
+    // `aws kms list-grants` output: the ACM example from the ACM user guide,
+    // and the same unconstrained grant to a role listed twice.
+    let key = "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let role_grant = |id: &str| {
+        json!({"KeyId": key, "GrantId": id, "GranteePrincipal": "arn:aws:iam::444455556666:role/partner",
+               "IssuingAccount": "arn:aws:iam::111122223333:root", "Operations": ["Decrypt", "Encrypt"]})
+    };
+    let doc = json!({"Grants": [
+        {"Operations": ["Decrypt"], "KeyId": key, "Name": "IssuedThroughACM",
+         "RetiringPrincipal": "acm.us-west-2.amazonaws.com",
+         "GranteePrincipal": "tlsconnectionmanager.amazonaws.com",
+         "GrantId": "f020fe75197b93991dc8491d6f19dd3cebb24ee62277a05914386724f3d48758",
+         "IssuingAccount": "arn:aws:iam::111122223333:root", "CreationDate": "2023-02-06T23:30:50Z",
+         "Constraints": {"encryptionContextEquals": {"aws:acm:arn": "arn:aws:acm:us-west-2:111122223333:certificate/x"}}},
+        role_grant("g1"),
+        role_grant("g2"),
+    ]});
+    let out = grantwatch(&[], Some(doc.to_string().as_bytes()));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = verdicts(&out);
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().all(|l| l["kind"] == "standing-grant"));
+    assert_eq!(lines[0]["origin"], "service");
+    assert_eq!(lines[0]["alert"], false);
+    let codes = |l: &Value| -> Vec<String> {
+        l["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(!codes(&lines[1]).contains(&"duplicate-grant".to_string()));
+    assert!(codes(&lines[2]).contains(&"duplicate-grant".to_string()));
+    assert!(codes(&lines[1]).contains(&"cross-account-grantee".to_string()));
+    assert_eq!(lines[1]["severity"], "high");
+    assert_eq!(lines[1]["alert"], true);
+    // A broken entry is a clear error naming it.
+    let bad = json!({"Grants": [{"KeyId": "alias/x", "GrantId": "g"}]});
+    let out = grantwatch(&[], Some(bad.to_string().as_bytes()));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Grants[0]: KeyId"));
+}

@@ -16,8 +16,8 @@
 //! An event's severity is its worst finding's.
 
 use crate::event::{GrantAction, GrantEvent};
+use crate::grant::StandingGrant;
 use crate::grant::{Constraints, GrantFacts, Operation};
-use crate::judge::StandingGrant;
 use crate::origin::is_profiled;
 use crate::origin::{service_by_name, OriginVerdict};
 use crate::principal::{is_account_id, principal_account, Principal};

@@ -209,3 +209,173 @@ impl GrantFacts {
         self.operations.contains(op)
     }
 }
+
+/// A grant that exists now, as `ListGrants` shows it, with its key's
+/// context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StandingGrant {
+    pub account: String,
+    pub region: String,
+    pub key_arn: String,
+    /// `SYMMETRIC_DEFAULT`, `RSA_2048`, `HMAC_256`, ... when known.
+    pub key_spec: Option<String>,
+    pub grant_id: String,
+    /// `CreationDate` (moto leaves it out).
+    pub created: Option<String>,
+    /// `IssuingAccount` (moto leaves it out).
+    pub issuing_account: Option<String>,
+    pub facts: GrantFacts,
+}
+
+/// What is wrong with an `aws kms list-grants` document.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListGrantsError {
+    #[error("Grants[{index}]: {problem}")]
+    BadGrant { index: usize, problem: String },
+    #[error("Grants is not a list")]
+    NotAList,
+}
+
+/// One `ListGrants` entry as the CLI prints it (`aws kms list-grants`).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedGrant {
+    key_id: Option<String>,
+    grant_id: Option<String>,
+    name: Option<String>,
+    creation_date: Option<serde_json::Value>,
+    grantee_principal: Option<String>,
+    grantee_service_principal: Option<String>,
+    retiring_principal: Option<String>,
+    retiring_service_principal: Option<String>,
+    issuing_account: Option<String>,
+    #[serde(default)]
+    operations: Vec<Operation>,
+    constraints: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `aws kms list-grants` output (`{"Grants": [...]}`) → standing grants,
+/// the key (and its account and region) taken from each entry's `KeyId`
+/// ARN. `None` when the document is not list-grants output.
+pub fn parse_list_grants(
+    document: &serde_json::Value,
+) -> Option<Result<Vec<StandingGrant>, ListGrantsError>> {
+    let grants = document.as_object()?.get("Grants")?;
+    let Some(items) = grants.as_array() else {
+        return Some(Err(ListGrantsError::NotAList));
+    };
+    Some(
+        items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let bad = |problem: String| ListGrantsError::BadGrant { index, problem };
+                let g: ListedGrant =
+                    serde_json::from_value(item.clone()).map_err(|e| bad(e.to_string()))?;
+                let key_arn = g
+                    .key_id
+                    .filter(|k| crate::principal::is_key_arn(k))
+                    .ok_or_else(|| {
+                        bad(
+                            "KeyId is missing or not a key ARN (list-grants prints the key ARN)"
+                                .to_string(),
+                        )
+                    })?;
+                let (account, region) = crate::principal::Arn::parse(&key_arn)
+                    .map(|a| (a.account.to_string(), a.region.to_string()))
+                    .unwrap_or_default();
+                let constraints = g.constraints.map(|map| {
+                    let context = |field: &str| {
+                        map.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(field))
+                            .and_then(|(_, v)| v.as_object())
+                            .map(|pairs| {
+                                pairs
+                                    .iter()
+                                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                                    .collect::<BTreeMap<_, _>>()
+                            })
+                    };
+                    Constraints {
+                        encryption_context_equals: context("EncryptionContextEquals"),
+                        encryption_context_subset: context("EncryptionContextSubset"),
+                        source_arn: map
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case("SourceArn"))
+                            .and_then(|(_, v)| v.as_str())
+                            .map(str::to_string),
+                    }
+                });
+                Ok(StandingGrant {
+                    account,
+                    region,
+                    key_arn,
+                    key_spec: None,
+                    grant_id: g
+                        .grant_id
+                        .ok_or_else(|| bad("GrantId is missing".to_string()))?,
+                    created: g.creation_date.map(|d| match d {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    }),
+                    issuing_account: g.issuing_account,
+                    facts: GrantFacts {
+                        grantee: g.grantee_principal,
+                        grantee_service_principal: g.grantee_service_principal,
+                        retiring_principal: g.retiring_principal,
+                        retiring_service_principal: g.retiring_service_principal,
+                        operations: g.operations,
+                        constraints,
+                        name: g.name,
+                    },
+                })
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod list_grants_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn list_grants_output_becomes_standing_grants() {
+        // The ACM example output (AWS Certificate Manager user guide).
+        let doc = json!({"Grants": [{
+            "Operations": ["Decrypt"],
+            "KeyId": "arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "Name": "IssuedThroughACM",
+            "RetiringPrincipal": "acm.us-west-2.amazonaws.com",
+            "GranteePrincipal": "tlsconnectionmanager.amazonaws.com",
+            "GrantId": "f020fe75197b93991dc8491d6f19dd3cebb24ee62277a05914386724f3d48758",
+            "IssuingAccount": "arn:aws:iam::111122223333:root",
+            "CreationDate": "2023-02-06T23:30:50Z",
+            "Constraints": {"encryptionContextEquals": {"aws:acm:arn": "x"}}
+        }]});
+        let grants = parse_list_grants(&doc).unwrap().unwrap();
+        assert_eq!(grants[0].account, "111122223333");
+        assert_eq!(grants[0].region, "us-west-2");
+        assert_eq!(grants[0].facts.operations, vec![Operation::Decrypt]);
+        assert_eq!(
+            grants[0]
+                .facts
+                .constraints
+                .as_ref()
+                .unwrap()
+                .context_value("AWS:ACM:ARN"),
+            Some("x")
+        );
+        assert!(parse_list_grants(&json!({"Records": []})).is_none());
+        assert_eq!(
+            parse_list_grants(&json!({"Grants": 3}))
+                .unwrap()
+                .unwrap_err(),
+            ListGrantsError::NotAList
+        );
+        let e = parse_list_grants(&json!({"Grants": [{"KeyId": "alias/x", "GrantId": "g"}]}))
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().contains("Grants[0]: KeyId"), "{e}");
+    }
+}

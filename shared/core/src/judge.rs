@@ -2,7 +2,6 @@
 //! watcher, `classify`, `backfill`, the report and `explain` alike.
 
 use crate::event::{GrantAction, GrantEvent};
-use crate::grant::GrantFacts;
 use crate::origin::{self, OriginVerdict};
 use crate::record::GrantRecord;
 use crate::rules::{RuleAction, RuleSet, RuleSubject};
@@ -20,22 +19,7 @@ pub struct Policy {
     pub today: time::Date,
 }
 
-/// A grant that exists now, as `ListGrants` shows it, with its key's
-/// context.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StandingGrant {
-    pub account: String,
-    pub region: String,
-    pub key_arn: String,
-    /// `SYMMETRIC_DEFAULT`, `RSA_2048`, `HMAC_256`, ... when known.
-    pub key_spec: Option<String>,
-    pub grant_id: String,
-    /// `CreationDate` (moto leaves it out).
-    pub created: Option<String>,
-    /// `IssuingAccount` (moto leaves it out).
-    pub issuing_account: Option<String>,
-    pub facts: GrantFacts,
-}
+pub use crate::grant::StandingGrant;
 
 /// The judgement of a standing grant (report, explain).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,8 +132,42 @@ pub fn judge_standing(
     provenance: Option<&GrantRecord>,
     policy: &Policy,
 ) -> Judgement {
+    judge_standing_with(grant, provenance, Vec::new(), policy)
+}
+
+/// Judge every grant of one key as the report does: per-grant facts, the
+/// key-wide findings (`duplicate-grant`, `grant-count-high`) added BEFORE
+/// the rules, findings sorted once. `provenance` looks a grant's ledger
+/// record up by grant id. One judgement per grant, in the order given.
+/// `grantwatch classify` (list-grants input), the report and `explain`
+/// share it.
+pub fn judge_key<'a>(
+    grants: &[StandingGrant],
+    provenance: impl Fn(&str) -> Option<&'a GrantRecord>,
+    policy: &Policy,
+    grant_count_threshold: usize,
+) -> Vec<Judgement> {
+    let key_findings = assess::assess_key_grants(grants, grant_count_threshold);
+    grants
+        .iter()
+        .zip(key_findings)
+        .map(|(grant, extra)| {
+            judge_standing_with(grant, provenance(&grant.grant_id), extra, policy)
+        })
+        .collect()
+}
+
+/// Judge a standing grant with findings that come from the rest of its
+/// key (duplicates, grant count): they count before the rules do.
+pub fn judge_standing_with(
+    grant: &StandingGrant,
+    provenance: Option<&GrantRecord>,
+    key_findings: Vec<Finding>,
+    policy: &Policy,
+) -> Judgement {
     let origin = origin::classify_grant(&grant.facts, provenance.map(|p| &p.created_by));
     let mut findings = assess::assess_standing(grant, &origin, provenance);
+    findings.extend(key_findings);
     let subject = RuleSubject {
         grantee: grant.facts.effective_grantee(),
         key: Some(grant.key_arn.as_str()),
@@ -229,7 +247,7 @@ impl Policy {
 mod tests {
     use super::*;
     use crate::event::{parse_document, Caller, Parsed};
-    use crate::grant::{Constraints, Operation};
+    use crate::grant::{Constraints, GrantFacts, Operation};
     use crate::verdict::{FindingCode, Origin};
     use std::collections::BTreeMap;
     use time::macros::date;

@@ -4,11 +4,11 @@
 
 use grantwatch_core::event::{parse_document, parse_eventbridge_event, Parsed};
 use grantwatch_core::grant::{Constraints, GrantFacts, Operation};
-use grantwatch_core::judge::{judge_event, judge_standing, Policy, StandingGrant};
+use grantwatch_core::judge::{judge_event, judge_key, judge_standing, Policy, StandingGrant};
 use grantwatch_core::origin::{classify_call, classify_grant};
 use grantwatch_core::principal::{key_arn_for, Principal};
 use grantwatch_core::rules::{glob_match, RuleSet};
-use grantwatch_core::verdict::Severity;
+use grantwatch_core::verdict::{FindingCode, Severity};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -320,6 +320,20 @@ proptest! {
         let j = judge_standing(&grant, None, &policy());
         prop_assert!(j.findings.iter().all(|f| f.severity <= Severity::Critical));
         let _ = classify_grant(&facts, None);
+        // One judgement everywhere: the report (judge_key, per key) and
+        // explain (judge_standing, one grant) agree on a grant alone on its key.
+        let by_key = judge_key(std::slice::from_ref(&grant), |_| None, &policy(), 40_000);
+        prop_assert_eq!(&by_key[0], &j);
+        // With a duplicate on the key, the duplicate's judgement is the lone
+        // grant's plus duplicate-grant, counted before the rules: a rule that
+        // suppresses the grant suppresses its duplicate too.
+        let mut twin = grant.clone();
+        twin.grant_id = "h".into();
+        let pair = judge_key(&[grant.clone(), twin], |_| None, &policy(), 40_000);
+        prop_assert_eq!(&pair[0], &j);
+        prop_assert!(pair[1].findings.iter().any(|f| f.code == FindingCode::DuplicateGrant));
+        prop_assert_eq!(&pair[1].suppressed_by, &j.suppressed_by);
+        prop_assert!(pair[1].severity >= j.severity);
     }
 
     #[test]
