@@ -6,6 +6,7 @@
 mod backfill;
 mod classify;
 mod explain;
+mod redrive;
 mod report;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
     Report(report::Args),
     /// Every grant event in CloudTrail log files (local or s3://), classified; --ledger-table also seeds the ledger.
     Backfill(backfill::Args),
+    /// Send the events kept on a failure queue (DLQ or on-failure destination) through the watcher again.
+    Redrive(redrive::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Report(args) => report::run(args),
         Command::Backfill(args) => backfill::run(args),
+        Command::Redrive(args) => redrive::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "grantwatch", &mut std::io::stdout());
