@@ -737,6 +737,17 @@ impl StormLedger for DynamoLedger {
                     continue;
                 }
             }
+            let classified = classify("TransactWriteItems", &error);
+            // Throttling, a 5xx, a dropped connection: the transaction is
+            // all-or-nothing, so trying it again is safe.
+            if classified.is_transient() && conflicts < TRANSACTION_CONFLICT_RETRIES {
+                conflicts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    10 * u64::from(conflicts) + jitter_ms(),
+                ))
+                .await;
+                continue;
+            }
             if matches!(
                 error.as_service_error(),
                 Some(TransactWriteItemsError::TransactionCanceledException(_))
@@ -747,7 +758,7 @@ impl StormLedger for DynamoLedger {
                     classify("TransactWriteItems", &error)
                 )));
             }
-            return Err(classify("TransactWriteItems", &error));
+            return Err(classified);
         }
     }
 
