@@ -332,6 +332,9 @@ async fn handle(event: LambdaEvent<Value>, deps: &Deps) -> Result<ReportOutcome,
         today: now.date(),
     };
     let options = ReportOptions::default();
+    // Every KMS call ends before the deadline less the report's reserve
+    // (a silent endpoint costs its account-region, not the report).
+    deps.inventory.set_deadline(Some(deadline.0), options.reserve);
     let provenance = deps.ledger.as_ref().map(LedgerProvenance);
     let report_deps = ReportDeps {
         inventory: &deps.inventory,

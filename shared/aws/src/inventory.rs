@@ -13,6 +13,7 @@ use crate::sdk::classify;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::timeout::TimeoutConfig;
 use grantwatch_core::grant::{Constraints, GrantFacts, Operation};
 use grantwatch_core::ports::inventory::{
     AccountRegion, AliasEntry, Inventory, KeyDescription, KeyManager, ListedGrant, ListedKey, Page,
@@ -32,6 +33,11 @@ pub const LIST_GRANTS_LIMIT: i32 = 100;
 pub const LIST_ALIASES_LIMIT: i32 = 100;
 /// Default ListGrants calls per second per account-region.
 pub const DEFAULT_LISTGRANTS_RATE: f64 = 20.0;
+/// One attempt of a KMS call (connect included), at most; less when the
+/// deadline is nearer. A KMS endpoint that never answers costs this.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// One KMS call, at most (our retries are outside it).
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How throttling and transient failures are retried.
 #[derive(Debug, Clone)]
@@ -134,6 +140,8 @@ pub struct KmsInventory<C> {
     retry: RetryPolicy,
     limiters: Mutex<HashMap<AccountRegion, Arc<RateLimiter>>>,
     clock: Arc<dyn Clock>,
+    /// The invocation's deadline and the time kept back before it.
+    deadline: Mutex<Option<(Instant, Duration)>>,
 }
 
 impl<C: KmsClients> KmsInventory<C> {
@@ -144,7 +152,42 @@ impl<C: KmsClients> KmsInventory<C> {
             retry,
             limiters: Mutex::new(HashMap::new()),
             clock: Arc::new(TokioClock),
+            deadline: Mutex::new(None),
         }
+    }
+
+    /// Every call from now on ends `reserve` before `deadline` (the
+    /// invocation's): its attempt and operation timeouts shrink to the time
+    /// left, and no call starts when none is left. `None`: no deadline (the
+    /// CLI); the timeouts are then [`ATTEMPT_TIMEOUT`] and
+    /// [`OPERATION_TIMEOUT`].
+    pub fn set_deadline(&self, deadline: Option<Instant>, reserve: Duration) {
+        if let Ok(mut slot) = self.deadline.lock() {
+            *slot = deadline.map(|at| (at, reserve));
+        }
+    }
+
+    /// The timeouts of the next attempt of `operation`.
+    fn timeouts(&self, operation: &str) -> Result<TimeoutConfig, ReadError> {
+        let (mut attempt, mut whole) = (ATTEMPT_TIMEOUT, OPERATION_TIMEOUT);
+        let deadline = self.deadline.lock().ok().and_then(|d| *d);
+        if let Some((at, reserve)) = deadline {
+            let left = at
+                .saturating_duration_since(self.clock.now())
+                .saturating_sub(reserve);
+            if left.is_zero() {
+                return Err(ReadError::Failed(PortError::Transient(format!(
+                    "{operation}: no time left before the deadline"
+                ))));
+            }
+            attempt = attempt.min(left);
+            whole = whole.min(left);
+        }
+        Ok(TimeoutConfig::builder()
+            .connect_timeout(attempt)
+            .operation_attempt_timeout(attempt)
+            .operation_timeout(whole)
+            .build())
     }
 
     /// Go by another clock (the quota tests' virtual time).
@@ -163,8 +206,10 @@ impl<C: KmsClients> KmsInventory<C> {
         }
     }
 
-    /// Run `call` until it succeeds, fails for good, or the attempts run
-    /// out; `limiter` (if any) is waited for before every attempt.
+    /// Run `call` until it succeeds, fails for good, the attempts run out
+    /// or the deadline comes; `limiter` (if any) is waited for before every
+    /// attempt. `call` applies the config override it is given (the
+    /// attempt's timeouts) with `.customize().config_override(..)`.
     async fn with_retries<T, E, F, Fut>(
         &self,
         operation: &str,
@@ -172,7 +217,7 @@ impl<C: KmsClients> KmsInventory<C> {
         call: F,
     ) -> Result<T, ReadError>
     where
-        F: Fn() -> Fut,
+        F: Fn(aws_sdk_kms::config::Builder) -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -182,7 +227,9 @@ impl<C: KmsClients> KmsInventory<C> {
             if let Some(limiter) = limiter {
                 limiter.acquire(self.clock.as_ref()).await;
             }
-            let error = match call().await {
+            let timeouts = self.timeouts(operation)?;
+            let config = aws_sdk_kms::config::Builder::default().timeout_config(timeouts);
+            let error = match call(config).await {
                 Ok(output) => return Ok(output),
                 Err(e) => read_error(operation, &e),
             };
@@ -304,10 +351,12 @@ impl<C: KmsClients> Inventory for KmsInventory<C> {
     ) -> Result<Page<ListedKey>, ReadError> {
         let kms = self.clients.kms(at).await?;
         let out = self
-            .with_retries("ListKeys", None, || {
+            .with_retries("ListKeys", None, |timeouts| {
                 kms.list_keys()
                     .limit(LIST_KEYS_LIMIT)
                     .set_marker(marker_in.clone())
+                    .customize()
+                    .config_override(timeouts)
                     .send()
             })
             .await?;
@@ -344,8 +393,12 @@ impl<C: KmsClients> Inventory for KmsInventory<C> {
     ) -> Result<KeyDescription, ReadError> {
         let kms = self.clients.kms(at).await?;
         let out = self
-            .with_retries("DescribeKey", None, || {
-                kms.describe_key().key_id(key_id).send()
+            .with_retries("DescribeKey", None, |timeouts| {
+                kms.describe_key()
+                    .key_id(key_id)
+                    .customize()
+                    .config_override(timeouts)
+                    .send()
             })
             .await?;
         out.key_metadata().map(key_description).ok_or_else(|| {
@@ -362,10 +415,12 @@ impl<C: KmsClients> Inventory for KmsInventory<C> {
     ) -> Result<Page<AliasEntry>, ReadError> {
         let kms = self.clients.kms(at).await?;
         let out = self
-            .with_retries("ListAliases", None, || {
+            .with_retries("ListAliases", None, |timeouts| {
                 kms.list_aliases()
                     .limit(LIST_ALIASES_LIMIT)
                     .set_marker(marker_in.clone())
+                    .customize()
+                    .config_override(timeouts)
                     .send()
             })
             .await?;
@@ -398,11 +453,13 @@ impl<C: KmsClients> Inventory for KmsInventory<C> {
         let kms = self.clients.kms(at).await?;
         let limiter = self.limiter(at);
         let out = self
-            .with_retries("ListGrants", Some(&limiter), || {
+            .with_retries("ListGrants", Some(&limiter), |timeouts| {
                 kms.list_grants()
                     .key_id(key_id)
                     .limit(LIST_GRANTS_LIMIT)
                     .set_marker(marker_in.clone())
+                    .customize()
+                    .config_override(timeouts)
                     .send()
             })
             .await?;
@@ -962,6 +1019,135 @@ mod tests {
         let (_, calls, throttled, _) = quota_run(100.0, 50).await;
         assert!(throttled > 0);
         assert_eq!(calls, minimum_calls() + throttled);
+    }
+
+    /// One account-region's KMS behind a socket that accepts connections
+    /// and never answers; the others served by the mock.
+    struct OneRegionHangs {
+        answering: aws_sdk_kms::Client,
+        silent: aws_sdk_kms::Client,
+        silent_region: &'static str,
+    }
+
+    impl KmsClients for OneRegionHangs {
+        async fn kms(&self, at: &AccountRegion) -> Result<aws_sdk_kms::Client, ReadError> {
+            Ok(if at.region == self.silent_region {
+                self.silent.clone()
+            } else {
+                self.answering.clone()
+            })
+        }
+    }
+
+    /// Accepts every connection and keeps it open, silent, for the test's
+    /// life (the listener is never closed and its port never reused).
+    fn silent_endpoint() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut open = Vec::new();
+            for stream in listener.incoming() {
+                open.push(stream);
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn a_kms_endpoint_that_never_answers_still_gives_a_stored_partial_report_naming_it() {
+        let keys = list_keys_rule(3);
+        let describe = describe_rule(&[]);
+        let aliases = aliases_rule();
+        let grants = grants_rule(2);
+        let answering = mock_client!(
+            aws_sdk_kms,
+            RuleMode::MatchAny,
+            &[&keys, &describe, &aliases, &grants],
+            |c| c.retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        );
+        let silent = aws_sdk_kms::Client::from_conf(
+            aws_sdk_kms::Config::builder()
+                .behavior_version_latest()
+                .region(aws_sdk_kms::config::Region::new("us-east-2"))
+                .credentials_provider(aws_sdk_kms::config::Credentials::new(
+                    "AKID", "secret", None, None, "test",
+                ))
+                .endpoint_url(silent_endpoint())
+                .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        let inv = KmsInventory::new(
+            OneRegionHangs {
+                answering,
+                silent,
+                silent_region: "us-east-2",
+            },
+            10_000.0,
+            fast(),
+        );
+        // Two seconds to go, one kept back for writing the report.
+        let reserve = Duration::from_secs(1);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        inv.set_deadline(Some(deadline), reserve);
+        let policy = Policy::new(time::macros::date!(2026 - 11 - 28));
+        let options = ReportOptions {
+            reserve,
+            ..ReportOptions::default()
+        };
+        let dir = FakeDirectory {
+            this_account: ACCOUNT.into(),
+            organization: vec![],
+        };
+        let store = MemoryStore::default();
+        let deps = ReportDeps {
+            inventory: &inv,
+            provenance: &NoProvenance,
+            store: &store,
+            directory: &dir,
+            policy: &policy,
+            options: &options,
+            deadline: &grantwatch_core::app::report::DeadlineAt(deadline),
+            progress: &Quiet,
+        };
+        let request = ReportRequest {
+            accounts: AccountSelection::This,
+            regions: vec![REGION.into(), "us-east-2".into()],
+        };
+        let outcome = grantwatch_core::app::report::run_report(
+            &request,
+            &deps,
+            &[&grantwatch_core::app::report::NoChannel],
+            "2026-11-28T06:00:00Z",
+        )
+        .await
+        .expect("a partial report is still a report");
+        assert!(outcome.partial);
+        let stored = store.get("reports/2026-11-28/report.json").expect("stored");
+        let r = Report::from_json(&stored).unwrap();
+        assert!(r.partial);
+        let coverage = |region: &str| {
+            r.coverage
+                .account_regions
+                .iter()
+                .find(|c| c.region == region)
+                .unwrap_or_else(|| panic!("{region} not in coverage"))
+                .clone()
+        };
+        assert_eq!(coverage(REGION).status, CoverageStatus::Complete);
+        assert_eq!(coverage("us-east-2").status, CoverageStatus::Unread);
+        let gap = r
+            .coverage
+            .gaps
+            .iter()
+            .find(|g| g.region == "us-east-2")
+            .expect("the silent region is named in the gaps");
+        // Stopped by the deadline, not by running out of attempts.
+        assert!(gap.detail.contains("ListKeys"), "{gap:?}");
+        assert!(
+            gap.detail.contains("no time left before the deadline"),
+            "{gap:?}"
+        );
+        assert_eq!(r.keys.len(), 3, "the answering region's keys are all there");
     }
 
     #[test]
