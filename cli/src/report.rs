@@ -46,9 +46,19 @@ pub struct Args {
     /// The grant ledger (DynamoDB table): who created each grant.
     #[arg(long, env = "LEDGER_TABLE")]
     ledger_table: Option<String>,
+    /// files (default: the written files' paths on stdout) or json (the
+    /// summary as one JSON object on stdout; the files are written either way).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value = "files")]
+    output: ReportOutput,
     /// ListGrants calls per second per account-region (KMS allows 100).
     #[arg(long, default_value_t = DEFAULT_LISTGRANTS_RATE)]
     rate: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportOutput {
+    Files,
+    Json,
 }
 
 /// The report files in a local directory.
@@ -223,8 +233,25 @@ async fn report(args: Args) -> Result<ExitCode, String> {
         },
         outcome.link
     );
-    for location in &outcome.locations {
-        println!("{location}");
+    match args.output {
+        ReportOutput::Files => {
+            for location in &outcome.locations {
+                println!("{location}");
+            }
+        }
+        ReportOutput::Json => println!(
+            "{}",
+            serde_json::json!({
+                "generated_at": outcome.generated_at,
+                "partial": outcome.partial,
+                "keys": outcome.keys,
+                "grants": outcome.grants,
+                "risky": outcome.risky,
+                "coverage_gaps": outcome.coverage_gaps,
+                "link": outcome.link,
+                "files": outcome.locations,
+            })
+        ),
     }
     Ok(if outcome.partial {
         ExitCode::from(1)

@@ -75,6 +75,36 @@ async fn explain_json_lists_the_allowing_grant_and_the_policy_when_none() {
             .is_some_and(|s| !s.is_empty()),
         "the account's statement: {doc}"
     );
+
+    // report --output json: the summary on stdout; the regions from
+    // REPORT_REGIONS (the setting's one name).
+    let out = std::env::temp_dir().join(format!("grantwatch-cli-conv-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let out_arg = out.display().to_string();
+    let report = tokio::task::spawn_blocking(move || {
+        Command::new(function_binary("grantwatch"))
+            .args(["report", "--out", &out_arg, "--output", "json"])
+            .env_clear()
+            .envs(env)
+            .env_remove("LEDGER_TABLE")
+            .env("REPORT_REGIONS", "us-east-1")
+            .output()
+            .expect("run grantwatch")
+    })
+    .await
+    .expect("task");
+    assert_eq!(report.status.code(), Some(0), "{}", text(&report.stderr));
+    let summary: Value = serde_json::from_slice(&report.stdout).expect("one JSON object");
+    assert_eq!(summary["grants"], 1, "{summary}");
+    assert_eq!(summary["keys"], 1, "{summary}");
+    assert_eq!(summary["partial"], false);
+    assert_eq!(
+        summary["files"].as_array().map(Vec::len),
+        Some(4),
+        "{summary}"
+    );
+    assert!(out.join("report.html").is_file());
+    let _ = std::fs::remove_dir_all(&out);
 }
 
 #[test]
