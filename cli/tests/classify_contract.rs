@@ -395,6 +395,7 @@ id = "partner-low"
 reason = "Partner grants are reviewed weekly"
 grantee = "arn:aws:iam::444455556666:*"
 severity = "low"
+allow_critical = true
 "#,
     );
     let dir = corpus_dir();
@@ -433,6 +434,31 @@ severity = "low"
     assert_eq!(v[2]["severity"], "low");
     assert_eq!(v[2]["alert"], false);
     assert!(v[2]["rule_notes"].to_string().contains("partner-low"));
+
+    // Without allow_critical a rule cannot silence a critical grant
+    // (issue 11): it stays critical, and the note says why.
+    let guarded = write_rules(
+        r#"
+[[rule]]
+id = "partner-low"
+reason = "Partner grants are reviewed weekly"
+grantee = "arn:aws:iam::444455556666:*"
+severity = "low"
+"#,
+    );
+    let out = grantwatch(
+        &[
+            "--rules",
+            guarded.to_str().unwrap(),
+            &file("manual-sdk-cross-account-critical.json"),
+        ],
+        None,
+    );
+    std::fs::remove_file(&guarded).ok();
+    let v = verdicts(&out);
+    assert_eq!(v[0]["severity"], "critical");
+    assert_eq!(v[0]["alert"], true);
+    assert!(v[0]["rule_notes"].to_string().contains("allow_critical"));
 }
 
 #[test]

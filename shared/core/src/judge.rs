@@ -6,7 +6,7 @@ use crate::origin::{self, OriginVerdict};
 use crate::record::GrantRecord;
 use crate::rules::{RuleAction, RuleSet, RuleSubject};
 use crate::trust::TrustZone;
-use crate::verdict::{Finding, Severity, Verdict};
+use crate::verdict::{Finding, FindingCode, Severity, Verdict};
 use crate::{assess, principal};
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +69,7 @@ pub fn judge_event_in(
         .key_arn
         .clone()
         .or_else(|| known.map(|r| r.key_arn.clone()));
+    let codes: Vec<FindingCode> = findings.iter().map(|f| f.code).collect();
     // Rules match the grant: for a removal, the removed grant's service.
     let rule_service = match removed_grant.as_ref() {
         Some(removed) => removed.service.as_deref(),
@@ -85,6 +86,10 @@ pub fn judge_event_in(
         service: rule_service,
         operations: &facts.operations,
         constraints: facts.constraints.as_ref(),
+        event_name: Some(event.action.as_str()),
+        caller: event.caller.arn.as_deref(),
+        caller_role: event.caller.session_issuer_arn.as_deref(),
+        findings: &codes,
     };
     let outcome = apply_rules(&findings, &subject, policy);
     let mut findings = findings;
@@ -168,6 +173,7 @@ pub fn judge_standing_with(
     let origin = origin::classify_grant(&grant.facts, provenance.map(|p| &p.created_by));
     let mut findings = assess::assess_standing(grant, &origin, provenance);
     findings.extend(key_findings);
+    let codes: Vec<FindingCode> = findings.iter().map(|f| f.code).collect();
     let subject = RuleSubject {
         grantee: grant.facts.effective_grantee(),
         key: Some(grant.key_arn.as_str()),
@@ -179,6 +185,10 @@ pub fn judge_standing_with(
         service: origin.service.as_deref(),
         operations: &grant.facts.operations,
         constraints: grant.facts.constraints.as_ref(),
+        event_name: None,
+        caller: provenance.and_then(|p| p.created_by.arn.as_deref()),
+        caller_role: provenance.and_then(|p| p.created_by.session_issuer_arn.as_deref()),
+        findings: &codes,
     };
     let outcome = apply_rules(&findings, &subject, policy);
     sort_findings(&mut findings);
@@ -203,8 +213,32 @@ fn apply_rules(findings: &[Finding], subject: &RuleSubject<'_>, policy: &Policy)
     let severity = assess::worst_severity(findings);
     let matched = policy.rules.evaluate(subject, policy.today);
     let mut notes = matched.notes;
+    // The headline cannot be silenced by accident: a critical finding, or a
+    // grantee outside the trust zone (cross-account-grantee at high or
+    // above), stays at least high unless the rule says allow_critical.
+    let protected = findings.iter().any(|f| {
+        f.severity >= Severity::Critical
+            || (f.code == FindingCode::CrossAccountGrantee && f.severity >= Severity::High)
+    });
     let (severity, suppressed_by) = match matched.rule {
         None => (severity, None),
+        Some(rule) if protected && !rule.allow_critical => match rule.action {
+            RuleAction::Rerate(to) if to >= Severity::High => {
+                notes.push(format!(
+                    "rule {} re-rated severity from {severity} to {to}: {}",
+                    rule.id, rule.reason
+                ));
+                (to, None)
+            }
+            _ => {
+                let kept = severity.max(Severity::High);
+                notes.push(format!(
+                    "rule {} matched but was not applied: a critical finding or a grantee outside the trust zone is not suppressed or re-rated below high without allow_critical = true",
+                    rule.id
+                ));
+                (kept.max(severity), None)
+            }
+        },
         Some(rule) => match rule.action {
             RuleAction::Suppress => {
                 notes.push(format!("suppressed by rule {}: {}", rule.id, rule.reason));
@@ -312,6 +346,43 @@ mod tests {
         assert_eq!(v.suppressed_by, None);
     }
 
+    #[test]
+    fn the_headline_is_not_silenced_without_allow_critical() {
+        // A person's unconstrained, cross-account, re-delegating grant: critical.
+        let e = event(serde_json::json!({
+            "eventName": "CreateGrant", "eventSource": "kms.amazonaws.com", "eventID": "c1",
+            "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "accountId": "111122223333"},
+            "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.22.0",
+            "requestParameters": {"keyId": "alias/payments", "granteePrincipal": "arn:aws:iam::444455556666:role/x",
+                                  "operations": ["Decrypt", "CreateGrant"]},
+            "responseElements": {"grantId": "g1"}
+        }));
+        assert_eq!(
+            judge_event(&e, None, &policy("")).severity,
+            Severity::Critical
+        );
+        let suppress = policy("[[rule]]\nid = \"all\"\nreason = \"r\"\ngrantee = \"*\"\n");
+        let v = judge_event(&e, None, &suppress);
+        assert_eq!(v.suppressed_by, None);
+        assert_eq!(v.severity, Severity::Critical);
+        assert!(v.alert && v.rule_notes.iter().any(|n| n.contains("allow_critical")));
+        let low =
+            policy("[[rule]]\nid = \"low\"\nreason = \"r\"\ngrantee = \"*\"\nseverity = \"low\"\n");
+        assert_eq!(judge_event(&e, None, &low).severity, Severity::Critical);
+        let high = policy(
+            "[[rule]]\nid = \"high\"\nreason = \"r\"\ngrantee = \"*\"\nseverity = \"high\"\n",
+        );
+        assert_eq!(judge_event(&e, None, &high).severity, Severity::High);
+        let allowed = policy(
+            "[[rule]]\nid = \"ok\"\nreason = \"r\"\ngrantee = \"*\"\nallow_critical = true\n",
+        );
+        assert_eq!(
+            judge_event(&e, None, &allowed).suppressed_by.as_deref(),
+            Some("ok")
+        );
+    }
+
     fn lambda_record() -> GrantRecord {
         GrantRecord {
             key_arn: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -366,8 +437,12 @@ mod tests {
             removed.dependent_resource.as_deref(),
             Some("arn:aws:lambda:us-east-1:111122223333:function:fn")
         );
-        // A rule on the removed grant's service matches the removal.
+        // A rule written for Lambda's grants does not silence "a person
+        // removed Lambda's grant" (issue 11: the old behaviour was wrong)...
         let p = policy("[[rule]]\nid = \"lambda-ok\"\nreason = \"r\"\nservice = \"lambda\"\n");
+        assert_eq!(judge_event(&retire, Some(&record), &p).suppressed_by, None);
+        // ...a rule that names the removal does.
+        let p = policy("[[rule]]\nid = \"lambda-ok\"\nreason = \"r\"\nservice = \"lambda\"\nevents = [\"RevokeGrant\"]\n");
         assert_eq!(
             judge_event(&retire, Some(&record), &p)
                 .suppressed_by

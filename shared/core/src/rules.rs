@@ -16,13 +16,21 @@
 //! ```
 //!
 //! Matchers (all optional, all given must match; at least one required):
-//! `grantee`, `key`, `account`, `region` (globs with `*` and `?`),
+//! `grantee`, `key`, `account`, `region`, `caller` (globs with `*` and `?`;
+//! `caller` matches the actor's ARN or its role, e.g. the IaC pipeline's),
 //! `origin`, `service`, `operations` (subset), `constraint_keys` (each key
-//! required, case-insensitive). The first matching rule applies.
+//! required, case-insensitive), `findings` (any of these finding codes),
+//! `events` (event names). The first matching rule applies.
+//!
+//! Guards: a rule matches a removal (`RetireGrant`/`RevokeGrant`) only when
+//! its `events` names it (a rule written for a service's grants must not
+//! silence "a person removed that service's grant"). A `critical` finding,
+//! or a grantee outside the trust zone, is never suppressed or re-rated
+//! below `high` unless the rule sets `allow_critical = true`.
 
 use crate::grant::{Constraints, Operation};
 use crate::principal;
-use crate::verdict::{Origin, Severity};
+use crate::verdict::{FindingCode, Origin, Severity};
 use std::str::FromStr;
 
 /// What a matching rule does.
@@ -44,6 +52,13 @@ pub struct Matchers {
     pub service: Option<String>,
     pub operations: Option<Vec<Operation>>,
     pub constraint_keys: Option<Vec<String>>,
+    /// Glob on the caller's ARN (or its session issuer's role ARN).
+    pub caller: Option<String>,
+    /// Any of these finding codes.
+    pub findings: Option<Vec<FindingCode>>,
+    /// Event names (`CreateGrant`, `RetireGrant`, `RevokeGrant`). Required
+    /// for a rule to match a removal.
+    pub events: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +68,9 @@ pub struct Rule {
     pub expires: Option<time::Date>,
     pub action: RuleAction,
     pub matchers: Matchers,
+    /// May suppress or re-rate below `high` a critical finding or a grantee
+    /// outside the trust zone.
+    pub allow_critical: bool,
 }
 
 /// A parsed rules file.
@@ -76,6 +94,13 @@ pub struct RuleSubject<'a> {
     pub service: Option<&'a str>,
     pub operations: &'a [Operation],
     pub constraints: Option<&'a Constraints>,
+    /// The event's name; `None` for a standing grant.
+    pub event_name: Option<&'a str>,
+    /// The caller's ARN and its session issuer's (role) ARN, when known.
+    pub caller: Option<&'a str>,
+    pub caller_role: Option<&'a str>,
+    /// The codes of the subject's findings.
+    pub findings: &'a [FindingCode],
 }
 
 /// The outcome of evaluating the rules for one subject.
@@ -114,6 +139,10 @@ const FIELDS: &[&str] = &[
     "service",
     "operations",
     "constraint_keys",
+    "caller",
+    "findings",
+    "events",
+    "allow_critical",
 ];
 
 impl RuleSet {
@@ -296,12 +325,51 @@ fn parse_rule(index: usize, entry: &toml::Value) -> Result<Rule, RulesError> {
         service: string("service")?,
         operations,
         constraint_keys: list("constraint_keys")?,
+        ..Matchers::default()
+    };
+    let findings = list("findings")?
+        .map(|codes| {
+            codes
+                .iter()
+                .map(|c| {
+                    FindingCode::ALL
+                        .into_iter()
+                        .find(|k| k.as_str() == c.as_str())
+                        .ok_or_else(|| {
+                            err(&name, "findings", format!("{c:?} is not a finding code"))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    let events = list("events")?;
+    if let Some(bad) = events
+        .iter()
+        .flatten()
+        .find(|e| crate::event::GrantAction::from_event_name(e).is_none())
+    {
+        return Err(err(
+            &name,
+            "events",
+            format!("{bad:?} is not one of CreateGrant, RetireGrant, RevokeGrant"),
+        ));
+    }
+    let allow_critical = match table.get("allow_critical") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => return Err(err(&name, "allow_critical", "must be true or false".into())),
+    };
+    let matchers = Matchers {
+        caller: string("caller")?,
+        findings,
+        events,
+        ..matchers
     };
     if matchers == Matchers::default() {
         return Err(err(
             &name,
             "matchers",
-            "none given: add grantee, key, account, region, origin, service, operations or constraint_keys (grantee = \"*\" matches every grant)".into(),
+            "none given: add grantee, key, account, region, caller, origin, service, operations, constraint_keys, findings or events (grantee = \"*\" matches every grant)".into(),
         ));
     }
     Ok(Rule {
@@ -310,6 +378,7 @@ fn parse_rule(index: usize, entry: &toml::Value) -> Result<Rule, RulesError> {
         expires,
         action,
         matchers,
+        allow_critical,
     })
 }
 
@@ -327,7 +396,33 @@ impl Rule {
                 .as_deref()
                 .is_none_or(|p| value.is_some_and(|v| glob_match(p, v)))
         };
-        opt_glob(&m.grantee, s.grantee)
+        // A removal matches only a rule that names it.
+        let event_ok = match s.event_name {
+            Some(name) => {
+                let removal = crate::event::GrantAction::from_event_name(name)
+                    .is_some_and(|a| a.is_removal());
+                match &m.events {
+                    Some(events) => events.iter().any(|e| e == name),
+                    None => !removal,
+                }
+            }
+            // A standing grant was created: `events` must allow CreateGrant.
+            None => m
+                .events
+                .as_ref()
+                .is_none_or(|events| events.iter().any(|e| e == "CreateGrant")),
+        };
+        event_ok
+            && m.caller.as_deref().is_none_or(|p| {
+                [s.caller, s.caller_role]
+                    .into_iter()
+                    .flatten()
+                    .any(|c| glob_match(p, c))
+            })
+            && m.findings
+                .as_ref()
+                .is_none_or(|codes| s.findings.iter().any(|f| codes.contains(f)))
+            && opt_glob(&m.grantee, s.grantee)
             && m.key.as_deref().is_none_or(|p| key_matches(p, s))
             && opt_glob(&m.account, s.account)
             && opt_glob(&m.region, s.region)
@@ -403,7 +498,84 @@ mod tests {
             service: None,
             operations: ops,
             constraints,
+            event_name: Some("CreateGrant"),
+            caller: Some("arn:aws:sts::111122223333:assumed-role/iac-pipeline/deploy-7"),
+            caller_role: Some("arn:aws:iam::111122223333:role/iac-pipeline"),
+            findings: &[FindingCode::ManualGrant],
         }
+    }
+
+    #[test]
+    fn new_matchers_and_removals() {
+        let rules = RuleSet::parse_toml(
+            r#"
+[[rule]]
+id = "iac"
+reason = "the pipeline's grants"
+caller = "arn:aws:iam::*:role/iac-*"
+
+[[rule]]
+id = "by-code"
+reason = "r"
+findings = ["unconstrained"]
+
+[[rule]]
+id = "lambda-removals"
+reason = "r"
+service = "lambda"
+events = ["RetireGrant"]
+"#,
+        )
+        .unwrap();
+        let ops = [Operation::Decrypt];
+        let today = date!(2026 - 11 - 28);
+        let s = subject(&ops, None);
+        assert_eq!(
+            rules.evaluate(&s, today).rule.map(|r| r.id.as_str()),
+            Some("iac")
+        );
+        let other = RuleSubject {
+            caller: Some("arn:aws:iam::111122223333:user/alice"),
+            caller_role: None,
+            findings: &[FindingCode::Unconstrained],
+            ..s
+        };
+        assert_eq!(
+            rules.evaluate(&other, today).rule.map(|r| r.id.as_str()),
+            Some("by-code")
+        );
+        // A removal: only a rule naming the event matches.
+        let removal = RuleSubject {
+            event_name: Some("RevokeGrant"),
+            service: Some("lambda"),
+            ..other
+        };
+        assert!(rules.evaluate(&removal, today).rule.is_none());
+        let retire = RuleSubject {
+            event_name: Some("RetireGrant"),
+            ..removal
+        };
+        assert_eq!(
+            rules.evaluate(&retire, today).rule.map(|r| r.id.as_str()),
+            Some("lambda-removals")
+        );
+        assert!(RuleSet::parse_toml(
+            "[[rule]]\nid = \"x\"\nreason = \"r\"\nfindings = [\"nope\"]\n"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("not a finding code"));
+        assert!(RuleSet::parse_toml(
+            "[[rule]]\nid = \"x\"\nreason = \"r\"\nevents = [\"Decrypt\"]\n"
+        )
+        .unwrap_err()
+        .to_string()
+        .contains("events"));
+        let crit = RuleSet::parse_toml(
+            "[[rule]]\nid = \"x\"\nreason = \"r\"\ngrantee = \"*\"\nallow_critical = true\n",
+        )
+        .unwrap();
+        assert!(crit.rules[0].allow_critical);
     }
 
     #[test]
