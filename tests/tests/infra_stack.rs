@@ -1613,9 +1613,21 @@ fn each_emf_alarm_watches_a_metric_the_watcher_emits() {
     }
     let template = full_template();
     let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
+    // Metrics made from log lines by a metric filter are checked apart.
+    let from_logs: Vec<&Value> = resources_of_type(&template, "AWS::Logs::MetricFilter")
+        .into_iter()
+        .flat_map(|(_, f)| {
+            f["Properties"]["MetricTransformations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| &t["MetricName"])
+        })
+        .collect();
     let ours: Vec<_> = alarms
         .iter()
         .filter(|(_, a)| a["Properties"]["Namespace"] == METRICS_NAMESPACE)
+        .filter(|(_, a)| !from_logs.contains(&&a["Properties"]["MetricName"]))
         .collect();
     assert!(ours.len() >= 3, "{}", ours.len());
     for (id, alarm) in ours {
@@ -1636,4 +1648,42 @@ fn each_emf_alarm_watches_a_metric_the_watcher_emits() {
             "{id}: {metric} {names:?} {values:?} is never emitted by the watcher: the alarm could never fire\n{emitted:?}"
         );
     }
+}
+
+#[test]
+fn a_partial_report_raises_an_alarm_from_its_log_line() {
+    let template = full_template();
+    let filter = &template["Resources"]["ReportPartialMetricFilter"]["Properties"];
+    assert_eq!(filter["LogGroupName"], json!({"Ref": "ReportLogGroup"}));
+    let pattern = filter["FilterPattern"].as_str().expect("pattern");
+    // The pattern names the report's own log line and field.
+    let main = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions/grant-report/src/main.rs"),
+    )
+    .expect("grant-report main.rs");
+    assert!(
+        main.contains("\"report delivered\""),
+        "the report's success line changed"
+    );
+    assert!(
+        main.contains("partial = outcome.partial"),
+        "the partial field changed"
+    );
+    assert!(
+        pattern.contains("$.fields.message = \"report delivered\""),
+        "{pattern}"
+    );
+    assert!(pattern.contains("$.fields.partial IS TRUE"), "{pattern}");
+    // ...and the report logs JSON (fields under "fields").
+    assert_eq!(
+        template["Resources"]["ReportFunction"]["Properties"]["LoggingConfig"]["LogFormat"],
+        "JSON"
+    );
+    let transformation = &filter["MetricTransformations"][0];
+    let alarm = &template["Resources"]["ReportPartialAlarm"]["Properties"];
+    assert_eq!(alarm["Namespace"], transformation["MetricNamespace"]);
+    assert_eq!(alarm["MetricName"], transformation["MetricName"]);
+    assert_eq!(alarm["Statistic"], "Sum");
+    assert_eq!(alarm["Threshold"], 1);
+    assert_eq!(alarm["AlarmActions"], json!([{"Ref": "AlarmTopic"}]));
 }
