@@ -287,6 +287,20 @@ impl Function {
         None
     }
 
+    /// Wait until a stdout line contains `needle` (the output is read by
+    /// a background thread, so a line written just before a response may
+    /// land a moment after it); false if none does within 10 s.
+    pub async fn wait_for_stdout(&self, needle: &str) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if lock(&self.stdout).iter().any(|line| line.contains(needle)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// Every line the process wrote to stdout so far (JSON logs, EMF).
     pub fn stdout_lines(&self) -> Vec<String> {
         lock(&self.stdout).clone()
