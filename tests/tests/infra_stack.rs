@@ -937,6 +937,7 @@ fn full_template() -> Value {
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:gw-AbCdEf",
             ),
             ("OrganizationId", "o-abcdef1234"),
+            ("RulesS3Uri", "s3://rules-bucket/grantwatch/rules.toml"),
             ("AlarmEmail", "oncall@example.com"),
             ("AlertEmail", "security@example.com"),
             ("ReportAccounts", "ORG"),
@@ -1402,6 +1403,21 @@ fn the_tamper_rule_routes_the_calls_core_tamper_judges() {
         .expect("names")
         .iter()
         .all(|n| n["prefix"].is_string()));
+    // S3 data events: only the rules file's bucket, and none without rules.
+    let s3 = branches
+        .iter()
+        .find(|b| b["detail"]["eventSource"] == json!(["s3.amazonaws.com"]))
+        .expect("s3 branch");
+    assert!(
+        s3["detail"]["requestParameters"]["bucketName"].is_array(),
+        "{s3}"
+    );
+    let no_rules = stack::transformed_template(&stack::template_path(), &[]).expect("transform");
+    let pattern = &no_rules["Resources"]["TamperEventsRule"]["Properties"]["EventPattern"];
+    assert!(
+        !pattern.to_string().contains("s3.amazonaws.com"),
+        "{pattern}"
+    );
     // The heartbeat: every 15 minutes, a grantwatch.heartbeat event on the default bus.
     let schedule = &template["Resources"]["HeartbeatSchedule"]["Properties"];
     assert_eq!(schedule["ScheduleExpression"], "rate(15 minutes)");
@@ -1414,7 +1430,10 @@ fn the_tamper_rule_routes_the_calls_core_tamper_judges() {
 #[tokio::test]
 async fn the_tamper_rule_routes_blinding_calls_key_lifecycle_and_the_heartbeat_in_moto() {
     let moto = Moto::start().await;
-    let stack = deploy(&moto, &[]);
+    let stack = deploy(
+        &moto,
+        &[("RulesS3Uri", "s3://rules-bucket/grantwatch/rules.toml")],
+    );
     let rule = stack
         .rules
         .get("TamperEventsRule")
@@ -1463,6 +1482,18 @@ async fn the_tamper_rule_routes_blinding_calls_key_lifecycle_and_the_heartbeat_i
                 json!({"name": "management-events"}),
             ),
             heartbeat,
+            api_call(
+                "aws.s3",
+                "s3.amazonaws.com",
+                "PutObject",
+                json!({"bucketName": "rules-bucket", "key": "grantwatch/rules.toml"}),
+            ),
+            api_call(
+                "aws.s3",
+                "s3.amazonaws.com",
+                "DeleteObject",
+                json!({"bucketName": "photos", "key": "cat.png"}),
+            ),
         ],
     )
     .await;
@@ -1482,6 +1513,7 @@ async fn the_tamper_rule_routes_blinding_calls_key_lifecycle_and_the_heartbeat_i
         names,
         [
             "DisableKey",
+            "PutObject",
             "StopLogging",
             "UpdateFunctionConfiguration20150331v2",
             "grantwatch.heartbeat"
