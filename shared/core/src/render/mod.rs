@@ -25,6 +25,7 @@ pub mod links;
 pub mod mrkdwn;
 pub mod ocsf;
 pub mod plain;
+pub mod redact;
 pub mod slack;
 pub mod sns;
 pub mod tally;
