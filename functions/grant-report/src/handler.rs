@@ -1,0 +1,182 @@
+//! One invocation: one report. The clients are built once per process
+//! ([`init`]); [`handle`] runs `grantwatch_core::app::report` for each
+//! scheduler event.
+
+use crate::delivery::Channel;
+use crate::settings::{request_for, Settings};
+use grantwatch_aws::config::{bad, ConfigError};
+use grantwatch_aws::inventory::{KmsInventory, RetryPolicy};
+use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
+use grantwatch_aws::scope::{AwsDirectory, MemberKmsClients};
+use grantwatch_aws::sdk::{self, SystemClock};
+use grantwatch_aws::secrets::SecretsManagerSource;
+use grantwatch_aws::slack::{SlackNotifier, SlackPolicy};
+use grantwatch_aws::sns::SnsNotifier;
+use grantwatch_aws::store::S3ReportStore;
+use grantwatch_core::app::report::{
+    run_report, DeadlineAt, Quiet, ReportDeps, ReportOptions, ReportOutcome,
+};
+use grantwatch_core::judge::Policy;
+use grantwatch_core::ports::inventory::{AccountDirectory, LedgerProvenance};
+use grantwatch_core::rules::RuleSet;
+use lambda_runtime::{Diagnostic, LambdaEvent};
+use serde_json::Value;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Clients and settings: built once per process.
+pub(crate) struct Deps {
+    settings: Settings,
+    inventory: KmsInventory<MemberKmsClients>,
+    directory: AwsDirectory,
+    store: S3ReportStore,
+    ledger: Option<DynamoLedger>,
+    channels: Vec<Channel>,
+    rules: RuleSet,
+}
+
+pub(crate) async fn init() -> Result<Deps, ConfigError> {
+    let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
+    let config = sdk::load_config().await;
+    let s3 = sdk::s3_client(&config);
+    let rules = match &settings.rules_s3_uri {
+        Some(uri) => sdk::load_rules(&s3, uri)
+            .await
+            .map_err(|e| bad("RULES_S3_URI", e))?,
+        None => RuleSet::default(),
+    };
+    let directory = AwsDirectory {
+        sts: aws_sdk_sts::Client::new(&config),
+        organizations: aws_sdk_organizations::Client::new(&config),
+    };
+    let home_account = directory.this_account().await.map_err(|e| {
+        bad(
+            "credentials",
+            format!("cannot tell which account this is: {e}"),
+        )
+    })?;
+    let mut channels = vec![Channel::Sns(SnsNotifier::new(
+        aws_sdk_sns::Client::new(&config),
+        settings.alert_topic_arn.clone(),
+    ))];
+    if let Some(secret) = &settings.slack_webhook_secret_arn {
+        let http = reqwest::Client::builder().build().map_err(|e| {
+            bad(
+                "SLACK_WEBHOOK_SECRET_ARN",
+                format!("cannot build the HTTP client: {e}"),
+            )
+        })?;
+        channels.push(Channel::Slack(SlackNotifier::new(
+            http,
+            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&config), secret),
+            SystemClock,
+            SlackPolicy::default(),
+        )));
+    }
+    let clients = MemberKmsClients::new(
+        config.clone(),
+        aws_sdk_sts::Client::new(&config),
+        home_account.clone(),
+        settings.member_role_name.clone(),
+        settings.member_role_external_id.clone(),
+    );
+    tracing::info!(
+        home_account = %home_account,
+        bucket = %settings.report_bucket,
+        regions = %settings.regions.join(","),
+        accounts = ?settings.accounts,
+        ledger = settings.ledger_table.is_some(),
+        slack = settings.slack_webhook_secret_arn.is_some(),
+        listgrants_rate = settings.listgrants_rate,
+        rules = rules.rules.len(),
+        "grant-report configured"
+    );
+    Ok(Deps {
+        inventory: KmsInventory::new(clients, settings.listgrants_rate, RetryPolicy::default()),
+        directory,
+        store: S3ReportStore::new(s3, &settings.report_bucket, settings.link_expiry),
+        ledger: settings.ledger_table.as_ref().map(|table| {
+            DynamoLedger::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                table,
+                DEFAULT_RETENTION_DAYS,
+            )
+        }),
+        channels,
+        rules,
+        settings,
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// One invocation: one report.
+pub(crate) async fn handle(
+    event: LambdaEvent<Value>,
+    deps: &Deps,
+) -> Result<ReportOutcome, Diagnostic> {
+    let request = request_for(&event.payload, &deps.settings).map_err(|e| {
+        tracing::error!(problem = %e, "invalid scheduler input");
+        Diagnostic {
+            error_type: "InvalidInput".to_string(),
+            error_message: e.to_string(),
+        }
+    })?;
+    let now = time::OffsetDateTime::now_utc();
+    let generated_at = now
+        .replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let deadline = DeadlineAt(
+        Instant::now() + Duration::from_millis(event.context.deadline.saturating_sub(now_ms())),
+    );
+    let policy = Policy {
+        rules: deps.rules.clone(),
+        min_alert_severity: deps.settings.min_alert_severity,
+        today: now.date(),
+    };
+    let options = ReportOptions::default();
+    // Every KMS call ends before the deadline less the report's reserve
+    // (a silent endpoint costs its account-region, not the report).
+    deps.inventory
+        .set_deadline(Some(deadline.0), options.reserve);
+    let provenance = deps.ledger.as_ref().map(LedgerProvenance);
+    let report_deps = ReportDeps {
+        inventory: &deps.inventory,
+        provenance: &provenance,
+        store: &deps.store,
+        directory: &deps.directory,
+        policy: &policy,
+        options: &options,
+        deadline: &deadline,
+        progress: &Quiet,
+    };
+    let channels: Vec<&Channel> = deps.channels.iter().collect();
+    match run_report(&request, &report_deps, &channels, &generated_at).await {
+        Ok(outcome) => {
+            tracing::info!(
+                generated_at = %outcome.generated_at,
+                partial = outcome.partial,
+                keys = outcome.keys,
+                grants = outcome.grants,
+                risky = outcome.risky,
+                coverage_gaps = outcome.coverage_gaps,
+                delivered = %outcome.delivered.join(","),
+                "report delivered"
+            );
+            Ok(outcome)
+        }
+        Err(error) => {
+            tracing::error!(error_type = error.error_type(), error = %error, "report failed");
+            Err(Diagnostic {
+                error_type: error.error_type().to_string(),
+                error_message: error.to_string(),
+            })
+        }
+    }
+}
