@@ -19,6 +19,7 @@
 
 pub mod asff;
 pub mod attack;
+pub mod chatbot;
 pub mod commands;
 pub mod describe;
 pub mod links;
