@@ -276,7 +276,8 @@ where
     D: AccountDirectory,
 {
     let scope = resolve_scope(request, deps.directory).await?;
-    let targets: Vec<AccountRegion> = scope
+    let history = previous_reports(deps.store, deps.options.trend_reports, generated_at).await;
+    let mut targets: Vec<AccountRegion> = scope
         .accounts
         .iter()
         .flat_map(|a| {
@@ -286,6 +287,7 @@ where
                 .map(move |r| AccountRegion::new(a.clone(), r.clone()))
         })
         .collect();
+    start_where_last_run_was_cut(&mut targets, history.first());
 
     let mut results: Vec<RegionInventory> = stream::iter(targets)
         .map(|at| async move {
@@ -326,12 +328,32 @@ where
         trend: Vec::new(),
     };
 
-    let history = previous_reports(deps.store, deps.options.trend_reports, generated_at).await;
     diff::apply(&mut report, history.first());
     let mut trend: Vec<TrendPoint> = history.iter().rev().map(Report::trend_point).collect();
     trend.push(report.trend_point());
     report.trend = trend;
     Ok(report)
+}
+
+/// Rotate the account-regions so this run starts with the first one the
+/// previous run was cut at by its deadline (where its cut block begins,
+/// wrapping around): a scope too large for one run is then covered in
+/// turns, and no account-region is cut every week. The cut ones are named
+/// in the report's coverage (`deadline` gaps).
+pub fn start_where_last_run_was_cut(targets: &mut [AccountRegion], previous: Option<&Report>) {
+    let Some(previous) = previous else {
+        return;
+    };
+    let cut = |at: &AccountRegion| {
+        previous.coverage.gaps.iter().any(|g| {
+            g.reason == GapReason::Deadline && g.account == at.account && g.region == at.region
+        })
+    };
+    let n = targets.len();
+    let block_start = (0..n).find(|&i| cut(&targets[i]) && !cut(&targets[(i + n - 1) % n]));
+    if let Some(start) = block_start {
+        targets.rotate_left(start);
+    }
 }
 
 /// Build, store and announce the report.
@@ -861,6 +883,58 @@ mod tests {
             progress: &Quiet,
         };
         block_on(build_report(req, &deps, at)).unwrap()
+    }
+
+    #[test]
+    fn a_run_starts_where_the_last_one_was_cut_so_no_account_is_cut_every_week() {
+        let mut previous = build(
+            &inventory(1, 1, 10),
+            &NoProvenance,
+            &MemoryStore::default(),
+            &NoDeadline,
+            &request(),
+            "2026-11-21T06:00:00Z",
+        );
+        let targets = || -> Vec<AccountRegion> {
+            (0..10)
+                .map(|i| AccountRegion::new(format!("1000000000{i:02}"), "eu-west-1"))
+                .collect()
+        };
+        let cut_at = |previous: &mut Report, cut: &[usize]| {
+            previous.coverage.gaps = cut
+                .iter()
+                .map(|&i| gap(&targets()[i], None, GapReason::Deadline, "deadline".into()))
+                .collect();
+        };
+        let first = |order: &[AccountRegion]| order[0].account.clone();
+
+        // Last week started at 4, covered 4..8 and was cut at 9, 0, 1, 2, 3
+        // (wrapping): this week starts at 9, not at 0.
+        cut_at(&mut previous, &[9, 0, 1, 2, 3]);
+        let mut order = targets();
+        start_where_last_run_was_cut(&mut order, Some(&previous));
+        assert_eq!(first(&order), "100000000009");
+        assert_eq!(order.len(), 10, "every account-region still in the run");
+
+        // Cut in the middle: start there.
+        cut_at(&mut previous, &[6, 7]);
+        let mut order = targets();
+        start_where_last_run_was_cut(&mut order, Some(&previous));
+        assert_eq!(first(&order), "100000000006");
+
+        // Nothing cut by the deadline (other gaps don't count), or no
+        // previous report: the usual order.
+        previous.coverage.gaps = vec![gap(
+            &targets()[5],
+            None,
+            GapReason::AccessDenied,
+            "denied".into(),
+        )];
+        let mut order = targets();
+        start_where_last_run_was_cut(&mut order, Some(&previous));
+        assert_eq!(order, targets());
+        start_where_last_run_was_cut(&mut order, None);
+        assert_eq!(order, targets());
     }
 
     #[test]
