@@ -7,10 +7,11 @@
 
 use grantwatch_core::app::watch::grant_record;
 use grantwatch_core::assess::DEFAULT_GRANT_COUNT_THRESHOLD;
-use grantwatch_core::event::{parse_document, GrantAction, GrantEvent, Parsed};
+use grantwatch_core::correlate::CorrelationSettings;
+use grantwatch_core::event::{parse_document, GrantEvent, Parsed};
 use grantwatch_core::grant::{parse_list_grants, ListGrantsError, StandingGrant};
-use grantwatch_core::judge::{judge_event_in, judge_key, Policy};
-use grantwatch_core::record::GrantRecord;
+use grantwatch_core::judge::{judge_event_with, judge_key, Policy};
+use grantwatch_core::record::{GrantRecord, Removal};
 use grantwatch_core::render;
 use grantwatch_core::rules::RuleSet;
 use grantwatch_core::trust::{TrustSetting, TrustZone};
@@ -104,28 +105,75 @@ struct Counts {
     bad: usize,
 }
 
-/// Grants created earlier in this run, by grant id: a RetireGrant later in
-/// the same input is judged against what it removed, as the watcher does
-/// with its ledger.
+/// The run's in-memory ledger: grants created earlier in this input, by
+/// grant id, and their removals. A RetireGrant later in the same input is
+/// judged against what it removed, and a CreateGrant is correlated with the
+/// key's other grants (duplicates, bursts, re-creation), as the watcher
+/// does with its ledger.
 #[derive(Default)]
-struct SeenGrants(HashMap<String, GrantRecord>);
+struct SeenGrants {
+    by_id: HashMap<String, GrantRecord>,
+    /// Grant ids per key, oldest first (at most [`MAX_PER_KEY`] kept).
+    by_key: HashMap<String, Vec<String>>,
+}
+
+/// The most records per key correlation looks at (a bound on the work per
+/// event in a huge log file).
+const MAX_PER_KEY: usize = 1000;
 
 impl SeenGrants {
     fn get(&self, event: &GrantEvent) -> Option<&GrantRecord> {
         if !event.action.is_removal() {
             return None;
         }
-        event.grant_id.as_deref().and_then(|id| self.0.get(id))
+        event.grant_id.as_deref().and_then(|id| self.by_id.get(id))
+    }
+
+    /// The key's grants seen so far (live and removed).
+    fn of_key(&self, event: &GrantEvent) -> Vec<GrantRecord> {
+        event
+            .key_arn
+            .as_deref()
+            .and_then(|k| self.by_key.get(k))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.by_id.get(id).cloned())
+            .collect()
     }
 
     fn remember(&mut self, event: &GrantEvent, verdict: &Verdict) {
-        if event.action != GrantAction::CreateGrant || !event.succeeded() || event.dry_run {
+        if event.action.is_removal() {
+            if let Some(record) = event
+                .grant_id
+                .as_deref()
+                .and_then(|id| self.by_id.get_mut(id))
+            {
+                if event.succeeded() && record.removal.is_none() {
+                    record.removal = Some(Removal {
+                        action: event.action,
+                        event_id: event.event_id.clone(),
+                        at: event.event_time.clone(),
+                        by: event.caller.clone(),
+                        origin: verdict.origin,
+                    });
+                }
+            }
+            return;
+        }
+        if !event.succeeded() || event.dry_run {
             return;
         }
         if let (Some(key_arn), Some(grant_id)) =
             (verdict.key_arn.as_deref(), event.grant_id.as_deref())
         {
-            self.0.insert(
+            let ids = self.by_key.entry(key_arn.to_string()).or_default();
+            if !ids.iter().any(|id| id == grant_id) {
+                ids.push(grant_id.to_string());
+                if ids.len() > MAX_PER_KEY {
+                    ids.remove(0);
+                }
+            }
+            self.by_id.insert(
                 grant_id.to_string(),
                 grant_record(event, verdict, key_arn, grant_id),
             );
@@ -275,7 +323,15 @@ fn classify_input(
         match record {
             Ok(Parsed::Grant(event)) => {
                 counts.events += 1;
-                let verdict = judge_event_in(&event, seen.get(&event), policy, judging.zone);
+                let live = seen.of_key(&event);
+                let verdict = judge_event_with(
+                    &event,
+                    seen.get(&event),
+                    &live,
+                    policy,
+                    judging.zone,
+                    &CorrelationSettings::default(),
+                );
                 seen.remember(&event, &verdict);
                 match print_verdict(&verdict, format, out) {
                     Ok(()) => {}

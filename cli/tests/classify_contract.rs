@@ -690,3 +690,49 @@ fn list_grants_output_is_judged_as_the_report_judges_it() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Grants[0]: KeyId"));
 }
+
+#[test]
+fn a_log_file_is_correlated_on_the_run_s_ledger() {
+    // Six grants by a person to one role on one key within ten minutes, a
+    // revoke, and the same grant re-created an hour later.
+    let key = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let create = |i: u32, minute: &str| {
+        json!({"eventVersion": "1.11", "eventSource": "kms.amazonaws.com", "eventName": "CreateGrant",
+               "eventID": format!("burst-{i}"), "eventTime": format!("2026-11-28T10:{minute}Z"),
+               "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
+               "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/mallory", "accountId": "111122223333"},
+               "sourceIPAddress": "198.51.100.9", "userAgent": "aws-cli/2.22.0",
+               "requestParameters": {"keyId": key, "granteePrincipal": "arn:aws:iam::111122223333:role/exfil",
+                                     "retiringPrincipal": "arn:aws:iam::111122223333:role/kms-admin",
+                                     "operations": ["Decrypt"], "constraints": {"encryptionContextSubset": {"n": i.to_string()}}},
+               "responseElements": {"grantId": format!("g{i}"), "keyId": key}})
+    };
+    let mut records: Vec<Value> = (0..6).map(|i| create(i, &format!("0{i}:00"))).collect();
+    records.push(json!({"eventVersion": "1.11", "eventSource": "kms.amazonaws.com", "eventName": "RevokeGrant",
+        "eventID": "revoke-0", "eventTime": "2026-11-28T10:20:00Z", "awsRegion": "us-east-1",
+        "recipientAccountId": "111122223333",
+        "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/secops", "accountId": "111122223333"},
+        "sourceIPAddress": "198.51.100.10", "userAgent": "aws-cli/2.22.0",
+        "requestParameters": {"keyId": key, "grantId": "g0"}}));
+    let mut again = create(0, "59:00");
+    again["eventID"] = json!("again-0");
+    again["responseElements"]["grantId"] = json!("g9");
+    records.push(again);
+    let doc = json!({ "Records": records });
+    let out = grantwatch(&[], Some(doc.to_string().as_bytes()));
+    assert_eq!(out.status.code(), Some(0));
+    let v = verdicts(&out);
+    assert_eq!(v.len(), 8);
+    assert!(!finding_codes(&v[4]).contains(&"grant-burst".to_string()));
+    assert!(
+        finding_codes(&v[5]).contains(&"grant-burst".to_string()),
+        "{:#}",
+        v[5]
+    );
+    assert_eq!(v[5]["severity"], "high");
+    assert!(
+        finding_codes(&v[7]).contains(&"grant-persistence".to_string()),
+        "{:#}",
+        v[7]
+    );
+}

@@ -1,6 +1,7 @@
 //! The one judgement of a grant: origin + assessment + rules, used by the
 //! watcher, `classify`, `backfill`, the report and `explain` alike.
 
+use crate::correlate::{self, CorrelationSettings};
 use crate::event::{GrantAction, GrantEvent};
 use crate::origin::{self, OriginVerdict};
 use crate::record::GrantRecord;
@@ -46,11 +47,43 @@ pub fn judge_event_in(
     policy: &Policy,
     zone: &TrustZone,
 ) -> Verdict {
+    judge_event_with(
+        event,
+        known,
+        &[],
+        policy,
+        zone,
+        &CorrelationSettings::default(),
+    )
+}
+
+/// Judge one grant event with the trust zone and the ledger's records of
+/// the key's grants (`live`: live and recently removed), for correlation
+/// (`duplicate-grant`, `grant-burst`, `grant-persistence`, `self-grant`,
+/// `over-broad`; see [`crate::correlate`]). The correlation findings count
+/// before the rules.
+pub fn judge_event_with(
+    event: &GrantEvent,
+    known: Option<&GrantRecord>,
+    live: &[GrantRecord],
+    policy: &Policy,
+    zone: &TrustZone,
+    correlation: &CorrelationSettings,
+) -> Verdict {
     let (origin, findings, facts, removed_grant) = match (event.action, event.grant.as_ref()) {
         (GrantAction::CreateGrant, grant) => {
             let facts = grant.cloned().unwrap_or_default();
             let origin = origin::classify_grant(&facts, Some(&event.caller));
-            let findings = assess::assess_create_in(event, &facts, &origin, Some(zone));
+            let mut findings = assess::assess_create_in(event, &facts, &origin, Some(zone));
+            if event.succeeded() && !event.dry_run {
+                findings.extend(correlate::correlate(
+                    event,
+                    &facts,
+                    origin.origin,
+                    live,
+                    correlation,
+                ));
+            }
             (origin, findings, facts, None)
         }
         (_, _) => {

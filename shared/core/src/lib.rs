@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod assess;
+pub mod correlate;
 pub mod event;
 pub mod grant;
 pub mod judge;
