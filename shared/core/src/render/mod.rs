@@ -28,6 +28,7 @@ pub mod ocsf;
 pub mod plain;
 pub mod redact;
 pub mod slack;
+pub mod standing;
 pub mod sns;
 pub mod tally;
 pub mod text;
