@@ -17,7 +17,8 @@ use grantwatch_core::ports::inventory::{AccountDirectory, AccountRegion, ReadErr
 use grantwatch_core::ports::PortError;
 use grantwatch_core::principal::partition_of_region;
 use std::collections::HashMap;
-use std::time::{Duration, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Mutex;
 
 /// Default name of the read-only role in member accounts.
@@ -85,8 +86,23 @@ pub struct MemberKmsClients {
     home_account: String,
     role_name: String,
     external_id: Option<String>,
-    credentials: Mutex<HashMap<String, Result<Credentials, ReadError>>>,
-    clients: Mutex<HashMap<AccountRegion, aws_sdk_kms::Client>>,
+    /// One cell per account: accounts are assumed in parallel, and the
+    /// callers of one account wait for its single AssumeRole.
+    credentials: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<Assumed>>>>>,
+    /// Clients with the expiry of the credentials baked in (none: home).
+    clients: std::sync::Mutex<HashMap<AccountRegion, (aws_sdk_kms::Client, Option<SystemTime>)>>,
+}
+
+/// What AssumeRole gave for an account (a refusal is remembered too).
+type Assumed = Result<Credentials, ReadError>;
+
+/// Credentials this close to their expiry are assumed again (a warm
+/// container keeps them across invocations; a report call must not start
+/// with credentials about to lapse).
+pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
+
+fn fresh(expiry: Option<SystemTime>) -> bool {
+    expiry.is_none_or(|at| at > SystemTime::now() + REFRESH_BEFORE_EXPIRY)
 }
 
 impl MemberKmsClients {
@@ -103,8 +119,8 @@ impl MemberKmsClients {
             home_account: home_account.into(),
             role_name: role_name.into(),
             external_id: external_id.filter(|x| !x.is_empty()),
-            credentials: Mutex::new(HashMap::new()),
-            clients: Mutex::new(HashMap::new()),
+            credentials: std::sync::Mutex::new(HashMap::new()),
+            clients: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -117,12 +133,24 @@ impl MemberKmsClients {
         )
     }
 
-    /// The member role's credentials, assumed once per account (a failure
-    /// is remembered too: every account-region there is access-denied).
+    /// The member role's credentials, assumed once per account and again
+    /// shortly before they expire (a refusal is remembered too: every
+    /// account-region there is access-denied). Only callers for the same
+    /// account wait for each other.
     async fn member_credentials(&self, at: &AccountRegion) -> Result<Credentials, ReadError> {
-        let mut cache = self.credentials.lock().await;
-        if let Some(known) = cache.get(&at.account) {
-            return known.clone();
+        let cell = {
+            let Ok(mut cells) = self.credentials.lock() else {
+                return Err(ReadError::Failed(PortError::Permanent(
+                    "the credentials cache is poisoned".to_string(),
+                )));
+            };
+            cells.entry(at.account.clone()).or_default().clone()
+        };
+        let mut cache = cell.lock().await;
+        match cache.as_ref() {
+            Some(Ok(known)) if fresh(known.expiry()) => return Ok(known.clone()),
+            Some(Err(refused)) => return Err(refused.clone()),
+            _ => {}
         }
         let role_arn = self.role_arn(at);
         let result = self
@@ -161,7 +189,7 @@ impl MemberKmsClients {
             &result,
             Err(ReadError::Failed(_)) | Err(ReadError::Throttled(_))
         ) {
-            cache.insert(at.account.clone(), result.clone());
+            *cache = Some(result.clone());
         }
         result
     }
@@ -169,18 +197,30 @@ impl MemberKmsClients {
 
 impl KmsClients for MemberKmsClients {
     async fn kms(&self, at: &AccountRegion) -> Result<aws_sdk_kms::Client, ReadError> {
-        if let Some(client) = self.clients.lock().await.get(at) {
-            return Ok(client.clone());
+        let cached = self
+            .clients
+            .lock()
+            .ok()
+            .and_then(|clients| clients.get(at).cloned());
+        if let Some((client, expiry)) = cached {
+            if fresh(expiry) {
+                return Ok(client);
+            }
         }
         // Retries are the inventory's own (rate-limited, counted).
         let mut builder = aws_sdk_kms::config::Builder::from(&self.base)
             .region(Region::new(at.region.clone()))
             .retry_config(RetryConfig::disabled());
+        let mut expiry = None;
         if at.account != self.home_account {
-            builder = builder.credentials_provider(self.member_credentials(at).await?);
+            let credentials = self.member_credentials(at).await?;
+            expiry = credentials.expiry();
+            builder = builder.credentials_provider(credentials);
         }
         let client = aws_sdk_kms::Client::from_conf(builder.build());
-        self.clients.lock().await.insert(at.clone(), client.clone());
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.insert(at.clone(), (client.clone(), expiry));
+        }
         Ok(client)
     }
 }
@@ -244,6 +284,44 @@ mod tests {
             vec!["111111111111".to_string(), "333333333333".to_string()]
         );
         assert_eq!(list.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn member_credentials_about_to_expire_are_assumed_again_per_account() {
+        // Credentials that lapse in 2 minutes (inside REFRESH_BEFORE_EXPIRY).
+        let soon = SystemTime::now() + Duration::from_secs(120);
+        let soon = soon.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let assume = mock!(aws_sdk_sts::Client::assume_role).then_compute_response(move |_| {
+            MockResponse::Output(
+                AssumeRoleOutput::builder()
+                    .credentials(
+                        aws_sdk_sts::types::Credentials::builder()
+                            .access_key_id("AKIA")
+                            .secret_access_key("secret")
+                            .session_token("token")
+                            .expiration(aws_smithy_types::DateTime::from_secs(soon))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+        });
+        let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[&assume]);
+        let base = SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .build();
+        let clients = MemberKmsClients::new(base, sts, "111111111111", "reader", None);
+        let member = AccountRegion::new("222222222222", "eu-west-1");
+        clients.kms(&member).await.unwrap();
+        clients.kms(&member).await.unwrap();
+        assert_eq!(assume.num_calls(), 2, "not reused so close to expiry");
+        // Each account has its own cell: another account is its own call.
+        clients
+            .kms(&AccountRegion::new("333333333333", "eu-west-1"))
+            .await
+            .unwrap();
+        assert_eq!(assume.num_calls(), 3);
     }
 
     #[tokio::test]
