@@ -216,6 +216,7 @@ async fn stalled(
     variable: &str,
     service: &str,
     n: usize,
+    deadline: Duration,
 ) -> Result<Value, LambdaError> {
     let silent = SilentEndpoint::start().await;
     let config = world.config.clone().env(variable, &silent.url);
@@ -226,7 +227,7 @@ async fn stalled(
     .await
     .expect("start grant-watcher");
     let outcome = function
-        .invoke_with_timeout(manual_grant(n), Duration::from_secs(8))
+        .invoke_with_timeout(manual_grant(n), deadline)
         .await;
     assert!(
         ended_by_the_function(&outcome),
@@ -256,21 +257,30 @@ async fn a_stalled_sns_or_secrets_manager_fails_the_invocation_before_its_deadli
     .into_iter()
     .enumerate()
     {
-        let outcome = stalled(&world, variable, service, 70 + n).await;
+        let outcome = stalled(&world, variable, service, 70 + n, Duration::from_secs(8)).await;
         let error = outcome.expect_err("an undelivered alert fails the invocation");
         assert_eq!(error.error_type, "DeliveryFailed", "{service}: {error}");
     }
 }
 
-/// DynamoDB (the ledger) stalls: the invocation still ends before its
-/// deadline. Needs the watcher's clients built from
-/// `grantwatch_aws::sdk::load_watcher_config` (attempt 3 s, operation
-/// 10 s) and its ledger calls capped by the deadline.
+/// DynamoDB (the ledger) stalls: each call ends within the watcher's
+/// operation timeout (10 s), so the invocation answers before a 30 s
+/// deadline (the deployed timeout is 90 s), never Lambda's timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "until grant-watcher builds its DynamoDB client with sdk::load_watcher_config"]
 async fn a_stalled_ledger_ends_the_invocation_before_its_deadline() {
     let world = World::new(&[]).await;
-    stalled(&world, "AWS_ENDPOINT_URL_DYNAMODB", "DynamoDB", 72)
-        .await
-        .ok();
+    let outcome = stalled(
+        &world,
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "DynamoDB",
+        72,
+        Duration::from_secs(30),
+    )
+    .await;
+    // The ledger outage design: the alert goes out undeduplicated, and the
+    // invocation fails so Lambda retries it.
+    let error = outcome.expect_err("a ledger outage is visible");
+    assert_eq!(error.error_type, "LedgerUnavailable", "{error}");
+    let messages = world.inbox.receive().await;
+    assert_eq!(messages.len(), 1, "the alert reached SNS during the outage");
 }
