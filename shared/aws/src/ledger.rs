@@ -81,21 +81,32 @@ impl DynamoLedger {
         Ok(output.item)
     }
 
-    /// The first `limit` items of `pk` whose sort key starts with `prefix`.
+    /// The first `limit` items of `pk` whose sort key starts with `prefix`
+    /// (following pages until then).
     async fn query_page(&self, pk: &str, prefix: &str, limit: i32) -> Result<Vec<Item>, PortError> {
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(pk))
-            .expression_attribute_values(":prefix", s(prefix))
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| classify("Query", &e))?;
-        Ok(output.items.unwrap_or_default())
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let left = limit - items.len() as i32;
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":prefix", s(prefix))
+                .limit(left)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("Query", &e))?;
+            items.extend(output.items.unwrap_or_default());
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() && (items.len() as i32) < limit => start = Some(key),
+                _ => return Ok(items),
+            }
+        }
     }
 
     async fn query_all(&self, pk: String, sk_prefix: Option<&str>) -> Result<Vec<Item>, PortError> {

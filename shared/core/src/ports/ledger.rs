@@ -21,9 +21,12 @@ use std::sync::Mutex;
 /// clocks up to this far apart never let two invocations send at once.
 pub const LEASE_TAKEOVER_GRACE_SECONDS: i64 = 30;
 
-/// The alerts a digest lists in full (the worst first); the others are
-/// only counted in its tallies.
-pub const DIGEST_WORST: usize = 25;
+/// The alerts a digest carries in full (the worst first); the others are
+/// only counted in its tallies. Bounded, so a digest of any size costs the
+/// same memory (a few MB at most); large enough that the renderers, which
+/// still count the verdicts they are given, see every alert of any but
+/// the largest storms (they should read `Digest::tally` for the totals).
+pub const DIGEST_WORST: usize = 1000;
 
 /// Distinct actors and keys a digest tallies by name; the rest are counted
 /// under [`DigestTally::others`].
@@ -419,10 +422,12 @@ impl EventLedger for MemoryLedger {
             });
             let mut state = event.clone();
             state.first_seen = first_seen;
+            let delivery = Delivery::Event(event_id.to_string());
             state.delivered = s
                 .deliveries
-                .iter()
-                .filter(|((d, _), st)| *d == Delivery::Event(event_id.to_string()) && st.delivered)
+                .range((delivery.clone(), String::new())..)
+                .take_while(|((d, _), _)| *d == delivery)
+                .filter(|(_, st)| st.delivered)
                 .map(|((_, channel), _)| channel.clone())
                 .collect();
             state
