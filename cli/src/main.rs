@@ -8,6 +8,7 @@ mod classify;
 mod explain;
 mod redrive;
 mod report;
+mod rules_check;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ enum Command {
     Backfill(backfill::Args),
     /// Send the events kept on a failure queue (DLQ or on-failure destination) through the watcher again.
     Redrive(redrive::Args),
+    /// Check a rules file: validity, expiry, and which verdicts of INPUTs each rule matches.
+    Rules(rules_check::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Backfill(args) => backfill::run(args),
         Command::Redrive(args) => redrive::run(args),
+        Command::Rules(args) => rules_check::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "grantwatch", &mut std::io::stdout());

@@ -736,3 +736,65 @@ fn a_log_file_is_correlated_on_the_run_s_ledger() {
         v[7]
     );
 }
+
+#[test]
+fn rules_check_shows_matches_unused_rules_and_expiry() {
+    let rules = write_rules(
+        r#"
+[[rule]]
+id = "reporting-role"
+reason = "Reporting reads its own data"
+grantee = "arn:aws:iam::*:role/reporting"
+
+[[rule]]
+id = "never"
+reason = "matches nothing"
+account = "999999999999"
+
+[[rule]]
+id = "soon"
+reason = "migration"
+expires = 2026-12-05
+origin = "service"
+
+[[rule]]
+id = "gone"
+reason = "old"
+expires = 2026-01-01
+grantee = "*"
+"#,
+    );
+    let dir = corpus_dir();
+    let out = Command::new(env!("CARGO_BIN_EXE_grantwatch"))
+        .args(["rules", "check", rules.to_str().unwrap(), "--today", TODAY])
+        .arg(dir.join("manual-cli-create-grant.json"))
+        .arg(dir.join("lambda-create-grant.json"))
+        .output()
+        .expect("grantwatch rules check");
+    std::fs::remove_file(&rules).ok();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("4 rules, valid"), "{text}");
+    assert!(
+        text.contains("rule \"reporting-role\" matches 1 verdicts"),
+        "{text}"
+    );
+    assert!(text.contains("rule \"never\" matches nothing"), "{text}");
+    assert!(
+        text.contains("rule \"soon\" expires on 2026-12-05, in 7 days"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rule \"gone\" expired on 2026-01-01"),
+        "{text}"
+    );
+    // An invalid file: exit 2, the error names rule and field.
+    let bad = write_rules("[[rule]]\nid = \"x\"\nreason = \"r\"\nfindings = [\"nope\"]\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_grantwatch"))
+        .args(["rules", "check", bad.to_str().unwrap()])
+        .output()
+        .expect("grantwatch rules check");
+    std::fs::remove_file(&bad).ok();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("findings"));
+}
