@@ -276,7 +276,9 @@ where
     D: AccountDirectory,
 {
     let scope = resolve_scope(request, deps.directory).await?;
-    let history = previous_reports(deps.store, deps.options.trend_reports, generated_at).await;
+    // Only the newest previous report is read (the diff's base): it carries
+    // the trend of the runs before it, so past reports are never reloaded.
+    let history = previous_reports(deps.store, 1, generated_at).await;
     let mut targets: Vec<AccountRegion> = scope
         .accounts
         .iter()
@@ -329,10 +331,23 @@ where
     };
 
     diff::apply(&mut report, history.first());
-    let mut trend: Vec<TrendPoint> = history.iter().rev().map(Report::trend_point).collect();
-    trend.push(report.trend_point());
-    report.trend = trend;
+    report.trend = trend_after(history.first(), &report, deps.options.trend_reports);
     Ok(report)
+}
+
+/// The trend: the previous report's own trend (its point last; just its
+/// point if it has none), at most `past` points of it, then this report's.
+pub fn trend_after(previous: Option<&Report>, report: &Report, past: usize) -> Vec<TrendPoint> {
+    let mut trend: Vec<TrendPoint> = match previous {
+        None => Vec::new(),
+        Some(p) if p.trend.is_empty() => vec![p.trend_point()],
+        Some(p) => p.trend.clone(),
+    };
+    if trend.len() > past {
+        trend.drain(..trend.len() - past);
+    }
+    trend.push(report.trend_point());
+    trend
 }
 
 /// Rotate the account-regions so this run starts with the first one the
@@ -883,6 +898,63 @@ mod tests {
             progress: &Quiet,
         };
         block_on(build_report(req, &deps, at)).unwrap()
+    }
+
+    #[test]
+    fn the_trend_comes_from_the_previous_report_not_from_reloading_old_ones() {
+        let store = MemoryStore::default();
+        let inv = inventory(2, 3, 10);
+        let weeks = [
+            "2026-11-07T06:00:00Z",
+            "2026-11-14T06:00:00Z",
+            "2026-11-21T06:00:00Z",
+            "2026-11-28T06:00:00Z",
+        ];
+        for (i, at) in weeks.iter().enumerate() {
+            let report = build(&inv, &NoProvenance, &store, &NoDeadline, &request(), at);
+            let put = block_on(store.put(
+                &at[..10],
+                "report.json",
+                crate::report::to_json(&report).unwrap(),
+                "application/json",
+            ));
+            put.unwrap();
+            if i == 1 {
+                // The first report is gone: its point lives on in the trend.
+                store
+                    .files
+                    .lock()
+                    .unwrap()
+                    .remove("reports/2026-11-07/report.json");
+            }
+            let dates: Vec<String> = report
+                .trend
+                .iter()
+                .map(|p| p.generated_at.clone())
+                .collect();
+            assert_eq!(dates, weeks[..=i], "week {i}");
+        }
+        // At most `past` points of the previous trend, then this report's.
+        let last =
+            Report::from_json(&store.get("reports/2026-11-28/report.json").unwrap()).unwrap();
+        let next = build(
+            &inv,
+            &NoProvenance,
+            &MemoryStore::default(),
+            &NoDeadline,
+            &request(),
+            "2026-12-05T06:00:00Z",
+        );
+        let trend = trend_after(Some(&last), &next, 2);
+        let dates: Vec<&str> = trend.iter().map(|p| p.generated_at.as_str()).collect();
+        assert_eq!(
+            dates,
+            [
+                "2026-11-21T06:00:00Z",
+                "2026-11-28T06:00:00Z",
+                "2026-12-05T06:00:00Z"
+            ]
+        );
     }
 
     #[test]
