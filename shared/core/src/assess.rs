@@ -952,6 +952,7 @@ mod tests {
             error_code: error.map(str::to_string),
             error_message: None,
             used_grant_token: false,
+            shared_event_id: None,
         }
     }
 

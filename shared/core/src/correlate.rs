@@ -240,6 +240,32 @@ pub fn correlate(
     out
 }
 
+/// What to do with a copy of a cross-account call (same `sharedEventID`)
+/// when the other copy was already judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyAction {
+    /// The first copy to arrive: alert as usual.
+    Alert,
+    /// The other copy alerted (or was judged) at this severity or higher:
+    /// only enrich the ledger record, send nothing.
+    EnrichOnly,
+    /// This copy raises the severity (e.g. the key owner's copy shows a
+    /// foreign key): send one follow-up.
+    FollowUp,
+}
+
+/// CloudTrail writes a cross-account call into both accounts with the same
+/// `sharedEventID`. The first copy alerts; the second only enriches the
+/// ledger record unless it raises the severity, then it sends one
+/// follow-up. `earlier`: the severity recorded for the first copy, if any.
+pub fn second_copy(earlier: Option<Severity>, now: Severity) -> CopyAction {
+    match earlier {
+        None => CopyAction::Alert,
+        Some(before) if now > before => CopyAction::FollowUp,
+        Some(_) => CopyAction::EnrichOnly,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +303,7 @@ mod tests {
             error_code: None,
             error_message: None,
             used_grant_token: false,
+            shared_event_id: None,
         }
     }
 
@@ -307,6 +334,23 @@ mod tests {
     }
 
     const APP: &str = "arn:aws:iam::111122223333:role/app";
+
+    #[test]
+    fn copies_of_a_cross_account_call() {
+        assert_eq!(second_copy(None, Severity::Low), CopyAction::Alert);
+        assert_eq!(
+            second_copy(Some(Severity::High), Severity::High),
+            CopyAction::EnrichOnly
+        );
+        assert_eq!(
+            second_copy(Some(Severity::High), Severity::Medium),
+            CopyAction::EnrichOnly
+        );
+        assert_eq!(
+            second_copy(Some(Severity::Medium), Severity::Critical),
+            CopyAction::FollowUp
+        );
+    }
 
     #[test]
     fn duplicates_of_live_grants_only() {

@@ -104,6 +104,10 @@ pub struct GrantEvent {
     pub error_message: Option<String>,
     /// `requestParameters.grantTokens` was non-empty.
     pub used_grant_token: bool,
+    /// `sharedEventID`: the same cross-account call is written into both
+    /// accounts with this id (see `correlate::second_copy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_event_id: Option<String>,
 }
 
 impl GrantEvent {
@@ -613,6 +617,7 @@ fn parse_grant_record(
         error_code,
         error_message: loose_string(obj, "errorMessage"),
         used_grant_token,
+        shared_event_id: loose_string(obj, "sharedEventID").filter(|s| !s.trim().is_empty()),
     })
 }
 
@@ -942,6 +947,17 @@ mod tests {
             Ok(Parsed::Grant(g)) => assert_eq!(g.event_id, record_hash(&v)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn shared_event_id_is_kept() {
+        let mut v = create_grant();
+        v["sharedEventID"] = json!("57f5dbee-16da-413e-979f-2c4c6663475e");
+        assert_eq!(
+            grant(v).shared_event_id.as_deref(),
+            Some("57f5dbee-16da-413e-979f-2c4c6663475e")
+        );
+        assert_eq!(grant(create_grant()).shared_event_id, None);
     }
 
     #[test]
