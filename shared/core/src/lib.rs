@@ -14,6 +14,7 @@ pub mod judge;
 pub mod logs;
 pub mod origin;
 pub mod ports;
+pub mod posture;
 pub mod principal;
 pub mod record;
 pub mod render;
