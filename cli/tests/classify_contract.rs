@@ -634,7 +634,7 @@ fn real_world_records_get_their_documented_verdicts() {
         }
     }
     assert!(
-        services.len() >= 14,
+        services.len() >= 16,
         "only {} services named: {services:?}",
         services.len()
     );
