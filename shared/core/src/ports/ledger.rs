@@ -378,6 +378,16 @@ impl MemoryLedger {
             .is_some_and(|d| d.delivered)
     }
 
+    /// Sends that may have repeated an earlier one, as the ledger keeps
+    /// them: over every delivery and channel, claims beyond the first.
+    pub fn possible_duplicates(&self) -> u64 {
+        lock(&self.state)
+            .deliveries
+            .values()
+            .map(|d| d.attempts.saturating_sub(1))
+            .sum()
+    }
+
     /// The owner and end of the channel's lease, if leased.
     pub fn lease(&self, delivery: &Delivery, channel: &str) -> Option<(String, i64)> {
         lock(&self.state)

@@ -28,7 +28,8 @@ pub struct Metrics {
     /// owner sent, or a send whose record failed.
     pub possible_duplicates: u64,
     pub ledger_errors: u64,
-    /// Alerts sent while the ledger was down (marked possible duplicates).
+    /// Alerts sent (or possibly sent) while the ledger was down, per
+    /// channel: each may be repeated once the ledger is back.
     pub dedup_unavailable: u64,
     /// Event time → alert sent, for an alert this invocation sent.
     pub alert_latency_ms: Option<u64>,
@@ -109,9 +110,10 @@ impl WatchError {
             WatchError::LedgerDown { channels, .. } => {
                 m.events_seen = 1;
                 m.ledger_errors = 1;
+                // Sent, or failed transiently (it may still have been sent).
                 m.dedup_unavailable = channels
                     .iter()
-                    .filter(|c| c.status == ChannelStatus::Sent)
+                    .filter(|c| matches!(c.status, ChannelStatus::Sent | ChannelStatus::Failed(_)))
                     .count() as u64;
                 count_channels(&mut m, channels);
             }

@@ -449,8 +449,13 @@ where
             }
         }
     }
-    for (_, delivered) in take_over_overdue(deps, invocation).await? {
-        announced.absorb(delivered);
+    // Best effort: a ledger error here leaves the overdue digest pending
+    // for the next alert (its leader's own failure is already visible),
+    // and must not hide what this invocation sent.
+    if let Ok(posted) = take_over_overdue(deps, invocation).await {
+        for (_, delivered) in posted {
+            announced.absorb(delivered);
+        }
     }
     Ok(())
 }
