@@ -81,6 +81,9 @@ pub struct Args {
         default_value = ""
     )]
     trusted_accounts: String,
+    /// `grant-count-high` from this many grants on one key (list-grants input).
+    #[arg(long, env = "GRANT_COUNT_THRESHOLD", value_name = "N", default_value_t = DEFAULT_GRANT_COUNT_THRESHOLD)]
+    grant_count_threshold: usize,
     /// CloudTrail records, EventBridge events or CloudTrail log files (plain
     /// or gzip); stdin when none is given or for `-`.
     #[arg(value_name = "PATH")]
@@ -239,6 +242,7 @@ pub fn run(args: Args) -> ExitCode {
         let judging = Judging {
             policy: &policy,
             zone: &zone,
+            grant_count_threshold: args.grant_count_threshold,
         };
         match classify_input(path, &judging, &format, &mut out, &mut counts, &mut seen) {
             Ok(()) => {}
@@ -300,6 +304,7 @@ fn read_input(path: &str) -> Result<Vec<u8>, String> {
 struct Judging<'a> {
     policy: &'a Policy,
     zone: &'a TrustZone,
+    grant_count_threshold: usize,
 }
 
 fn classify_input(
@@ -315,7 +320,8 @@ fn classify_input(
     if let Some(grants) = list_grants(&bytes) {
         let grants = grants.map_err(|e| InputError::Bad(vec![e.to_string()]))?;
         counts.events += grants.len();
-        return print_standing(&grants, policy, out).map_err(InputError::Output);
+        return print_standing(&grants, policy, judging.grant_count_threshold, out)
+            .map_err(InputError::Output);
     }
     let records = parse_document(&bytes).map_err(|e| InputError::Bad(vec![e.to_string()]))?;
     let mut problems = Vec::new();
@@ -366,6 +372,7 @@ fn list_grants(bytes: &[u8]) -> Option<Result<Vec<StandingGrant>, ListGrantsErro
 fn print_standing(
     grants: &[StandingGrant],
     policy: &Policy,
+    grant_count_threshold: usize,
     out: &mut impl Write,
 ) -> io::Result<()> {
     let mut keys: Vec<&str> = Vec::new();
@@ -380,7 +387,7 @@ fn print_standing(
             .filter(|g| g.key_arn == key)
             .cloned()
             .collect();
-        let judgements = judge_key(&of_key, |_| None, policy, DEFAULT_GRANT_COUNT_THRESHOLD);
+        let judgements = judge_key(&of_key, |_| None, policy, grant_count_threshold);
         for (g, j) in of_key.iter().zip(judgements) {
             let line = serde_json::json!({
                 "kind": "standing-grant",

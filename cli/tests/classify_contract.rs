@@ -684,6 +684,14 @@ fn list_grants_output_is_judged_as_the_report_judges_it() {
     assert!(codes(&lines[1]).contains(&"cross-account-grantee".to_string()));
     assert_eq!(lines[1]["severity"], "high");
     assert_eq!(lines[1]["alert"], true);
+    // The grant-count threshold is a setting.
+    let out = grantwatch(
+        &["--grant-count-threshold", "3"],
+        Some(doc.to_string().as_bytes()),
+    );
+    assert!(verdicts(&out)
+        .iter()
+        .any(|l| codes(l).contains(&"grant-count-high".to_string())));
     // A broken entry is a clear error naming it.
     let bad = json!({"Grants": [{"KeyId": "alias/x", "GrantId": "g"}]});
     let out = grantwatch(&[], Some(bad.to_string().as_bytes()));
