@@ -23,7 +23,7 @@ use crate::report::model::{
     summarise, AccountRegionCoverage, Coverage, CoverageGap, CoverageStatus, CreatedBy, GapReason,
     GrantReport, KeyReport, Report, ReportScope, TrendPoint, SCHEMA_VERSION,
 };
-use crate::report::{diff, render_files, REPORT_HTML};
+use crate::report::{diff, render_file, FILE_NAMES, REPORT_HTML};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -386,10 +386,11 @@ where
     C: SummaryChannel + ?Sized,
 {
     let report = build_report(request, deps, generated_at).await?;
-    let files = render_files(&report).map_err(|e| ReportError::Render(e.to_string()))?;
     let mut locations = Vec::new();
     let mut html_location = None;
-    for file in files {
+    // One file rendered and handed to the store at a time.
+    for name in FILE_NAMES {
+        let file = render_file(&report, name).map_err(|e| ReportError::Render(e.to_string()))?;
         let location = deps
             .store
             .put(report.date(), file.name, file.body, file.content_type)

@@ -27,30 +27,42 @@ pub struct ReportFile {
     pub body: Vec<u8>,
 }
 
-/// Render every file of the report.
-pub fn render_files(report: &Report) -> Result<Vec<ReportFile>, serde_json::Error> {
-    Ok(vec![
-        ReportFile {
+/// The files of a report, in the order they are stored.
+pub const FILE_NAMES: [&str; 4] = [REPORT_JSON, GRANTS_CSV, REPORT_HTML, SUMMARY_MD];
+
+/// Render one file of the report (one of [`FILE_NAMES`]); storing them one
+/// at a time keeps one body in memory, not four.
+pub fn render_file(report: &Report, name: &str) -> Result<ReportFile, serde_json::Error> {
+    Ok(match name {
+        REPORT_JSON => ReportFile {
             name: REPORT_JSON,
             content_type: "application/json",
             body: to_json(report)?,
         },
-        ReportFile {
+        GRANTS_CSV => ReportFile {
             name: GRANTS_CSV,
             content_type: "text/csv; charset=utf-8",
             body: csv::write(report).into_bytes(),
         },
-        ReportFile {
+        REPORT_HTML => ReportFile {
             name: REPORT_HTML,
             content_type: "text/html; charset=utf-8",
             body: html::write(report)?.into_bytes(),
         },
-        ReportFile {
+        _ => ReportFile {
             name: SUMMARY_MD,
             content_type: "text/markdown; charset=utf-8",
             body: markdown::write(report).into_bytes(),
         },
-    ])
+    })
+}
+
+/// Render every file of the report.
+pub fn render_files(report: &Report) -> Result<Vec<ReportFile>, serde_json::Error> {
+    FILE_NAMES
+        .iter()
+        .map(|name| render_file(report, name))
+        .collect()
 }
 
 /// `report.json`: pretty-printed, stable field order.
