@@ -706,6 +706,21 @@ impl StormLedger for DynamoLedger {
                 .map_err(build)?;
             items.push(TransactWriteItem::builder().update(tally).build());
         }
+        // Most joins after the close are late alerts: answer them without a
+        // transaction that would only be cancelled (cheaper, and a cancelled
+        // transaction is where emulators like moto roll back too much).
+        if let Some(delivery) = self.get(pk.clone(), "DELIVERY").await? {
+            if delivery.contains_key("closed_at") {
+                let member = self
+                    .get(pk.clone(), &format!("EVENT#{}", verdict.event_id))
+                    .await?;
+                return Ok(if member.is_some() {
+                    DigestEntry::AlreadyIn
+                } else {
+                    DigestEntry::Closed
+                });
+            }
+        }
         // Concurrent joins of one window conflict on its tallies: DynamoDB
         // cancels all but one; try again a few times before failing.
         let mut conflicts = 0;
@@ -1026,10 +1041,32 @@ mod tests {
         ] {
             let rule =
                 mock!(aws_sdk_dynamodb::Client::transact_write_items).then_error(canceled(codes));
-            let client = mock_client!(aws_sdk_dynamodb, [&rule]);
+            // The digest is still open when read first.
+            let open = mock!(aws_sdk_dynamodb::Client::get_item)
+                .then_output(|| GetItemOutput::builder().item("total", n(3)).build());
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&open, &rule]);
             let ledger = DynamoLedger::new(client, "ledger", 90);
             assert_eq!(ledger.add_to_digest(60, &verdict).await.unwrap(), expected);
         }
+        // Closed when read first: no transaction at all.
+        let closed = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.key().and_then(|k| k.get("sk")) == Some(&s("DELIVERY")))
+            .then_output(|| GetItemOutput::builder().item("closed_at", n(90)).build());
+        let not_member = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(|| GetItemOutput::builder().build());
+        let never = mock!(aws_sdk_dynamodb::Client::transact_write_items)
+            .then_error(canceled(["None", "None"]));
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::MatchAny,
+            [&closed, &not_member, &never]
+        );
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        assert_eq!(
+            ledger.add_to_digest(60, &verdict).await.unwrap(),
+            DigestEntry::Closed
+        );
+        assert_eq!(never.num_calls(), 0);
     }
 
     #[tokio::test]
