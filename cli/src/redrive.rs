@@ -20,6 +20,7 @@ use grantwatch_core::app::watch::{
 };
 use grantwatch_core::event::{self, Parsed};
 use grantwatch_core::ports::notify::{ChannelClass, DynNotifier, WithClass};
+use grantwatch_core::rules::RuleSet;
 use grantwatch_core::verdict::Severity;
 use serde_json::Value;
 use std::process::ExitCode;
@@ -45,12 +46,17 @@ pub struct Args {
     /// The Slack webhook secret (as the watcher's SLACK_WEBHOOK_SECRET_ARN).
     #[arg(long, env = "SLACK_WEBHOOK_SECRET_ARN")]
     slack_webhook_secret_arn: Option<String>,
-    /// As the watcher's MIN_ALERT_SEVERITY.
-    #[arg(long, env = "MIN_ALERT_SEVERITY", default_value = "medium")]
-    min_alert_severity: Severity,
-    /// As the watcher's RULES_S3_URI.
-    #[arg(long, env = "RULES_S3_URI")]
-    rules_s3_uri: Option<String>,
+    /// Alert threshold (as the watcher's MIN_ALERT_SEVERITY).
+    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
+    min_severity: Severity,
+    /// Suppression / re-rating rules: a TOML file or the watcher's
+    /// `s3://` URI (RULES_S3_URI).
+    #[arg(long, env = "RULES_S3_URI", value_name = "FILE|S3_URI")]
+    rules: Option<String>,
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    s.parse()
 }
 
 /// How long one redriven event may take (as a watcher invocation).
@@ -118,11 +124,15 @@ async fn redrive(args: Args) -> Result<Tally, String> {
         Env::new(|name| (name == "ALERT_TOPIC_ARN").then(|| topic.clone()))
             .alert_topic_arn()
             .map_err(|e| e.to_string())?;
-        let rules = match &args.rules_s3_uri {
-            Some(uri) => sdk::load_rules(&sdk::s3_client(&config), uri)
+        let rules = match args.rules.as_deref().filter(|r| !r.is_empty()) {
+            Some(uri) if uri.starts_with("s3://") => sdk::load_rules(&sdk::s3_client(&config), uri)
                 .await
-                .map_err(|e| format!("--rules-s3-uri: {e}"))?,
-            None => Default::default(),
+                .map_err(|e| format!("--rules {uri}: {e}"))?,
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| e.to_string())
+                .and_then(|text| RuleSet::parse_toml(&text).map_err(|e| e.to_string()))
+                .map_err(|e| format!("--rules {path}: {e}"))?,
+            None => RuleSet::default(),
         };
         let mut notifiers: Vec<Box<dyn DynNotifier>> = vec![Box::new(WithClass(
             SnsNotifier::new(aws_sdk_sns::Client::new(&config), &topic),
@@ -153,7 +163,7 @@ async fn redrive(args: Args) -> Result<Tally, String> {
             clock: SystemClock,
             config: WatchConfig {
                 rules,
-                min_alert_severity: args.min_alert_severity,
+                min_alert_severity: args.min_severity,
                 ..WatchConfig::default()
             },
         })
