@@ -336,6 +336,42 @@ proptest! {
         prop_assert!(pair[1].severity >= j.severity);
     }
 
+    /// Issue 11: caller-controlled fields never make a grant `service` on
+    /// their own. A person's direct call (an IP as source, no invokedBy)
+    /// granting an IAM role stays non-service whatever user agent, retiring
+    /// principal, encryption context or grant name it types.
+    #[test]
+    fn caller_controlled_fields_never_make_a_service_grant(
+        user_agent in interesting_string(),
+        retiring in prop::option::of(interesting_string()),
+        context in prop::option::of(prop::collection::btree_map(interesting_string(), interesting_string(), 0..3)),
+        name in prop::option::of(interesting_string()),
+        console in any::<bool>(),
+    ) {
+        let facts = GrantFacts {
+            grantee: Some("arn:aws:iam::111122223333:role/app".into()),
+            retiring_principal: retiring.filter(|r| !r.trim().eq_ignore_ascii_case("AWS Internal")),
+            operations: vec![Operation::Decrypt],
+            constraints: context.map(|m: BTreeMap<String, String>| Constraints {
+                encryption_context_subset: Some(m),
+                ..Constraints::default()
+            }),
+            name,
+            ..GrantFacts::default()
+        };
+        let caller = grantwatch_core::event::Caller {
+            arn: Some("arn:aws:iam::111122223333:user/mallory".into()),
+            identity_type: Some("IAMUser".into()),
+            account: Some("111122223333".into()),
+            source_ip: Some("198.51.100.7".into()),
+            user_agent: Some(user_agent),
+            from_console: console,
+            ..Default::default()
+        };
+        let v = classify_grant(&facts, Some(&caller));
+        prop_assert_ne!(v.origin, grantwatch_core::verdict::Origin::Service, "{:?}", v.evidence);
+    }
+
     #[test]
     fn principals_and_globs_never_panic(s in "\\PC{0,64}", p in "[a-z*?:/]{0,16}") {
         let principal = Principal::parse(&s);
