@@ -208,6 +208,23 @@ fn every_fixture_gets_its_expected_verdicts() {
         for (actual, expected) in got.iter().zip(want) {
             check_contract(actual);
             check_expected(&file, actual, expected);
+            // The pass criterion of issue 11 holds for our own shapes too.
+            if actual["origin"] == "service" {
+                assert!(
+                    rank(&actual["severity"]) < rank(&json!("medium")),
+                    "{file}: a service's grant rated {}",
+                    actual["severity"]
+                );
+            } else if actual["event_name"] == "CreateGrant"
+                && finding_codes(actual)
+                    .iter()
+                    .any(|c| c == "unconstrained" || c.starts_with("cross-account"))
+            {
+                assert!(
+                    rank(&actual["severity"]) >= rank(&json!("medium")),
+                    "{file}: a person's unconstrained or cross-account grant below medium"
+                );
+            }
         }
         if want_exit == 0 {
             assert!(stderr.is_empty(), "{file}: unexpected stderr: {stderr}");
