@@ -566,7 +566,10 @@ mod tests {
         let truncated = good[..good.len() / 2].to_vec();
         let source = Memory(vec![
             ("truncated.json.gz".into(), truncated),
-            ("garbage.json".into(), b"{\"Records\": [{\"eventName\": ".to_vec()),
+            (
+                "garbage.json".into(),
+                b"{\"Records\": [{\"eventName\": ".to_vec(),
+            ),
             ("good.json.gz".into(), good),
         ]);
         let results = run(&source, &Options::default());
@@ -596,7 +599,10 @@ mod tests {
             "account": "111122223333", "region": "us-east-1",
             "detail": create("eb", "2026-01-01T00:00:00Z")
         });
-        let source = Memory(vec![("e.json".into(), eventbridge.to_string().into_bytes())]);
+        let source = Memory(vec![(
+            "e.json".into(),
+            eventbridge.to_string().into_bytes(),
+        )]);
         let results = run(&source, &Options::default());
         assert_eq!(ids(&results[0]), ["eb"]);
     }
@@ -673,7 +679,8 @@ mod tests {
         std::fs::write(day.join("notes.txt"), b"").unwrap();
         std::fs::write(dir.join("AWSLogs/1/CloudTrail-Digest/d.json.gz"), b"").unwrap();
         std::os::unix::fs::symlink(&dir, day.join("loop")).unwrap();
-        let (files, problems) = LocalFiles::discover(&[dir.clone()], &Options::default());
+        let (files, problems) =
+            LocalFiles::discover(std::slice::from_ref(&dir), &Options::default());
         assert!(problems.is_empty(), "{problems:?}");
         let names: Vec<_> = files
             .files()
