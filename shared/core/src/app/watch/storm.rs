@@ -22,8 +22,10 @@ use crate::verdict::Verdict;
 
 /// Time kept back from the deadline to deliver a digest after waiting.
 pub const DIGEST_DELIVERY_RESERVE_MS: i64 = 10_000;
-/// Wait past the window's end so late writers' digest entries are in.
-pub const DIGEST_SETTLE_MS: i64 = 1_000;
+/// Wait past the window's end so joins still in flight land before the
+/// digest closes (a ledger call's attempt may take up to 3 s); a join that
+/// lands later finds the digest closed and is sent alone.
+pub const DIGEST_SETTLE_MS: i64 = 5_000;
 /// A digest not posted this long after its window settled is overdue.
 pub const OVERDUE_GRACE_MS: i64 = 30_000;
 /// Overdue digests one invocation takes over at most.
