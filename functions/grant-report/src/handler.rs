@@ -59,18 +59,15 @@ pub(crate) async fn init() -> Result<Deps, ConfigError> {
         settings.alert_topic_arn.clone(),
     ))];
     if let Some(secret) = &settings.slack_webhook_secret_arn {
-        let http = reqwest::Client::builder().build().map_err(|e| {
-            bad(
-                "SLACK_WEBHOOK_SECRET_ARN",
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })?;
-        channels.push(Channel::Slack(SlackNotifier::new(
-            http,
+        // Pinned to Slack's host (and SLACK_ALLOWED_HOSTS), no redirects.
+        let slack = SlackNotifier::pinned(
             SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&config), secret),
             SystemClock,
             SlackPolicy::default(),
-        )));
+            settings.slack_allowed_hosts.clone(),
+        )
+        .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
+        channels.push(Channel::Slack(slack));
     }
     let clients = MemberKmsClients::new(
         config.clone(),

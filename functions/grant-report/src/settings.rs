@@ -4,6 +4,7 @@
 use grantwatch_aws::config::{bad, ConfigError, Env};
 use grantwatch_aws::inventory::DEFAULT_LISTGRANTS_RATE;
 use grantwatch_aws::scope::DEFAULT_MEMBER_ROLE;
+use grantwatch_aws::slack::AllowedHosts;
 use grantwatch_core::app::report::ReportRequest;
 use grantwatch_core::ports::inventory::AccountSelection;
 use grantwatch_core::verdict::Severity;
@@ -18,6 +19,8 @@ pub(crate) struct Settings {
     pub(crate) alert_topic_arn: String,
     pub(crate) ledger_table: Option<String>,
     pub(crate) slack_webhook_secret_arn: Option<String>,
+    /// Webhook hosts besides hooks.slack.com (`SLACK_ALLOWED_HOSTS`).
+    pub(crate) slack_allowed_hosts: AllowedHosts,
     pub(crate) rules_s3_uri: Option<String>,
     pub(crate) min_alert_severity: Severity,
     pub(crate) regions: Vec<String>,
@@ -117,6 +120,7 @@ impl Settings {
             alert_topic_arn,
             ledger_table: optional("LEDGER_TABLE"),
             slack_webhook_secret_arn: optional("SLACK_WEBHOOK_SECRET_ARN"),
+            slack_allowed_hosts: env.slack_allowed_hosts()?,
             rules_s3_uri,
             min_alert_severity,
             regions,
