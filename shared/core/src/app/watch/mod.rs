@@ -433,7 +433,9 @@ where
         AlertMode::Digest { window } | AlertMode::DigestLeader { window } => {
             match join_digest(deps, window, verdict, invocation).await? {
                 Joined::Closed => {
-                    // The digest was posted before this alert joined it.
+                    // The digest was posted before this alert joined it:
+                    // announced alone (and not counted as `Digested`).
+                    announced.mode = Some(AlertMode::Individual);
                     announced
                         .absorb(deliver(deps, &alone, Notice::Alert(verdict), invocation).await);
                 }
