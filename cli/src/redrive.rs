@@ -53,6 +53,10 @@ pub struct Args {
     /// `s3://` URI (RULES_S3_URI).
     #[arg(long, env = "RULES_S3_URI", value_name = "FILE|S3_URI")]
     rules: Option<String>,
+    /// grantwatch's own resources as JSON (as the watcher's OWN_RESOURCES),
+    /// so redriven tamper and key lifecycle events are judged, not skipped.
+    #[arg(long, env = "OWN_RESOURCES", value_name = "JSON")]
+    own_resources: Option<String>,
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
@@ -143,16 +147,27 @@ async fn redrive(args: Args) -> Result<Tally, String> {
             .as_ref()
             .filter(|s| !s.is_empty())
         {
-            let http = reqwest::Client::builder()
-                .build()
-                .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
             let secrets =
                 SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&config), secret);
-            notifiers.push(Box::new(WithClass(
-                SlackNotifier::new(http, secrets, SystemClock, SlackPolicy::default()),
-                ChannelClass::BestEffort,
-            )));
+            // Pinned like the watcher's: hooks.slack.com (+ SLACK_ALLOWED_HOSTS), no redirects.
+            let hosts = Env::new(|name| std::env::var(name).ok())
+                .slack_allowed_hosts()
+                .map_err(|e| e.to_string())?;
+            let slack = SlackNotifier::pinned(secrets, SystemClock, SlackPolicy::default(), hosts)
+                .map_err(|e| e.to_string())?;
+            notifiers.push(Box::new(WithClass(slack, ChannelClass::BestEffort)));
         }
+        let own_resources = match args
+            .own_resources
+            .as_deref()
+            .filter(|o| !o.trim().is_empty())
+        {
+            Some(text) => Some(
+                grantwatch_core::tamper::OwnResources::from_json(text)
+                    .map_err(|e| format!("--own-resources: {e}"))?,
+            ),
+            None => None,
+        };
         Some(WatchDeps {
             ledger: DynamoLedger::new(
                 aws_sdk_dynamodb::Client::new(&config),
@@ -164,6 +179,7 @@ async fn redrive(args: Args) -> Result<Tally, String> {
             config: WatchConfig {
                 rules,
                 min_alert_severity: args.min_severity,
+                own_resources,
                 ..WatchConfig::default()
             },
         })
@@ -285,6 +301,7 @@ async fn handle(id: &str, body: &str, deps: Option<&Deps>) -> Handled {
 
 fn summary(outcome: &WatchOutcome) -> String {
     match outcome {
+        WatchOutcome::Heartbeat { event_id } => format!("heartbeat ({event_id})"),
         WatchOutcome::Skipped { event_name, .. } => format!(
             "not a grant event ({})",
             event_name.as_deref().unwrap_or("unnamed")

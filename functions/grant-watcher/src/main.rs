@@ -73,6 +73,7 @@ async fn init() -> Result<(Deps, String), ConfigError> {
             min_alert_severity: settings.min_alert_severity,
             storm_threshold: settings.storm_threshold,
             storm_window_seconds: settings.storm_window_seconds,
+            own_resources: settings.own_resources,
         },
     };
     Ok((deps, settings.function_name))

@@ -3,6 +3,7 @@
 use grantwatch_aws::config::{ConfigError, Env};
 use grantwatch_aws::ledger::DEFAULT_RETENTION_DAYS;
 use grantwatch_core::app::watch::{DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW_SECONDS};
+use grantwatch_core::tamper::{OwnResources, OWN_RESOURCES_ENV};
 use grantwatch_core::verdict::Severity;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +16,9 @@ pub struct Settings {
     pub ledger_retention_days: u32,
     pub storm_threshold: u64,
     pub storm_window_seconds: u64,
+    /// grantwatch's own resources (`OWN_RESOURCES`, set by the template):
+    /// calls on them are tampering. Unset: only grants and the heartbeat.
+    pub own_resources: Option<OwnResources>,
     pub function_name: String,
 }
 
@@ -40,6 +44,14 @@ impl Settings {
                 1,
                 600,
             )?,
+            own_resources: match env.optional(OWN_RESOURCES_ENV) {
+                None => None,
+                Some(text) => {
+                    Some(OwnResources::from_json(&text).map_err(|e| {
+                        grantwatch_aws::config::bad(OWN_RESOURCES_ENV, e.to_string())
+                    })?)
+                }
+            },
             function_name: env
                 .optional("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "grant-watcher".to_string()),

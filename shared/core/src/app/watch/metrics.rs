@@ -14,6 +14,8 @@ pub const METRICS_NAMESPACE: &str = "grantwatch";
 pub struct Metrics {
     pub events_seen: u64,
     pub not_grant_events: u64,
+    /// The scheduled heartbeat reached the watcher.
+    pub heartbeats: u64,
     pub malformed_events: u64,
     pub unparseable_events: u64,
     pub duplicates: u64,
@@ -41,6 +43,7 @@ impl WatchOutcome {
         let mut m = Metrics::default();
         match self {
             WatchOutcome::Skipped { .. } => m.not_grant_events = 1,
+            WatchOutcome::Heartbeat { .. } => m.heartbeats = 1,
             WatchOutcome::Watched {
                 severity,
                 alert,
@@ -145,6 +148,7 @@ impl Metrics {
         let mut values: Vec<(String, u64, &str)> = vec![
             ("EventsSeen".into(), self.events_seen, "Count"),
             ("NotGrantEvents".into(), self.not_grant_events, "Count"),
+            ("Heartbeats".into(), self.heartbeats, "Count"),
             ("MalformedEvents".into(), self.malformed_events, "Count"),
             ("UnparseableEvents".into(), self.unparseable_events, "Count"),
             ("DuplicateEvents".into(), self.duplicates, "Count"),

@@ -16,6 +16,7 @@
 
 pub mod deliver;
 pub mod metrics;
+mod pipeline;
 pub mod storm;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ pub use self::storm::{DIGEST_DELIVERY_RESERVE_MS, DIGEST_SETTLE_MS, OVERDUE_GRAC
 pub use crate::ports::clock::Clock;
 
 use self::deliver::{deliver, Delivered};
+use self::pipeline::Pipeline;
 use self::storm::{join_digest, storm_mode, take_over_overdue, Joined};
 use crate::event::{self, GrantAction, GrantEvent, ParseError, Parsed};
 use crate::judge::{judge_event, Policy};
@@ -45,6 +47,9 @@ pub struct WatchConfig {
     /// Alerts per window announced one by one; the rest go to a digest.
     pub storm_threshold: u64,
     pub storm_window_seconds: u64,
+    /// grantwatch's own resources (`OWN_RESOURCES`): calls on them are
+    /// tampering. `None`: only grant events and the heartbeat are judged.
+    pub own_resources: Option<crate::tamper::OwnResources>,
 }
 
 impl Default for WatchConfig {
@@ -54,6 +59,7 @@ impl Default for WatchConfig {
             min_alert_severity: Severity::Medium,
             storm_threshold: DEFAULT_STORM_THRESHOLD,
             storm_window_seconds: DEFAULT_STORM_WINDOW_SECONDS,
+            own_resources: None,
         }
     }
 }
@@ -118,11 +124,14 @@ pub enum ChannelStatus {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum WatchOutcome {
-    /// Not a grant event: skipped.
+    /// Not a grant event, nor one grantwatch watches: skipped.
     Skipped {
         event_name: Option<String>,
         event_source: Option<String>,
     },
+    /// The scheduled heartbeat: recorded (`Heartbeats`), proving that the
+    /// rule, its target and the watcher work.
+    Heartbeat { event_id: String },
     /// Judged and ledgered; `alert` says whether it was announced
     /// (individually, as a digest entry, or as the digest's leader).
     Watched {
@@ -227,6 +236,9 @@ enum Input {
     Event(Box<GrantEvent>),
     /// A KMS grant event the parser could not read: its alert.
     Unparseable(Box<Verdict>),
+    /// A call on grantwatch's own resources or a key lifecycle call,
+    /// judged by [`pipeline`].
+    Pipeline(Box<Verdict>),
 }
 
 /// Watch one EventBridge event.
@@ -245,12 +257,19 @@ where
             event_name,
             event_source,
         }) => {
-            // The one place a non-grant event is skipped: a second judgement
-            // (pipeline tamper, key lifecycle) plugs in here.
-            return Ok(WatchOutcome::Skipped {
-                event_name,
-                event_source,
-            });
+            // The one place a non-grant event is judged: pipeline tamper, key
+            // lifecycle, the heartbeat; anything else is skipped.
+            let policy = policy(&deps.config, deps.clock.now_ms());
+            match pipeline::judge(payload, deps, &policy).await {
+                Pipeline::Judged(verdict) => Input::Pipeline(verdict),
+                Pipeline::Heartbeat(id) => return heartbeat(id, deps).await,
+                Pipeline::NotWatched => {
+                    return Ok(WatchOutcome::Skipped {
+                        event_name,
+                        event_source,
+                    })
+                }
+            }
         }
         Err(error) => match unparseable::verdict(payload, &error) {
             Some(verdict) => Input::Unparseable(Box::new(verdict)),
@@ -260,7 +279,7 @@ where
     let now_ms = deps.clock.now_ms();
     let event_id = match &input {
         Input::Event(event) => &event.event_id,
-        Input::Unparseable(verdict) => &verdict.event_id,
+        Input::Unparseable(verdict) | Input::Pipeline(verdict) => &verdict.event_id,
     };
     let claimed = deps
         .ledger
@@ -282,6 +301,7 @@ where
             }
         }
         Input::Unparseable(verdict) => (*verdict, true),
+        Input::Pipeline(verdict) => (*verdict, false),
     };
 
     let mut announced = Announced::default();
@@ -309,6 +329,22 @@ where
     })
 }
 
+/// Record the heartbeat in the ledger (its event item, kept for the
+/// retention period): the `Heartbeats` metric and its alarm say whether
+/// the path works.
+async fn heartbeat<L, C>(id: String, deps: &WatchDeps<L, C>) -> Result<WatchOutcome, WatchError>
+where
+    L: EventLedger,
+    C: Clock,
+{
+    let event_id = format!("heartbeat:{id}");
+    deps.ledger
+        .claim_event(&event_id, deps.clock.now_ms().div_euclid(1000))
+        .await
+        .map_err(ledger_error)?;
+    Ok(WatchOutcome::Heartbeat { event_id })
+}
+
 /// The first evidence line of an alert sent while the ledger is down.
 pub const DEDUP_UNAVAILABLE: &str = "possible duplicate: deduplication unavailable";
 
@@ -330,7 +366,7 @@ where
         Input::Event(event) => {
             judge_event(&event, None, &policy(&deps.config, deps.clock.now_ms()))
         }
-        Input::Unparseable(verdict) => *verdict,
+        Input::Unparseable(verdict) | Input::Pipeline(verdict) => *verdict,
     };
     let mut channels = Vec::new();
     if verdict.alert {

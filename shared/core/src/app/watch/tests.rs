@@ -739,3 +739,181 @@ fn channel_results_read_flat_in_the_response() {
         serde_json::json!({"channel": "sns", "class": "mandatory", "status": "sent"})
     );
 }
+
+// ------------------------------------------------ the pipeline judgement (issue 10)
+
+fn tamper_fixture(name: &str) -> Value {
+    let path = format!(
+        "{}/../../tests/fixtures/tamper/{name}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A CloudTrail record as EventBridge hands it to the watcher.
+fn envelope(source: &str, detail: Value) -> Value {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("eb-{}", detail["eventID"].as_str().unwrap_or("none")),
+        "detail-type": "AWS API Call via CloudTrail",
+        "source": source,
+        "account": "111122223333",
+        "time": "2026-11-05T03:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    })
+}
+
+fn own_resources() -> crate::tamper::OwnResources {
+    crate::tamper::OwnResources::from_json(
+        &serde_json::json!({
+            "stack_name": "grantwatch",
+            "logical_ids": ["GrantEventsRule", "TamperEventsRule", "WatcherFunction"],
+            "resources": ["arn:aws:sns:us-east-1:111122223333:grantwatch-AlertTopic-AbC123"],
+        })
+        .to_string(),
+    )
+    .unwrap()
+}
+
+fn guarded() -> Fixture {
+    Fixture::new(WatchConfig {
+        own_resources: Some(own_resources()),
+        ..WatchConfig::default()
+    })
+}
+
+fn disable_rule(name: &str) -> Value {
+    let mut detail = tamper_fixture("events-disable-rule");
+    detail["requestParameters"]["name"] = name.into();
+    envelope("aws.events", detail)
+}
+
+#[tokio::test]
+async fn disabling_grantwatchs_own_rule_alerts_critical_on_every_channel_once() {
+    let f = guarded();
+    let event = disable_rule("grantwatch-GrantEventsRule-1A2B3C4D");
+    let outcome = f.watch(&event).await.unwrap();
+    let WatchOutcome::Watched {
+        severity, alert, ..
+    } = &outcome
+    else {
+        panic!("not watched: {outcome:?}")
+    };
+    assert_eq!((*severity, *alert), (Severity::Critical, true));
+    assert_eq!((f.sns().count(), f.slack().count()), (1, 1));
+    // EventBridge delivers it again: the ledger keeps it to one alert.
+    f.watch(&event).await.unwrap();
+    assert_eq!((f.sns().count(), f.slack().count()), (1, 1));
+}
+
+#[tokio::test]
+async fn the_same_call_on_someone_elses_rule_is_skipped() {
+    let f = guarded();
+    let outcome = f.watch(&disable_rule("nightly-batch")).await.unwrap();
+    assert!(
+        matches!(outcome, WatchOutcome::Skipped { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(f.sns().count(), 0);
+    assert_eq!(outcome.metrics().not_grant_events, 1);
+}
+
+#[tokio::test]
+async fn without_own_resources_a_tamper_call_is_skipped() {
+    let f = Fixture::new(WatchConfig::default());
+    let outcome = f
+        .watch(&disable_rule("grantwatch-GrantEventsRule-1A2B3C4D"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, WatchOutcome::Skipped { .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(f.sns().count(), 0);
+}
+
+#[tokio::test]
+async fn the_heartbeat_is_recorded_and_counted_and_never_alerts() {
+    // As the template's schedule puts it on the bus.
+    let heartbeat = serde_json::json!({
+        "version": "0",
+        "id": "hb-0001",
+        "detail-type": "grantwatch heartbeat",
+        "source": "grantwatch.heartbeat",
+        "account": "111122223333",
+        "time": "2026-11-05T03:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {"stack": "grantwatch"},
+    });
+    for f in [guarded(), Fixture::new(WatchConfig::default())] {
+        let outcome = f.watch(&heartbeat).await.unwrap();
+        assert_eq!(
+            outcome,
+            WatchOutcome::Heartbeat {
+                event_id: "heartbeat:hb-0001".into()
+            }
+        );
+        let metrics = outcome.metrics();
+        assert_eq!((metrics.heartbeats, metrics.not_grant_events), (1, 0));
+        let line = metrics.emf("grant-watcher", START_MS);
+        assert_eq!(line["Heartbeats"], 1);
+        assert!(f
+            .deps
+            .ledger
+            .event_ids()
+            .contains(&"heartbeat:hb-0001".to_string()));
+        assert_eq!(f.sns().count() + f.slack().count(), 0);
+    }
+}
+
+#[tokio::test]
+async fn disabling_a_key_that_holds_a_lambda_grant_names_the_function_that_breaks() {
+    let f = guarded();
+    // The article's grant: Lambda's, for function `test`, now in the ledger.
+    f.watch(&fixture("lambda-create-grant")).await.unwrap();
+    let key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let mut detail = tamper_fixture("kms-disable-key");
+    detail["requestParameters"]["keyId"] = key.into();
+    detail["resources"] = serde_json::json!([{"ARN": key, "type": "AWS::KMS::Key"}]);
+    if let Some(elements) = detail
+        .get_mut("responseElements")
+        .and_then(Value::as_object_mut)
+    {
+        elements.insert("keyId".into(), key.into());
+    }
+    let event = envelope("aws.kms", detail);
+    // What the watcher judged: the finding names the function.
+    let super::pipeline::Pipeline::Judged(verdict) =
+        super::pipeline::judge(&event, &f.deps, &policy(&f.deps.config, START_MS)).await
+    else {
+        panic!("a key lifecycle call is judged")
+    };
+    assert!(
+        verdict
+            .findings
+            .iter()
+            .any(|finding| finding.code == FindingCode::KeyDisabled
+                && finding
+                    .message
+                    .contains("arn:aws:lambda:us-east-1:123456789012:function:test")),
+        "{:?}",
+        verdict.findings
+    );
+    let outcome = f.watch(&event).await.unwrap();
+    let WatchOutcome::Watched {
+        severity, alert, ..
+    } = &outcome
+    else {
+        panic!("not watched: {outcome:?}")
+    };
+    assert_eq!((*severity, *alert), (Severity::High, true));
+    assert_eq!(
+        f.sns().sent(),
+        vec![vec![verdict.event_id.clone()]],
+        "one alert, this call's"
+    );
+}
