@@ -38,18 +38,17 @@ async fn init() -> Result<(Deps, String), ConfigError> {
         ChannelClass::Mandatory,
     ))];
     if let Some(secret) = &settings.slack_webhook_secret_arn {
-        let http = reqwest::Client::builder().build().map_err(|e| {
-            bad(
-                "SLACK_WEBHOOK_SECRET_ARN",
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })?;
         let secrets =
             SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&config), secret);
-        notifiers.push(Box::new(WithClass(
-            SlackNotifier::new(http, secrets, SystemClock, SlackPolicy::default()),
-            ChannelClass::BestEffort,
-        )));
+        // Pinned to hooks.slack.com (+ SLACK_ALLOWED_HOSTS), no redirects.
+        let slack = SlackNotifier::pinned(
+            secrets,
+            SystemClock,
+            SlackPolicy::default(),
+            settings.slack_allowed_hosts.clone(),
+        )
+        .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
+        notifiers.push(Box::new(WithClass(slack, ChannelClass::BestEffort)));
     }
     tracing::info!(
         ledger_table = %settings.ledger_table,

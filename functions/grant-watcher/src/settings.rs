@@ -2,6 +2,7 @@
 
 use grantwatch_aws::config::{ConfigError, Env};
 use grantwatch_aws::ledger::DEFAULT_RETENTION_DAYS;
+use grantwatch_aws::slack::AllowedHosts;
 use grantwatch_core::app::watch::{DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW_SECONDS};
 use grantwatch_core::tamper::{OwnResources, OWN_RESOURCES_ENV};
 use grantwatch_core::verdict::Severity;
@@ -11,6 +12,8 @@ pub struct Settings {
     pub alert_topic_arn: String,
     pub ledger_table: String,
     pub slack_webhook_secret_arn: Option<String>,
+    /// Webhook hosts besides hooks.slack.com (`SLACK_ALLOWED_HOSTS`).
+    pub slack_allowed_hosts: AllowedHosts,
     pub min_alert_severity: Severity,
     pub rules_s3_uri: Option<String>,
     pub ledger_retention_days: u32,
@@ -29,6 +32,7 @@ impl Settings {
             alert_topic_arn: env.alert_topic_arn()?,
             ledger_table: env.required("LEDGER_TABLE")?,
             slack_webhook_secret_arn: env.optional("SLACK_WEBHOOK_SECRET_ARN"),
+            slack_allowed_hosts: env.slack_allowed_hosts()?,
             min_alert_severity: env.min_alert_severity()?,
             rules_s3_uri: env.rules_s3_uri()?,
             ledger_retention_days: env.number(
