@@ -250,6 +250,19 @@ os.environ["MOTO_PORT"] = str(port)
 os.environ["WERKZEUG_RUN_MAIN"] = "true"
 os.environ["WERKZEUG_SERVER_FD"] = str(s.fileno())
 print(port, flush=True)
+# moto's TransactWriteItems deep-copies the tables and restores the copy
+# when a transaction is cancelled, wiping writes other threads made
+# meanwhile; DynamoDB isolates transactions. Serialising moto's DynamoDB
+# requests restores that isolation (the concurrency under test is the
+# watcher's, not the emulator's).
+import threading
+from moto.dynamodb.responses import DynamoHandler
+_dynamodb = threading.Lock()
+_call_action = DynamoHandler.call_action
+def _one_at_a_time(self, *args, **kwargs):
+    with _dynamodb:
+        return _call_action(self, *args, **kwargs)
+DynamoHandler.call_action = _one_at_a_time
 from moto.server import main
 main(["-H", "127.0.0.1", "-p", str(port)])
 "#;
