@@ -28,8 +28,8 @@ pub mod ocsf;
 pub mod plain;
 pub mod redact;
 pub mod slack;
-pub mod standing;
 pub mod sns;
+pub mod standing;
 pub mod tally;
 pub mod text;
 

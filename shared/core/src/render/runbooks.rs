@@ -63,5 +63,8 @@ fn every_rules_snippet_in_the_runbooks_parses() {
             snippets += 1;
         }
     }
-    assert!(snippets >= 10, "only {snippets} snippets: is the extraction broken?");
+    assert!(
+        snippets >= 10,
+        "only {snippets} snippets: is the extraction broken?"
+    );
 }
