@@ -178,7 +178,7 @@ pub struct SlackNotifier<S, C> {
 pub fn render(notice: Notice<'_>) -> serde_json::Value {
     match notice {
         Notice::Alert(verdict) => slack::alert(verdict),
-        Notice::Digest(digest) => slack::digest(&digest.alerts, &digest.window_words()),
+        Notice::Digest(digest) => slack::digest_notice(digest),
     }
 }
 

@@ -36,7 +36,7 @@ impl SnsNotifier {
 pub fn render(notice: Notice<'_>) -> SnsMessage {
     match notice {
         Notice::Alert(verdict) => sns::alert(verdict),
-        Notice::Digest(digest) => sns::digest(&digest.alerts, &digest.window_words()),
+        Notice::Digest(digest) => sns::digest_notice(digest),
     }
 }
 

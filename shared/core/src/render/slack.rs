@@ -336,7 +336,21 @@ fn context_elements(v: &Verdict, n: usize) -> Vec<String> {
 /// ("in the last 60 s", "between 18:40 and 18:41 UTC"). Within every limit
 /// for any number of verdicts.
 pub fn digest(verdicts: &[Verdict], window: &str) -> Value {
-    let t = tally(verdicts, DIGEST_TOP_NAMES);
+    digest_counted(verdicts, tally(verdicts, DIGEST_TOP_NAMES), window)
+}
+
+/// A storm window's digest as the watcher posts it: counted from the
+/// ledger's tallies of every alert in the window, listing the most severe
+/// it carries.
+pub fn digest_notice(digest: &crate::ports::notify::Digest) -> Value {
+    digest_counted(
+        &digest.alerts,
+        super::tally::tally_of_digest(digest, DIGEST_TOP_NAMES),
+        &digest.window_words(),
+    )
+}
+
+fn digest_counted(verdicts: &[Verdict], t: Tally, window: &str) -> Value {
     let mut blocks = Blocks::default();
     let worst = t.worst.map(severity_label).unwrap_or("INFO");
     blocks.header(&format!(
@@ -367,7 +381,7 @@ pub fn digest(verdicts: &[Verdict], window: &str) -> Value {
         })
         .collect();
     let mut listed = fit_lines(&lines, MAX_SECTION_TEXT - 60, "events");
-    let unlisted = verdicts.len().saturating_sub(lines.len());
+    let unlisted = t.total.max(verdicts.len()).saturating_sub(lines.len());
     if unlisted > 0 {
         listed.push_str(&format!(
             "\n…and {unlisted} more {}",

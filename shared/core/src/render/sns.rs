@@ -200,7 +200,21 @@ pub fn alert_with(v: &Verdict, links: &LinkSettings) -> SnsMessage {
 /// origin, service, event name, account and region, every finding code,
 /// and `count`.
 pub fn digest(verdicts: &[Verdict], window: &str) -> SnsMessage {
-    let t = tally(verdicts, DIGEST_TOP_NAMES);
+    digest_counted(verdicts, tally(verdicts, DIGEST_TOP_NAMES), window)
+}
+
+/// A storm window's digest as the watcher publishes it: counted from the
+/// ledger's tallies of every alert in the window, listing the most severe
+/// it carries.
+pub fn digest_notice(digest: &crate::ports::notify::Digest) -> SnsMessage {
+    digest_counted(
+        &digest.alerts,
+        super::tally::tally_of_digest(digest, DIGEST_TOP_NAMES),
+        &digest.window_words(),
+    )
+}
+
+fn digest_counted(verdicts: &[Verdict], t: super::tally::Tally, window: &str) -> SnsMessage {
     let worst = t.worst.map(severity_label).unwrap_or("INFO");
     let noun = if t.total == 1 { "alert" } else { "alerts" };
     let window_line = one_line(window, 200);
@@ -254,10 +268,11 @@ pub fn digest(verdicts: &[Verdict], window: &str) -> SnsMessage {
         body.text.push_str(&entry);
         listed += 1;
     }
-    if listed < order.len() {
+    let all = t.total.max(order.len());
+    if listed < all {
         body.line(&format!(
             "  ...and {} more events not listed here (each is in the grant ledger)",
-            order.len() - listed
+            all - listed
         ));
     }
     body.blank();
@@ -883,5 +898,45 @@ mod tests {
         let d = structured_digest(&many, "in the last 60 s");
         assert!(d.message.len() < MAX_MESSAGE_BYTES);
         assert_eq!(d.attributes["count"], Attribute::Number(2000));
+    }
+}
+
+#[cfg(test)]
+mod digest_notice_tests {
+    use super::*;
+    use crate::ports::ledger::DigestTally;
+    use crate::ports::notify::Digest;
+    use crate::render::testkit::manual_grant;
+
+    /// A window of 4,002 alerts whose digest carries only the 2 worst.
+    fn big_window() -> Digest {
+        let carried = vec![manual_grant(), manual_grant()];
+        let mut tally = DigestTally::default();
+        for _ in 0..4_002 {
+            tally.add(&carried[0]);
+        }
+        Digest {
+            window_start: 1_795_000_000,
+            window_seconds: 60,
+            alerts: carried,
+            tally,
+        }
+    }
+
+    #[test]
+    fn the_e_mail_and_slack_digests_count_every_alert_of_the_window() {
+        let digest = big_window();
+        let email = digest_notice(&digest);
+        assert_eq!(email.attributes["count"], "4002");
+        assert!(email.subject.contains("4002"), "{}", email.subject);
+        assert!(
+            email.message.contains("...and 4000 more events"),
+            "{}",
+            email.message
+        );
+        let slack = crate::render::slack::digest_notice(&digest);
+        let text = slack.to_string();
+        assert!(text.contains("4002 KMS grant alerts"), "{text}");
+        assert!(text.contains("4000 more events"), "{text}");
     }
 }

@@ -75,6 +75,34 @@ pub fn tally(verdicts: &[Verdict], top: usize) -> Tally {
     t
 }
 
+/// A storm window's digest: the carried verdicts (the most severe, at most
+/// `ledger::DIGEST_WORST`) counted as [`tally`] does, then the total and
+/// the counts by severity taken from the ledger's running tallies, which
+/// cover every alert of the window. The counts by event, actor and key
+/// stay those of the carried verdicts.
+pub fn tally_of_digest(digest: &crate::ports::notify::Digest, top: usize) -> Tally {
+    let mut t = tally(&digest.alerts, top);
+    let total = usize::try_from(digest.tally.total).unwrap_or(usize::MAX);
+    if total > t.total {
+        t.total = total;
+        t.by_severity = Severity::ALL
+            .iter()
+            .map(|s| {
+                let n = digest.tally.by_severity.get(s).copied().unwrap_or(0);
+                (*s, usize::try_from(n).unwrap_or(usize::MAX))
+            })
+            .collect();
+        t.worst = t
+            .by_severity
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(s, _)| *s)
+            .max()
+            .or(t.worst);
+    }
+    t
+}
+
 /// The `top` most frequent names (ties by name), and how many were left.
 fn most_frequent(counts: BTreeMap<String, usize>, top: usize) -> (Vec<(String, usize)>, usize) {
     let mut all: Vec<(String, usize)> = counts.into_iter().collect();
@@ -125,6 +153,37 @@ mod tests {
             vec!["manual", "service"]
         );
         assert_eq!(t.services.iter().collect::<Vec<_>>(), vec!["lambda"]);
+    }
+
+    #[test]
+    fn a_digest_counts_every_alert_of_its_window_not_only_those_it_carries() {
+        use crate::ports::ledger::DigestTally;
+        use crate::ports::notify::Digest;
+        let carried = vec![manual_grant(), manual_grant()];
+        let mut ledger_tally = DigestTally::default();
+        for _ in 0..4_000 {
+            ledger_tally.add(&lambda_service_grant());
+        }
+        for v in &carried {
+            ledger_tally.add(v);
+        }
+        let digest = Digest {
+            window_start: 0,
+            window_seconds: 60,
+            alerts: carried,
+            tally: ledger_tally,
+        };
+        let t = tally_of_digest(&digest, 5);
+        assert_eq!(t.total, 4_002);
+        assert!(t.by_severity.contains(&(Severity::Info, 4_000)));
+        assert!(t.by_severity.contains(&(Severity::High, 2)));
+        assert_eq!(t.worst, Some(Severity::High));
+        // A digest whose tally is not larger keeps the carried counts.
+        let small = Digest {
+            tally: DigestTally::default(),
+            ..digest
+        };
+        assert_eq!(tally_of_digest(&small, 5).total, 2);
     }
 
     #[test]
