@@ -7,7 +7,6 @@ use grantwatch_e2e::runtime_api::{Function, LambdaError, EXITED, TIMED_OUT};
 use grantwatch_e2e::slack_stub::{Reply, SlackStub};
 use grantwatch_e2e::watcher_world::*;
 use serde_json::Value;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// The alert topic is mandatory: when it is gone, the invocation fails
@@ -168,25 +167,28 @@ async fn two_processes_given_the_same_events_at_once_deliver_each_alert_once_per
     }
     assert!(retries.is_empty(), "still failing after retries");
 
+    // Each alert exactly once per channel, alone or inside one digest (two
+    // processes counting the same events may tip a window into storm mode;
+    // a digest names its events by event id).
     let messages = world.inbox.receive().await;
-    let ids: Vec<String> = (0..EVENTS).map(|n| format!("burst-{n:04}")).collect();
-    for id in &ids {
-        let carrying = messages.iter().filter(|m| m.message.contains(id)).count();
-        assert_eq!(carrying, 1, "{id} on SNS");
-    }
-    assert_eq!(messages.len(), EVENTS);
     let posted = world.slack.accepted();
-    assert_eq!(posted.len(), EVENTS);
-    let grants: BTreeSet<String> = posted
-        .iter()
-        .filter_map(|body| {
-            let text = body.to_string();
-            (0..EVENTS)
-                .map(|n| format!("grant-{n:04}"))
-                .find(|grant| text.contains(grant.as_str()))
-        })
-        .collect();
-    assert_eq!(grants.len(), EVENTS, "each alert once on Slack");
+    for n in 0..EVENTS {
+        let (event, grant) = (format!("burst-{n:04}"), format!("grant-{n:04}"));
+        let on_sns = messages
+            .iter()
+            .filter(|m| m.message.contains(&event))
+            .count();
+        assert_eq!(on_sns, 1, "{event} once on SNS");
+        let on_slack = posted
+            .iter()
+            .filter(|body| {
+                let text = body.to_string();
+                text.contains(&event) || text.contains(&grant)
+            })
+            .count();
+        assert_eq!(on_slack, 1, "{event} once on Slack");
+    }
+    assert!(messages.len() <= EVENTS && posted.len() <= EVENTS);
 }
 
 /// Invoke events 0..n in order; the ones that failed.
