@@ -42,16 +42,16 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_RETENTION_DAYS)]
     retention_days: u32,
     /// Keep events from this day on (YYYY-MM-DD, UTC).
-    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    #[arg(long, value_name = "DATE", value_parser = crate::args::date)]
     since: Option<time::Date>,
     /// Keep events up to and including this day (YYYY-MM-DD, UTC).
-    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    #[arg(long, value_name = "DATE", value_parser = crate::args::date)]
     until: Option<time::Date>,
     /// Suppression / re-rating rules (TOML, see docs/classify.md).
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
     /// Alert threshold: events at or above it get `alert: true`.
-    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
+    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = crate::args::severity)]
     min_severity: Severity,
     /// Files read at once (default: one per core).
     #[arg(long, value_name = "N")]
@@ -59,15 +59,6 @@ pub struct Args {
     /// CloudTrail log files, directories of them, or `s3://bucket/prefix`.
     #[arg(value_name = "PATH", required = true)]
     paths: Vec<String>,
-}
-
-fn parse_severity(s: &str) -> Result<Severity, String> {
-    s.parse()
-}
-
-fn parse_date(s: &str) -> Result<time::Date, String> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &format).map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
 }
 
 const NAME: &str = "grantwatch backfill";

@@ -60,13 +60,13 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
     /// Alert threshold: events at or above it get `alert: true`.
-    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
+    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = crate::args::severity)]
     min_severity: Severity,
     /// Print, for each event that would alert, the payload the watcher sends.
     #[arg(long, value_enum, value_name = "TARGET")]
     render: Option<RenderTarget>,
     /// The date rules expire against (YYYY-MM-DD); default today (UTC).
-    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    #[arg(long, value_name = "DATE", value_parser = crate::args::date)]
     today: Option<time::Date>,
     /// Also print a count of events, skipped records and bad inputs on stderr.
     #[arg(long)]
@@ -88,15 +88,6 @@ pub struct Args {
     /// or gzip); stdin when none is given or for `-`.
     #[arg(value_name = "PATH")]
     paths: Vec<String>,
-}
-
-fn parse_severity(s: &str) -> Result<Severity, String> {
-    s.parse()
-}
-
-fn parse_date(s: &str) -> Result<time::Date, String> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &format).map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
 }
 
 const STDIN: &str = "-";

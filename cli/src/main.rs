@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own module; `main` only parses arguments
 //! and dispatches.
 
+mod args;
 mod backfill;
 mod classify;
 mod explain;

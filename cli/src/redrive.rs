@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long, env = "SLACK_WEBHOOK_SECRET_ARN")]
     slack_webhook_secret_arn: Option<String>,
     /// Alert threshold (as the watcher's MIN_ALERT_SEVERITY).
-    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = parse_severity)]
+    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = crate::args::severity)]
     min_severity: Severity,
     /// Suppression / re-rating rules: a TOML file or the watcher's
     /// `s3://` URI (RULES_S3_URI).
@@ -57,10 +57,6 @@ pub struct Args {
     /// so redriven tamper and key lifecycle events are judged, not skipped.
     #[arg(long, env = "OWN_RESOURCES", value_name = "JSON")]
     own_resources: Option<String>,
-}
-
-fn parse_severity(s: &str) -> Result<Severity, String> {
-    s.parse()
 }
 
 /// How long one redriven event may take (as a watcher invocation).

@@ -31,14 +31,9 @@ enum Action {
         /// CloudTrail records, EventBridge events or log files to try the rules on.
         inputs: Vec<std::path::PathBuf>,
         /// The date expiry is checked against (YYYY-MM-DD); default today (UTC).
-        #[arg(long, value_name = "DATE", value_parser = parse_date)]
+        #[arg(long, value_name = "DATE", value_parser = crate::args::date)]
         today: Option<time::Date>,
     },
-}
-
-fn parse_date(s: &str) -> Result<time::Date, String> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &format).map_err(|_| format!("{s:?} is not a date (YYYY-MM-DD)"))
 }
 
 pub fn run(args: Args) -> ExitCode {
