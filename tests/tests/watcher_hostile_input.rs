@@ -5,6 +5,8 @@
 //! `panic = "abort"` (a panic there is a process exit, not an error
 //! response), against the release binary too when it is built
 //! (`cargo build --release -p grant-watcher`, or `GRANTWATCH_RELEASE_BIN`).
+//! `make test` builds it and sets `GRANTWATCH_REQUIRE_RELEASE=1`, so in CI
+//! a missing release binary fails the test instead of skipping that half.
 
 use grantwatch_e2e::runtime_api::{function_binary, target_dir, Function, EXITED, TIMED_OUT};
 use grantwatch_e2e::watcher_world::*;
@@ -18,6 +20,11 @@ fn release_binary() -> Option<PathBuf> {
     }
     let path = target_dir().join("release").join("grant-watcher");
     path.exists().then_some(path)
+}
+
+/// Whether the release half must run (`make test` sets it).
+fn release_required() -> bool {
+    std::env::var("GRANTWATCH_REQUIRE_RELEASE").is_ok_and(|v| v == "1")
 }
 
 /// An event whose request parameters nest `depth` arrays deep.
@@ -110,6 +117,10 @@ async fn hostile_input_gets_answers_never_a_process_exit() {
             let world = World::new(&[]).await;
             survives_hostile_input(&world, release, "release").await;
         }
+        None if release_required() => panic!(
+            "GRANTWATCH_REQUIRE_RELEASE is set but there is no release grant-watcher \
+             (cargo build --release -p grant-watcher, or GRANTWATCH_RELEASE_BIN)"
+        ),
         None => eprintln!(
             "no release grant-watcher (cargo build --release -p grant-watcher): debug binary only"
         ),
