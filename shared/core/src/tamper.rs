@@ -695,7 +695,6 @@ mod tests {
     use crate::event::{Caller, GrantAction};
     use crate::grant::{Constraints, GrantFacts, Operation};
     use crate::record::Removal;
-    use crate::rules::RuleSet;
     use serde_json::json;
     use std::collections::BTreeMap;
 
@@ -734,11 +733,7 @@ mod tests {
     }
 
     fn policy() -> Policy {
-        Policy {
-            rules: RuleSet::default(),
-            min_alert_severity: Severity::Medium,
-            today: time::macros::date!(2026 - 11 - 29),
-        }
+        Policy::new(time::macros::date!(2026 - 11 - 29))
     }
 
     fn judge(detail: &Value) -> Option<Verdict> {
