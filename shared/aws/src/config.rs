@@ -3,8 +3,19 @@
 //! settings both read), so each `main` states only what is its own.
 
 use crate::sdk;
+use grantwatch_core::assess::DEFAULT_GRANT_COUNT_THRESHOLD;
+use grantwatch_core::ports::inventory::AccountDirectory;
+use grantwatch_core::trust::{TrustSetting, TrustZone};
 use grantwatch_core::verdict::Severity;
 use std::str::FromStr;
+
+/// The trust zone's setting, one name for the watcher, the report and the
+/// CLI: account ids, or `ORG`.
+pub const TRUSTED_ACCOUNTS: &str = "TRUSTED_ACCOUNTS";
+/// `grant-count-high` from this many grants on one key (report and CLI).
+pub const GRANT_COUNT_THRESHOLD: &str = "GRANT_COUNT_THRESHOLD";
+/// KMS's quota of grants per key: a threshold above it never fires.
+pub const GRANTS_PER_KEY_QUOTA: u64 = 50_000;
 
 /// A setting that is missing or wrong; the message names it.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +114,58 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
         Ok(uri)
     }
+
+    /// `TRUSTED_ACCOUNTS`: unset, `ORG`, or account ids (comma- or
+    /// space-separated). `ORG` is resolved by [`resolve_trust_zone`].
+    pub fn trusted_accounts(&self) -> Result<TrustSetting, ConfigError> {
+        TrustSetting::parse(&self.optional(TRUSTED_ACCOUNTS).unwrap_or_default())
+            .map_err(|e| bad(TRUSTED_ACCOUNTS, e.to_string()))
+    }
+
+    /// `GRANT_COUNT_THRESHOLD`: 40,000 when unset, from 1 to the quota
+    /// (50,000 grants per key).
+    pub fn grant_count_threshold(&self) -> Result<usize, ConfigError> {
+        let n = self.number(
+            GRANT_COUNT_THRESHOLD,
+            DEFAULT_GRANT_COUNT_THRESHOLD as u64,
+            1,
+            GRANTS_PER_KEY_QUOTA,
+        )?;
+        Ok(n as usize)
+    }
+}
+
+/// The trust zone a setting names, resolved once per process. `ORG` lists
+/// the organization's active accounts, which only the management account
+/// or a delegated administrator may do. When the list cannot be read the
+/// zone stays unset (never empty: an empty zone would call every account
+/// "outside"; unset keeps the default severities, so nothing is silenced),
+/// and the returned error says why, for the caller to log and count.
+pub async fn resolve_trust_zone(
+    setting: &TrustSetting,
+    directory: &impl AccountDirectory,
+) -> (TrustZone, Option<ConfigError>) {
+    match setting {
+        TrustSetting::Unset => (TrustZone::Unset, None),
+        TrustSetting::Accounts(accounts) => (TrustZone::Accounts(accounts.clone()), None),
+        TrustSetting::Org => match directory.organization_accounts().await {
+            Ok(accounts) if !accounts.is_empty() => (TrustZone::from_accounts(accounts), None),
+            Ok(_) => (
+                TrustZone::Unset,
+                Some(bad(
+                    TRUSTED_ACCOUNTS,
+                    "ORG: the organization lists no active account; judging without a trust zone",
+                )),
+            ),
+            Err(e) => (
+                TrustZone::Unset,
+                Some(bad(
+                    TRUSTED_ACCOUNTS,
+                    format!("ORG: cannot list the organization's accounts ({e}): only the management account or a delegated administrator can; judging without a trust zone (cross-account findings keep their default severity); list the account ids instead"),
+                )),
+            ),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -171,6 +234,86 @@ mod tests {
             "MIN_ALERT_SEVERITY"
         );
         assert_eq!(bad_env.rules_s3_uri().unwrap_err().name, "RULES_S3_URI");
+    }
+
+    #[test]
+    fn trusted_accounts_and_grant_count_threshold() {
+        assert_eq!(env(&[]).trusted_accounts().unwrap(), TrustSetting::Unset);
+        assert_eq!(
+            env(&[("TRUSTED_ACCOUNTS", " org ")])
+                .trusted_accounts()
+                .unwrap(),
+            TrustSetting::Org
+        );
+        assert_eq!(
+            env(&[("TRUSTED_ACCOUNTS", "111122223333,444455556666")])
+                .trusted_accounts()
+                .unwrap(),
+            TrustSetting::Accounts(["111122223333".into(), "444455556666".into()].into())
+        );
+        let error = env(&[("TRUSTED_ACCOUNTS", "111122223333,prod")])
+            .trusted_accounts()
+            .unwrap_err();
+        assert_eq!(error.name, "TRUSTED_ACCOUNTS");
+        assert!(error.problem.contains("\"prod\""), "{error}");
+        assert_eq!(env(&[]).grant_count_threshold().unwrap(), 40_000);
+        assert_eq!(
+            env(&[("GRANT_COUNT_THRESHOLD", "1000")])
+                .grant_count_threshold()
+                .unwrap(),
+            1000
+        );
+        let wrong: [&'static [(&'static str, &'static str)]; 3] = [
+            &[("GRANT_COUNT_THRESHOLD", "0")],
+            &[("GRANT_COUNT_THRESHOLD", "50001")],
+            &[("GRANT_COUNT_THRESHOLD", "many")],
+        ];
+        for vars in wrong {
+            assert_eq!(
+                env(vars).grant_count_threshold().unwrap_err().name,
+                "GRANT_COUNT_THRESHOLD"
+            );
+        }
+    }
+
+    /// An organization as the report's directory sees it.
+    struct Directory(Result<Vec<String>, grantwatch_core::ports::PortError>);
+
+    impl AccountDirectory for Directory {
+        async fn this_account(&self) -> Result<String, grantwatch_core::ports::PortError> {
+            Ok("111122223333".into())
+        }
+        async fn organization_accounts(
+            &self,
+        ) -> Result<Vec<String>, grantwatch_core::ports::PortError> {
+            self.0.clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn org_resolves_to_the_organization_or_stays_unset_with_an_error() {
+        let org = Directory(Ok(vec!["111122223333".into(), "444455556666".into()]));
+        let (zone, error) = resolve_trust_zone(&TrustSetting::Org, &org).await;
+        assert_eq!(
+            zone,
+            TrustZone::from_accounts(["111122223333", "444455556666"])
+        );
+        assert!(error.is_none());
+        // Not the management account: AccessDenied. The zone stays unset
+        // (default severities), and the error says why.
+        let member = Directory(Err(grantwatch_core::ports::PortError::Permanent(
+            "ListAccounts: AccessDeniedException".into(),
+        )));
+        let (zone, error) = resolve_trust_zone(&TrustSetting::Org, &member).await;
+        assert_eq!(zone, TrustZone::Unset);
+        let error = error.unwrap();
+        assert_eq!(error.name, "TRUSTED_ACCOUNTS");
+        assert!(error.problem.contains("AccessDenied"), "{error}");
+        // A list needs no directory call.
+        let listed = TrustSetting::parse("444455556666").unwrap();
+        let (zone, error) = resolve_trust_zone(&listed, &member).await;
+        assert_eq!(zone, TrustZone::from_accounts(["444455556666"]));
+        assert!(error.is_none());
     }
 
     #[test]
