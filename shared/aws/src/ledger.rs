@@ -12,6 +12,8 @@
 //! | `DIGEST#<window>`   | `WORST#<rank>#<event id>` | the alert's verdict, worst first |
 //! | `DIGEST#<window>`   | `TALLY#actor#<arn>`, `TALLY#key#<arn>` | alerts per actor, per key |
 //! | `STORM#PENDING`     | `WINDOWS`         | windows whose digest is not yet posted everywhere |
+//! | `STACK`             | `DEPLOYED`        | `deployed_at_ms`: the first cold start's time (write-once) |
+//! | `REPORT`            | `<S3 key>`        | a stored report file's `sha256` and `recorded_at` |
 //!
 //! Every write that decides who sends is conditional, so two concurrent
 //! invocations with the same event never both send on a channel. Channel
@@ -28,13 +30,13 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use grantwatch_core::ports::ledger::{
     AlertMode, ChannelClaim, Delivery, DigestEntry, DigestSummary, DigestTally, EventLedger,
-    EventState, GrantLedger, Lease, Marked, StormLedger, DIGEST_TALLY_NAMES, DIGEST_WORST,
-    LEASE_TAKEOVER_GRACE_SECONDS,
+    EventState, GrantLedger, Lease, Marked, StackLedger, StormLedger, DIGEST_TALLY_NAMES,
+    DIGEST_WORST, LEASE_TAKEOVER_GRACE_SECONDS,
 };
 use grantwatch_core::ports::PortError;
 use grantwatch_core::record::{GrantRecord, Removal};
 use grantwatch_core::verdict::{Severity, Verdict};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -564,6 +566,71 @@ impl GrantLedger for DynamoLedger {
             }
         }
         Ok(records)
+    }
+}
+
+/// Neither kind expires: the deployment time and the report hashes are
+/// needed for as long as the stack runs.
+impl StackLedger for DynamoLedger {
+    async fn record_deployed(&self, at_ms: i64) -> Result<i64, PortError> {
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("STACK"))
+            .key("sk", s("DEPLOYED"))
+            .update_expression(
+                "SET kind = :kind, deployed_at_ms = if_not_exists(deployed_at_ms, :at)",
+            )
+            .expression_attribute_values(":kind", s("stack"))
+            .expression_attribute_values(":at", n(at_ms))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(output
+            .attributes
+            .as_ref()
+            .and_then(|item| get_n(item, "deployed_at_ms"))
+            .unwrap_or(at_ms))
+    }
+
+    async fn deployed_at(&self) -> Result<Option<i64>, PortError> {
+        let item = self.get("STACK".into(), "DEPLOYED").await?;
+        match item {
+            None => Ok(None),
+            Some(item) => get_n(&item, "deployed_at_ms")
+                .map(Some)
+                .ok_or_else(|| corrupt("STACK/DEPLOYED", "no deployed_at_ms")),
+        }
+    }
+
+    async fn record_report_file(&self, location: &str, sha256: &str) -> Result<(), PortError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s("REPORT"))
+            .key("sk", s(location))
+            .update_expression("SET kind = :kind, sha256 = :sha, recorded_at = :now")
+            .expression_attribute_values(":kind", s("report-file"))
+            .expression_attribute_values(":sha", s(sha256))
+            .expression_attribute_values(":now", n(now_epoch()))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(())
+    }
+
+    async fn report_files(&self) -> Result<BTreeMap<String, String>, PortError> {
+        let items = self.query_all("REPORT".into(), None).await?;
+        let mut files = BTreeMap::new();
+        for item in &items {
+            let location = get_s(item, "sk").ok_or_else(|| corrupt("REPORT", "no sk"))?;
+            let sha = get_s(item, "sha256")
+                .ok_or_else(|| corrupt(&format!("REPORT/{location}"), "no sha256"))?;
+            files.insert(location.to_string(), sha.to_string());
+        }
+        Ok(files)
     }
 }
 
@@ -1122,5 +1189,86 @@ mod tests {
             "both pages, and the item without a creation skipped"
         );
         assert_eq!(pages.num_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_deployment_time_is_written_once_and_the_stored_one_returned() {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+        // An earlier cold start wrote 1000: DynamoDB's if_not_exists keeps
+        // it, and the ledger answers with it.
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.key().and_then(|k| k.get("pk")) == Some(&s("STACK"))
+                    && r.update_expression()
+                        == Some(
+                            "SET kind = :kind, deployed_at_ms = if_not_exists(deployed_at_ms, :at)",
+                        )
+                    && r.expression_attribute_values().and_then(|v| v.get(":at")) == Some(&n(5000))
+            })
+            .then_output(|| {
+                UpdateItemOutput::builder()
+                    .attributes("deployed_at_ms", n(1000))
+                    .build()
+            });
+        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            GetItemOutput::builder()
+                .item("deployed_at_ms", n(1000))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update, &get]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        assert_eq!(ledger.record_deployed(5000).await.unwrap(), 1000);
+        assert_eq!(ledger.deployed_at().await.unwrap(), Some(1000));
+        assert_eq!(update.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn report_hashes_are_read_from_every_page_and_a_broken_item_is_an_error() {
+        let item = |location: &str, sha: Option<&str>| {
+            let mut item = HashMap::from([("sk".to_string(), s(location))]);
+            if let Some(sha) = sha {
+                item.insert("sha256".to_string(), s(sha));
+            }
+            item
+        };
+        let pages = mock!(aws_sdk_dynamodb::Client::query)
+            .sequence()
+            .output(move || {
+                QueryOutput::builder()
+                    .items(item("reports/2026-11-21/report.json", Some("aa")))
+                    .last_evaluated_key("pk", s("REPORT"))
+                    .build()
+            })
+            .output(move || {
+                QueryOutput::builder()
+                    .items(item("reports/2026-11-28/report.json", Some("bb")))
+                    .build()
+            })
+            .output(move || {
+                QueryOutput::builder()
+                    .items(item("reports/2026-11-28/report.json", None))
+                    .build()
+            })
+            .build();
+        let client = mock_client!(aws_sdk_dynamodb, [&pages]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        let files = ledger.report_files().await.unwrap();
+        assert_eq!(
+            files,
+            BTreeMap::from([
+                (
+                    "reports/2026-11-21/report.json".to_string(),
+                    "aa".to_string()
+                ),
+                (
+                    "reports/2026-11-28/report.json".to_string(),
+                    "bb".to_string()
+                ),
+            ])
+        );
+        assert!(
+            ledger.report_files().await.is_err(),
+            "an item without a hash is not a match"
+        );
     }
 }

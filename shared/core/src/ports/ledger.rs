@@ -4,7 +4,9 @@
 //! - [`EventLedger`]: events seen, their alert mode, and per-channel
 //!   delivery leases that have an owner;
 //! - [`GrantLedger`]: the record of each grant (creation, removal);
-//! - [`StormLedger`]: storm windows, their digest leader and running tallies.
+//! - [`StormLedger`]: storm windows, their digest leader and running tallies;
+//! - [`StackLedger`]: grantwatch's own bookkeeping: when it was deployed,
+//!   and the SHA-256 of every report file it stored.
 //!
 //! [`Ledger`] is all three (blanket-implemented), for the callers that use
 //! every part.
@@ -288,6 +290,35 @@ pub trait StormLedger: Send + Sync {
     fn finish_digest(&self, window: i64) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 
+/// grantwatch's own bookkeeping: the deployment time (the report flags
+/// grants created after it that the watcher never saw) and the SHA-256 of
+/// each stored report file (the report's diff trusts a previous report only
+/// if its hash matches). Not part of [`Ledger`]: only the watcher's cold
+/// start and the report use it.
+pub trait StackLedger: Send + Sync {
+    /// Record the deployment time (epoch milliseconds) unless one is
+    /// recorded already (conditional put: the first writer wins). Returns
+    /// the time the ledger holds afterwards.
+    fn record_deployed(&self, at_ms: i64) -> impl Future<Output = Result<i64, PortError>> + Send;
+
+    /// The recorded deployment time, if any.
+    fn deployed_at(&self) -> impl Future<Output = Result<Option<i64>, PortError>> + Send;
+
+    /// Record a stored report file: its location (an S3 key) and the
+    /// lower-case hex SHA-256 of its bytes. A later store at the same
+    /// location replaces the record.
+    fn record_report_file(
+        &self,
+        location: &str,
+        sha256: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Every recorded report file: location → SHA-256.
+    fn report_files(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, PortError>> + Send;
+}
+
 /// The whole ledger: events, grants and storm windows.
 pub trait Ledger: EventLedger + GrantLedger + StormLedger {}
 
@@ -309,6 +340,8 @@ struct MemoryState {
     grants: BTreeMap<(String, String), StoredGrant>,
     storm_counts: BTreeMap<i64, u64>,
     digests: BTreeMap<i64, MemoryDigest>,
+    deployed_at: Option<i64>,
+    report_files: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -660,6 +693,27 @@ impl StormLedger for MemoryLedger {
     }
 }
 
+impl StackLedger for MemoryLedger {
+    async fn record_deployed(&self, at_ms: i64) -> Result<i64, PortError> {
+        self.with(|s| *s.deployed_at.get_or_insert(at_ms))
+    }
+
+    async fn deployed_at(&self) -> Result<Option<i64>, PortError> {
+        self.with(|s| s.deployed_at)
+    }
+
+    async fn record_report_file(&self, location: &str, sha256: &str) -> Result<(), PortError> {
+        self.with(|s| {
+            s.report_files
+                .insert(location.to_string(), sha256.to_string());
+        })
+    }
+
+    async fn report_files(&self) -> Result<BTreeMap<String, String>, PortError> {
+        self.with(|s| s.report_files.clone())
+    }
+}
+
 /// Keep the [`DIGEST_WORST`] most severe alerts, most severe first (ties:
 /// the earlier event id first, so the choice is stable).
 pub fn keep_worst(worst: &mut Vec<Verdict>, verdict: &Verdict) {
@@ -668,5 +722,32 @@ pub fn keep_worst(worst: &mut Vec<Verdict>, verdict: &Verdict) {
     if at < DIGEST_WORST {
         worst.insert(at, verdict.clone());
         worst.truncate(DIGEST_WORST);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    #[test]
+    fn the_first_deployment_time_recorded_is_kept() {
+        let ledger = MemoryLedger::new();
+        assert_eq!(block_on(ledger.deployed_at()).unwrap(), None);
+        assert_eq!(block_on(ledger.record_deployed(2_000)).unwrap(), 2_000);
+        // A later cold start (or the report) does not move it.
+        assert_eq!(block_on(ledger.record_deployed(9_000)).unwrap(), 2_000);
+        assert_eq!(block_on(ledger.deployed_at()).unwrap(), Some(2_000));
+    }
+
+    #[test]
+    fn report_files_are_recorded_by_location() {
+        let ledger = MemoryLedger::new();
+        block_on(ledger.record_report_file("reports/2026-11-21/report.json", "aa")).unwrap();
+        block_on(ledger.record_report_file("reports/2026-11-28/report.json", "bb")).unwrap();
+        block_on(ledger.record_report_file("reports/2026-11-28/report.json", "cc")).unwrap();
+        let files = block_on(ledger.report_files()).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(files["reports/2026-11-28/report.json"], "cc");
     }
 }
