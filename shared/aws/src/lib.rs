@@ -10,3 +10,4 @@ pub mod secrets;
 pub mod slack;
 pub mod sns;
 pub mod store;
+pub mod trail;
