@@ -1,14 +1,23 @@
 //! One invocation: watch the event, print its metrics (EMF), map errors to
-//! stable Lambda error types, log rejections at error level.
+//! stable Lambda error types, log rejections at error level. The first
+//! invocation of a process also writes the stack's deployment time to the
+//! ledger (write-once: the first cold start ever wins); the weekly report
+//! flags grants created after it that the watcher never saw.
 
 use grantwatch_aws::ledger::DynamoLedger;
 use grantwatch_aws::sdk::SystemClock;
+use grantwatch_core::app::watch::METRICS_NAMESPACE;
 use grantwatch_core::app::watch::{
     watch_event, ChannelStatus, Clock, Invocation, WatchDeps, WatchOutcome,
 };
+use grantwatch_core::ports::ledger::StackLedger;
 use grantwatch_core::ports::notify::ChannelClass;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once this process has the deployment time in the ledger.
+static DEPLOYED_RECORDED: AtomicBool = AtomicBool::new(false);
 
 pub type Deps = WatchDeps<DynamoLedger, SystemClock>;
 
@@ -22,6 +31,7 @@ pub async fn handle(
         request_id: &event.context.request_id,
         deadline_ms,
     };
+    record_deployed_once(deps, function_name).await;
     let result = watch_event(&event.payload, deps, &invocation).await;
     let metrics = match &result {
         Ok(outcome) => outcome.metrics(),
@@ -44,6 +54,42 @@ pub async fn handle(
             })
         }
     }
+}
+
+/// Write the deployment time once per process (not per event). A failure
+/// never costs the event: it is logged, counted (`DeployedRecordFailed`)
+/// and tried again on the next invocation.
+async fn record_deployed_once(deps: &Deps, function_name: &str) {
+    if DEPLOYED_RECORDED.load(Ordering::Relaxed) {
+        return;
+    }
+    let now_ms = deps.clock.now_ms();
+    match deps.ledger.record_deployed(now_ms).await {
+        Ok(deployed_at_ms) => {
+            DEPLOYED_RECORDED.store(true, Ordering::Relaxed);
+            tracing::info!(deployed_at_ms, "deployment time in the ledger");
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "cannot record the deployment time in the ledger");
+            println!("{}", deployed_record_failed_emf(function_name, now_ms));
+        }
+    }
+}
+
+/// The EMF line counting one failed write of the deployment time.
+fn deployed_record_failed_emf(function_name: &str, now_ms: i64) -> Value {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": now_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": METRICS_NAMESPACE,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": [{"Name": "DeployedRecordFailed", "Unit": "Count"}],
+            }],
+        },
+        "FunctionName": function_name,
+        "DeployedRecordFailed": 1,
+    })
 }
 
 fn log_outcome(outcome: &WatchOutcome) {
