@@ -4,6 +4,7 @@
 pub mod config;
 pub mod inventory;
 pub mod ledger;
+pub mod rules_source;
 pub mod scope;
 pub mod sdk;
 pub mod secrets;
