@@ -598,7 +598,7 @@ fn rank(severity: &Value) -> usize {
 #[test]
 fn real_world_records_get_their_documented_verdicts() {
     let all = real_fixtures();
-    assert!(all.len() >= 20, "the real corpus has {} records", all.len());
+    assert!(all.len() >= 36, "the real corpus has {} records", all.len());
     let mut services = std::collections::BTreeSet::new();
     for (path, expected) in &all {
         let file = path.file_name().unwrap().to_string_lossy().to_string();
@@ -630,10 +630,15 @@ fn real_world_records_get_their_documented_verdicts() {
                         services.insert(s.to_string());
                     }
                 }
-                "service-via-role" => assert!(
-                    actual["origin"] != "manual" && rank(&actual["severity"]) <= rank(&json!("medium")),
-                    "{file}: a service acting through the customer's role is service or at worst unknown/medium"
-                ),
+                "service-via-role" => {
+                    assert!(
+                        actual["origin"] != "manual" && rank(&actual["severity"]) <= rank(&json!("medium")),
+                        "{file}: a service acting through the customer's role is service or at worst unknown/medium"
+                    );
+                    if let Some(s) = actual["service"].as_str() {
+                        services.insert(s.to_string());
+                    }
+                }
                 "person" => {
                     let risky = codes.iter().any(|c| {
                         c == "unconstrained" || c.starts_with("cross-account") || c == "foreign-key"
@@ -650,8 +655,9 @@ fn real_world_records_get_their_documented_verdicts() {
             }
         }
     }
+    // Issue 11 aims for 25 services or more (docs/classify.md lists them).
     assert!(
-        services.len() >= 16,
+        services.len() >= 25,
         "only {} services named: {services:?}",
         services.len()
     );
