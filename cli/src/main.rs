@@ -6,8 +6,11 @@
 mod args;
 mod backfill;
 mod classify;
+mod doctor;
 mod explain;
+mod reconcile;
 mod redrive;
+mod replay;
 mod report;
 mod rules_check;
 
@@ -41,10 +44,14 @@ enum Command {
     Report(report::Args),
     /// Every grant event in CloudTrail log files (local or s3://), classified; --ledger-table also seeds the ledger.
     Backfill(backfill::Args),
+    /// Replay the grant events in CloudTrail log files (local or s3://) that the watcher never saw.
+    Reconcile(reconcile::Args),
     /// Send the events kept on a failure queue (DLQ or on-failure destination) through the watcher again.
     Redrive(redrive::Args),
     /// Check a rules file: validity, expiry, and which verdicts of INPUTs each rule matches.
     Rules(rules_check::Args),
+    /// Check a deployed stack: trail, rules, subscriptions, failure queues, errors, heartbeat, report.
+    Doctor(doctor::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -88,8 +95,10 @@ fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args),
         Command::Report(args) => report::run(args),
         Command::Backfill(args) => backfill::run(args),
+        Command::Reconcile(args) => reconcile::run(args),
         Command::Redrive(args) => redrive::run(args),
         Command::Rules(args) => rules_check::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "grantwatch", &mut std::io::stdout());

@@ -5,23 +5,14 @@
 //! It reads both kinds of message the watcher's failures leave: an
 //! EventBridge dead-letter message (the raw event) and a Lambda on-failure
 //! destination record (the event in `requestPayload`). A message is
-//! deleted only after its event was handled; one line per message on
-//! stdout. Exit status: 0 every message redriven (or none waiting), 1 some
+//! deleted only after its event was handled; a message kept (or any, in a
+//! dry run) is made visible again when the run ends. One line per message
+//! on stdout. Exit status: 0 every message redriven (or none waiting), 1 some
 //! kept on the queue, 2 error (settings, the queue unreadable).
 
-use grantwatch_aws::config::Env;
-use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
-use grantwatch_aws::sdk::{self, SystemClock};
-use grantwatch_aws::secrets::SecretsManagerSource;
-use grantwatch_aws::slack::{SlackNotifier, SlackPolicy};
-use grantwatch_aws::sns::SnsNotifier;
-use grantwatch_core::app::watch::{
-    watch_event, Clock, Invocation, WatchConfig, WatchDeps, WatchOutcome,
-};
+use crate::replay::{self, Deps, WatcherArgs};
+use grantwatch_aws::{sdk, trail};
 use grantwatch_core::event::{self, Parsed};
-use grantwatch_core::ports::notify::{ChannelClass, DynNotifier, WithClass};
-use grantwatch_core::rules::RuleSet;
-use grantwatch_core::verdict::Severity;
 use serde_json::Value;
 use std::process::ExitCode;
 
@@ -37,30 +28,9 @@ pub struct Args {
     /// Handle at most this many messages.
     #[arg(long, default_value_t = 1000)]
     max: usize,
-    /// The alert topic (as the watcher's ALERT_TOPIC_ARN).
-    #[arg(long, env = "ALERT_TOPIC_ARN")]
-    alert_topic_arn: Option<String>,
-    /// The grant ledger table (as the watcher's LEDGER_TABLE).
-    #[arg(long, env = "LEDGER_TABLE")]
-    ledger_table: Option<String>,
-    /// The Slack webhook secret (as the watcher's SLACK_WEBHOOK_SECRET_ARN).
-    #[arg(long, env = "SLACK_WEBHOOK_SECRET_ARN")]
-    slack_webhook_secret_arn: Option<String>,
-    /// Alert threshold (as the watcher's MIN_ALERT_SEVERITY).
-    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = crate::args::severity)]
-    min_severity: Severity,
-    /// Suppression / re-rating rules: a TOML file or the watcher's
-    /// `s3://` URI (RULES_S3_URI).
-    #[arg(long, env = "RULES_S3_URI", value_name = "FILE|S3_URI")]
-    rules: Option<String>,
-    /// grantwatch's own resources as JSON (as the watcher's OWN_RESOURCES),
-    /// so redriven tamper and key lifecycle events are judged, not skipped.
-    #[arg(long, env = "OWN_RESOURCES", value_name = "JSON")]
-    own_resources: Option<String>,
+    #[command(flatten)]
+    watcher: WatcherArgs,
 }
-
-/// How long one redriven event may take (as a watcher invocation).
-const INVOCATION_MS: i64 = 80_000;
 
 pub fn run(args: Args) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
@@ -102,86 +72,20 @@ pub fn payload_of(body: &str) -> Result<Value, String> {
     Ok(payload)
 }
 
-fn required(value: Option<String>, flag: &str, env: &str) -> Result<String, String> {
-    value
-        .filter(|v| !v.trim().is_empty())
-        .ok_or_else(|| format!("{flag} (or {env}) is required"))
-}
-
 async fn redrive(args: Args) -> Result<Tally, String> {
     let config = sdk::load_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let deps = if args.dry_run {
         None
     } else {
-        let topic = required(
-            args.alert_topic_arn.clone(),
-            "--alert-topic-arn",
-            "ALERT_TOPIC_ARN",
-        )?;
-        let table = required(args.ledger_table.clone(), "--ledger-table", "LEDGER_TABLE")?;
-        // The same checks as the watcher's settings.
-        Env::new(|name| (name == "ALERT_TOPIC_ARN").then(|| topic.clone()))
-            .alert_topic_arn()
-            .map_err(|e| e.to_string())?;
-        let rules = match args.rules.as_deref().filter(|r| !r.is_empty()) {
-            Some(uri) if uri.starts_with("s3://") => sdk::load_rules(&sdk::s3_client(&config), uri)
-                .await
-                .map_err(|e| format!("--rules {uri}: {e}"))?,
-            Some(path) => std::fs::read_to_string(path)
-                .map_err(|e| e.to_string())
-                .and_then(|text| RuleSet::parse_toml(&text).map_err(|e| e.to_string()))
-                .map_err(|e| format!("--rules {path}: {e}"))?,
-            None => RuleSet::default(),
-        };
-        let mut notifiers: Vec<Box<dyn DynNotifier>> = vec![Box::new(WithClass(
-            SnsNotifier::new(aws_sdk_sns::Client::new(&config), &topic),
-            ChannelClass::Mandatory,
-        ))];
-        if let Some(secret) = args
-            .slack_webhook_secret_arn
-            .as_ref()
-            .filter(|s| !s.is_empty())
-        {
-            let secrets =
-                SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&config), secret);
-            // Pinned like the watcher's: hooks.slack.com (+ SLACK_ALLOWED_HOSTS), no redirects.
-            let hosts = Env::new(|name| std::env::var(name).ok())
-                .slack_allowed_hosts()
-                .map_err(|e| e.to_string())?;
-            let slack = SlackNotifier::pinned(secrets, SystemClock, SlackPolicy::default(), hosts)
-                .map_err(|e| e.to_string())?;
-            notifiers.push(Box::new(WithClass(slack, ChannelClass::BestEffort)));
-        }
-        let own_resources = match args
-            .own_resources
-            .as_deref()
-            .filter(|o| !o.trim().is_empty())
-        {
-            Some(text) => Some(
-                grantwatch_core::tamper::OwnResources::from_json(text)
-                    .map_err(|e| format!("--own-resources: {e}"))?,
-            ),
-            None => None,
-        };
-        Some(WatchDeps {
-            ledger: DynamoLedger::new(
-                aws_sdk_dynamodb::Client::new(&config),
-                &table,
-                DEFAULT_RETENTION_DAYS,
-            ),
-            notifiers,
-            clock: SystemClock,
-            config: WatchConfig {
-                rules,
-                min_alert_severity: args.min_severity,
-                own_resources,
-                ..WatchConfig::default()
-            },
-        })
+        Some(replay::watcher_deps(&args.watcher, &config).await?)
     };
     let mut tally = Tally::default();
     let mut seen = 0;
+    // Messages read but not deleted (kept, or any in a dry run): visible
+    // again once the run ends, so the queue is as it was for them (hidden
+    // meanwhile, so one run never reads a message twice).
+    let mut not_deleted: Vec<String> = Vec::new();
     while seen < args.max {
         let batch = (args.max - seen).min(10) as i32;
         let received = sqs
@@ -213,6 +117,7 @@ async fn redrive(args: Args) -> Result<Tally, String> {
             println!("{}", handled.line);
             if !handled.done || args.dry_run {
                 tally.kept += usize::from(!handled.done);
+                not_deleted.extend(message.receipt_handle.clone());
                 continue;
             }
             let Some(receipt) = message.receipt_handle.as_deref() else {
@@ -237,6 +142,22 @@ async fn redrive(args: Args) -> Result<Tally, String> {
             }
         }
     }
+    for receipt in &not_deleted {
+        if let Err(e) = sqs
+            .change_message_visibility()
+            .queue_url(&args.queue)
+            .receipt_handle(receipt)
+            .visibility_timeout(0)
+            .send()
+            .await
+        {
+            // Still on the queue: it shows again when its 120 s run out.
+            eprintln!(
+                "grantwatch redrive: a kept message stays hidden for up to 120 s ({})",
+                sdk::classify("ChangeMessageVisibility", &e)
+            );
+        }
+    }
     eprintln!(
         "grantwatch redrive: {} redriven, {} kept{}",
         tally.redriven,
@@ -250,8 +171,6 @@ struct Handled {
     line: String,
     done: bool,
 }
-
-type Deps = WatchDeps<DynamoLedger, SystemClock>;
 
 async fn handle(id: &str, body: &str, deps: Option<&Deps>) -> Handled {
     let payload = match payload_of(body) {
@@ -278,58 +197,15 @@ async fn handle(id: &str, body: &str, deps: Option<&Deps>) -> Handled {
             done: true,
         };
     };
-    let request_id = format!("redrive-{id}");
-    let invocation = Invocation {
-        request_id: &request_id,
-        deadline_ms: deps.clock.now_ms() + INVOCATION_MS,
-    };
-    match watch_event(&payload, deps, &invocation).await {
+    match trail::replay_event(&payload, deps, &format!("redrive-{id}")).await {
         Ok(outcome) => Handled {
-            line: format!("{id} redriven: {}", summary(&outcome)),
+            line: format!("{id} redriven: {}", trail::describe_outcome(&outcome)),
             done: true,
         },
         Err(error) => Handled {
             line: format!("{id} kept: {}: {error}", error.error_type()),
             done: false,
         },
-    }
-}
-
-fn summary(outcome: &WatchOutcome) -> String {
-    match outcome {
-        WatchOutcome::Heartbeat { event_id } => format!("heartbeat ({event_id})"),
-        WatchOutcome::Skipped { event_name, .. } => format!(
-            "not a grant event ({})",
-            event_name.as_deref().unwrap_or("unnamed")
-        ),
-        WatchOutcome::Watched {
-            event_id,
-            event_name,
-            severity,
-            alert,
-            channels,
-            ..
-        } => {
-            let channels: Vec<String> = channels
-                .iter()
-                .map(|c| {
-                    let status = serde_json::to_value(&c.status)
-                        .ok()
-                        .and_then(|v| v.get("status").and_then(Value::as_str).map(str::to_string))
-                        .unwrap_or_default();
-                    format!("{}={status}", c.channel)
-                })
-                .collect();
-            format!(
-                "{event_name} {event_id} {severity}{}{}",
-                if *alert { " alert" } else { "" },
-                if channels.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", channels.join(", "))
-                }
-            )
-        }
     }
 }
 

@@ -1,13 +1,19 @@
-//! The trail's log files in S3 for [`grantwatch_core::logs`] (`grantwatch
-//! reconcile`, the report's daily reconcile), and the ledger's event records
-//! read for reconcile ([`SeenEvents`]).
+//! The trail's log files in S3 for [`grantwatch_core::logs`], the ledger's
+//! event records read for reconcile ([`SeenEvents`]), and the reconcile run
+//! itself ([`Reconcile`]: `grantwatch reconcile` and the report Lambda's
+//! daily mode).
 
 use crate::sdk;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-use grantwatch_core::app::reconcile::SeenEvents;
-use grantwatch_core::logs::{self, LogSource, Options};
+use grantwatch_core::app::reconcile::{self, SeenEvents};
+use grantwatch_core::app::watch::{
+    watch_event, Clock, Invocation, WatchDeps, WatchError, WatchOutcome,
+};
+use grantwatch_core::event::MAX_INPUT_BYTES;
+use grantwatch_core::logs::{self, FileResult, LogSource, Options};
+use grantwatch_core::ports::ledger::{EventLedger, GrantLedger, StormLedger};
 use grantwatch_core::ports::PortError;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Log files in S3 (`s3://bucket/prefix`), listed with the SDK's
 /// paginator and kept when their layout day may hold events of
@@ -169,6 +175,263 @@ impl SeenEvents for LedgerEvents {
             }
         }
         Ok(seen)
+    }
+}
+
+/// How long one replayed event may take (as a watcher invocation).
+const INVOCATION_MS: i64 = 80_000;
+
+/// One event through the watcher's judgement and delivery, as one
+/// invocation named `request_id` (the owner of the leases it takes):
+/// `grantwatch redrive` and reconcile.
+pub async fn replay_event<L, C>(
+    payload: &serde_json::Value,
+    deps: &WatchDeps<L, C>,
+    request_id: &str,
+) -> Result<WatchOutcome, WatchError>
+where
+    L: EventLedger + GrantLedger + StormLedger,
+    C: Clock,
+{
+    let invocation = Invocation {
+        request_id,
+        deadline_ms: deps.clock.now_ms() + INVOCATION_MS,
+    };
+    watch_event(payload, deps, &invocation).await
+}
+
+/// What a reconcile run found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReconcileTotals {
+    pub files: usize,
+    /// Distinct grant events in the logs (in the dates asked for).
+    pub events: usize,
+    /// Already in the ledger: the watcher saw them.
+    pub seen: usize,
+    /// Not in the ledger.
+    pub missed: usize,
+    /// Missed, then handled by the watcher's judgement and delivery.
+    pub replayed: usize,
+    /// Missed and not handled (a later run tries again).
+    pub failed: usize,
+    /// Files (or records) that could not be read.
+    pub problems: usize,
+}
+
+/// One line of a run's account, as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReconcileLine {
+    /// Missed, not replayed (dry run).
+    Missed(String),
+    Replayed(String),
+    Failed(String),
+    /// A file or record that could not be read.
+    Problem(String),
+}
+
+/// One reconcile run: the events of the log files the ledger never saw,
+/// replayed in log order through [`watch_event`] (the watcher's
+/// judgement, ledger and channels), or only listed (`deps: None`, a dry
+/// run). Blocks on `handle`: call it from a thread that is not one of the
+/// runtime's workers (the CLI's main thread, `spawn_blocking`).
+pub struct Reconcile<'a, S, L, C> {
+    pub seen: &'a S,
+    /// `None`: a dry run.
+    pub deps: Option<&'a WatchDeps<L, C>>,
+    pub handle: tokio::runtime::Handle,
+    /// Names each replay's invocation (`<request_prefix>-<event id>`), the
+    /// owner of the leases it takes.
+    pub request_prefix: String,
+    pub totals: ReconcileTotals,
+    /// Event ids met in this run (a file read twice, a copied file).
+    met: HashSet<String>,
+}
+
+impl<'a, S, L, C> Reconcile<'a, S, L, C>
+where
+    S: SeenEvents,
+    L: EventLedger + GrantLedger + StormLedger,
+    C: Clock,
+{
+    pub fn new(
+        seen: &'a S,
+        deps: Option<&'a WatchDeps<L, C>>,
+        handle: tokio::runtime::Handle,
+        request_prefix: impl Into<String>,
+    ) -> Self {
+        Reconcile {
+            seen,
+            deps,
+            handle,
+            request_prefix: request_prefix.into(),
+            totals: ReconcileTotals::default(),
+            met: HashSet::new(),
+        }
+    }
+
+    /// Reconcile every file of `source`; stops at the first ledger read
+    /// that fails (nothing can be said about the rest: a rerun is safe).
+    pub fn run(
+        &mut self,
+        source: &dyn LogSource,
+        options: &Options,
+        on_line: &mut dyn FnMut(ReconcileLine),
+    ) -> Result<(), PortError> {
+        let mut stopped = None;
+        logs::scan(source, options, |file| {
+            match self.file(source, file, on_line) {
+                Ok(()) => true,
+                Err(error) => {
+                    stopped = Some(error);
+                    false
+                }
+            }
+        });
+        stopped.map_or(Ok(()), Err)
+    }
+
+    fn file(
+        &mut self,
+        source: &dyn LogSource,
+        file: FileResult,
+        on_line: &mut dyn FnMut(ReconcileLine),
+    ) -> Result<(), PortError> {
+        self.totals.files += 1;
+        for problem in file.failed.iter().chain(&file.problems) {
+            self.totals.problems += 1;
+            on_line(ReconcileLine::Problem(format!("{}: {problem}", file.name)));
+        }
+        let events: Vec<_> = file
+            .events
+            .into_iter()
+            .filter(|e| self.met.insert(e.event_id.clone()))
+            .collect();
+        self.totals.events += events.len();
+        let missed = self
+            .handle
+            .block_on(reconcile::missed(self.seen, &events))?;
+        self.totals.seen += events.len() - missed.len();
+        self.totals.missed += missed.len();
+        if missed.is_empty() {
+            return Ok(());
+        }
+        let describe = |e: &grantwatch_core::event::GrantEvent| {
+            format!(
+                "{} {} {} at {}",
+                e.event_id,
+                e.action.as_str(),
+                e.grant_id.as_deref().unwrap_or("(no grant id)"),
+                e.event_time.as_deref().unwrap_or("?")
+            )
+        };
+        let Some(deps) = self.deps else {
+            for event in missed {
+                on_line(ReconcileLine::Missed(describe(event)));
+            }
+            return Ok(());
+        };
+        // The records as the trail wrote them: what the watcher is given.
+        let ids: BTreeSet<String> = missed.iter().map(|e| e.event_id.clone()).collect();
+        let mut buf = Vec::new();
+        let records = source
+            .read(file.index, &mut buf, MAX_INPUT_BYTES + 1)
+            .and_then(|()| reconcile::records_with_ids(&buf, &ids));
+        let mut records: HashMap<String, serde_json::Value> = match records {
+            Ok(records) => records
+                .into_iter()
+                .filter_map(|r| {
+                    let detail = r.get("detail").unwrap_or(&r);
+                    let id = detail.get("eventID")?.as_str()?.to_string();
+                    Some((id, r))
+                })
+                .collect(),
+            Err(problem) => {
+                self.totals.problems += 1;
+                on_line(ReconcileLine::Problem(format!(
+                    "{}: read again to replay: {problem}",
+                    file.name
+                )));
+                HashMap::new()
+            }
+        };
+        for event in missed {
+            let Some(record) = records.remove(&event.event_id) else {
+                self.totals.failed += 1;
+                on_line(ReconcileLine::Failed(format!(
+                    "{}: its record was not found again in {}",
+                    describe(event),
+                    file.name
+                )));
+                continue;
+            };
+            let request_id = format!("{}-{}", self.request_prefix, event.event_id);
+            match self
+                .handle
+                .block_on(replay_event(&record, deps, &request_id))
+            {
+                Ok(outcome) => {
+                    self.totals.replayed += 1;
+                    on_line(ReconcileLine::Replayed(format!(
+                        "{}: {}",
+                        event.event_id,
+                        describe_outcome(&outcome)
+                    )));
+                }
+                Err(error) => {
+                    self.totals.failed += 1;
+                    on_line(ReconcileLine::Failed(format!(
+                        "{}: {}: {error}",
+                        describe(event),
+                        error.error_type()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One line for a handled event: what it was, its severity, whether it
+/// alerted, each channel's status (`redrive`, `reconcile`).
+pub fn describe_outcome(outcome: &WatchOutcome) -> String {
+    match outcome {
+        WatchOutcome::Heartbeat { event_id, .. } => format!("heartbeat ({event_id})"),
+        WatchOutcome::Skipped { event_name, .. } => format!(
+            "not a grant event ({})",
+            event_name.as_deref().unwrap_or("unnamed")
+        ),
+        WatchOutcome::Watched {
+            event_id,
+            event_name,
+            severity,
+            alert,
+            channels,
+            ..
+        } => {
+            let channels: Vec<String> = channels
+                .iter()
+                .map(|c| {
+                    let status = serde_json::to_value(&c.status)
+                        .ok()
+                        .and_then(|v| {
+                            v.get("status")
+                                .and_then(serde_json::Value::as_str)
+                                .map(str::to_string)
+                        })
+                        .unwrap_or_default();
+                    format!("{}={status}", c.channel)
+                })
+                .collect();
+            format!(
+                "{event_name} {event_id} {severity}{}{}",
+                if *alert { " alert" } else { "" },
+                if channels.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", channels.join(", "))
+                }
+            )
+        }
     }
 }
 
