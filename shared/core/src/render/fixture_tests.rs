@@ -8,17 +8,12 @@ use super::{slack, sns, text};
 use crate::app::watch::grant_record;
 use crate::event::{parse_document, GrantEvent, Parsed};
 use crate::judge::{judge_event, Policy};
-use crate::rules::RuleSet;
-use crate::verdict::{FindingCode, Severity, Verdict};
+use crate::verdict::{FindingCode, Verdict};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/events");
 
 fn policy() -> Policy {
-    Policy {
-        rules: RuleSet::default(),
-        min_alert_severity: Severity::Medium,
-        today: time::macros::date!(2026 - 11 - 28),
-    }
+    Policy::new(time::macros::date!(2026 - 11 - 28))
 }
 
 /// The grant events of a fixture file. A file that does not parse, or a

@@ -513,12 +513,13 @@ impl Attribute {
 }
 
 /// What the watcher publishes with `MessageStructure=json`: `message` is a
-/// JSON object with one body per protocol. `default` and `email` are the
-/// e-mail text; `sqs`, `lambda`, `http` and `https` are the verdict (or the
-/// digest) as JSON text, so machines subscribe to data and people to
-/// words. Attributes: `finding_codes` is a `String.Array` (a filter policy
-/// can match one code), `count` a `Number`, the rest `String`s as in
-/// [`SnsMessage`].
+/// JSON object with one body per protocol. `email` is the e-mail text;
+/// `default` (every other protocol: SQS, Lambda, HTTP/S, Firehose,
+/// `email-json`) is the verdict (or the digest) as JSON text, so machines
+/// subscribe to data and people to words; `sms` is the subject. Each body
+/// is written once, so the 256 KB hold as much as possible. Attributes:
+/// `finding_codes` is a `String.Array` (a filter policy can match one
+/// code), `count` a `Number`, the rest `String`s as in [`SnsMessage`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StructuredMessage {
     pub subject: String,
@@ -527,35 +528,76 @@ pub struct StructuredMessage {
     pub attributes: BTreeMap<String, Attribute>,
 }
 
-/// The protocols that get the machine-readable JSON.
-pub const MACHINE_PROTOCOLS: [&str; 4] = ["sqs", "lambda", "http", "https"];
 /// A digest's machine form lists at most this many verdicts (most severe
 /// first); `omitted` counts the rest.
 pub const MAX_DIGEST_VERDICTS: usize = 50;
 
 /// [`alert`] for `MessageStructure=json`; the machine form is
-/// `{"kind": "alert", "verdict": {...}}` (the `grantwatch classify` JSON).
+/// `{"kind": "alert", "subject", "summary", "verdict": {...}, "commands":
+/// [{"purpose", "command"}], "runbooks": {code: url}}` (the verdict is the
+/// `grantwatch classify` JSON).
 pub fn structured_alert(v: &Verdict) -> StructuredMessage {
-    structured(
-        &alert(v),
-        &serde_json::json!({"kind": "alert", "verdict": v}),
-    )
+    structured_alert_with(v, &LinkSettings::default())
+}
+
+/// [`structured_alert`] with the deployment's link settings.
+pub fn structured_alert_with(v: &Verdict, links: &LinkSettings) -> StructuredMessage {
+    let text = alert_with(v, links);
+    let commands: Vec<serde_json::Value> = commands(v)
+        .into_iter()
+        .map(|c| serde_json::json!({"purpose": c.purpose.label(), "command": c.command}))
+        .collect();
+    let runbooks: BTreeMap<&str, String> = v
+        .findings
+        .iter()
+        .map(|f| (f.code.as_str(), links.runbook(f.code)))
+        .collect();
+    let machine = serde_json::json!({
+        "kind": "alert",
+        "subject": text.subject,
+        "summary": describe::summary(v),
+        "verdict": v,
+        "commands": commands,
+        "runbooks": runbooks,
+    });
+    structured(&text, &machine)
 }
 
 /// [`digest`] for `MessageStructure=json`; the machine form is
-/// `{"kind": "digest", "window", "count", "verdicts": [...], "omitted"}`.
+/// `{"kind": "digest", "subject", "window", "count", "verdicts": [...],
+/// "omitted"}`.
 pub fn structured_digest(verdicts: &[Verdict], window: &str) -> StructuredMessage {
+    digest_machine(&digest(verdicts, window), verdicts, window, verdicts.len())
+}
+
+/// A storm window's digest as the watcher publishes it with
+/// `MessageStructure=json`: `count` is every alert of the window (the
+/// ledger's tallies), `verdicts` the most severe it carries.
+pub fn structured_digest_notice(d: &crate::ports::notify::Digest) -> StructuredMessage {
+    let total = usize::try_from(d.tally.total)
+        .unwrap_or(usize::MAX)
+        .max(d.alerts.len());
+    digest_machine(&digest_notice(d), &d.alerts, &d.window_words(), total)
+}
+
+fn digest_machine(
+    text: &SnsMessage,
+    verdicts: &[Verdict],
+    window: &str,
+    total: usize,
+) -> StructuredMessage {
     let mut order: Vec<&Verdict> = verdicts.iter().collect();
     order.sort_by_key(|v| std::cmp::Reverse(v.severity));
     let listed: Vec<&Verdict> = order.into_iter().take(MAX_DIGEST_VERDICTS).collect();
     structured(
-        &digest(verdicts, window),
+        text,
         &serde_json::json!({
             "kind": "digest",
+            "subject": text.subject,
             "window": window,
-            "count": verdicts.len(),
+            "count": total,
             "verdicts": listed,
-            "omitted": verdicts.len() - listed.len(),
+            "omitted": total.saturating_sub(listed.len()),
         }),
     )
 }
@@ -592,13 +634,12 @@ pub fn structured(msg: &SnsMessage, machine: &serde_json::Value) -> StructuredMe
     let mut body = msg.message.clone();
     let mut machine_text = machine.to_string();
     loop {
-        let mut doc = serde_json::Map::new();
-        doc.insert("default".into(), body.clone().into());
-        doc.insert("email".into(), body.clone().into());
-        for protocol in MACHINE_PROTOCOLS {
-            doc.insert(protocol.into(), machine_text.clone().into());
-        }
-        let message = serde_json::Value::Object(doc).to_string();
+        let message = serde_json::json!({
+            "default": machine_text,
+            "email": body,
+            "sms": msg.subject,
+        })
+        .to_string();
         if message.len() <= budget {
             return StructuredMessage {
                 subject: msg.subject.clone(),
@@ -606,9 +647,12 @@ pub fn structured(msg: &SnsMessage, machine: &serde_json::Value) -> StructuredMe
                 attributes,
             };
         }
-        if machine_text.len() > 4096 {
+        // Shrink the larger of the two: machines keep their verdicts while
+        // the e-mail is the long one.
+        if machine_text.len() > 4096 && machine_text.len() >= body.len() {
             machine_text = serde_json::json!({
                 "kind": msg.attributes.get("kind"),
+                "subject": msg.subject,
                 "truncated": true,
                 "attributes": msg.attributes,
                 "note": "too large for SNS: the full record is in the grant ledger",
@@ -827,20 +871,35 @@ mod tests {
         let v = manual_grant();
         let m = structured_alert(&v);
         let doc = parsed(&m);
-        let text = alert(&v).message;
-        assert_eq!(doc["default"], text.as_str());
-        assert_eq!(doc["email"], text.as_str());
-        for protocol in MACHINE_PROTOCOLS {
-            let machine: serde_json::Value =
-                serde_json::from_str(doc[protocol].as_str().expect("JSON text"))
-                    .expect("machine JSON");
-            assert_eq!(machine["kind"], "alert");
-            let back: Verdict =
-                serde_json::from_value(machine["verdict"].clone()).expect("a verdict");
-            assert_eq!(back, v, "{protocol}");
-        }
-        assert_eq!(m.subject, alert(&v).subject);
-        assert!(text.contains(
+        let text = alert(&v);
+        assert_eq!(doc["email"], text.message.as_str());
+        assert_eq!(doc["sms"], text.subject.as_str());
+        let machine: serde_json::Value =
+            serde_json::from_str(doc["default"].as_str().expect("JSON text"))
+                .expect("machine JSON");
+        assert_eq!(machine["kind"], "alert");
+        assert_eq!(machine["subject"], text.subject.as_str());
+        let back: Verdict = serde_json::from_value(machine["verdict"].clone()).expect("a verdict");
+        assert_eq!(back, v);
+        let commands = machine["commands"].as_array().expect("commands");
+        assert!(
+            commands.iter().any(|c| c["purpose"] == "Revoke"
+                && c["command"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with("aws kms revoke-grant --key-id "))),
+            "{commands:?}"
+        );
+        assert_eq!(
+            machine["runbooks"]["manual-grant"],
+            LinkSettings::default().runbook(crate::verdict::FindingCode::ManualGrant)
+        );
+        assert_eq!(
+            doc.as_object().map(|o| o.len()),
+            Some(3),
+            "one body per audience, each written once: {doc}"
+        );
+        assert_eq!(m.subject, text.subject);
+        assert!(text.message.contains(
             "Runbook: https://github.com/grantwatch/grantwatch/blob/main/docs/findings/cross-account-grantee.md"
         ));
     }
@@ -864,7 +923,7 @@ mod tests {
         assert_eq!(d.attributes["count"], Attribute::Number(3));
         assert_eq!(d.attributes["count"].string_value(), "3");
         let machine: serde_json::Value =
-            serde_json::from_str(parsed(&d)["sqs"].as_str().expect("text")).expect("json");
+            serde_json::from_str(parsed(&d)["default"].as_str().expect("text")).expect("json");
         assert_eq!(machine["count"], 3);
         assert_eq!(machine["verdicts"][0]["severity"], "high");
 
@@ -887,7 +946,7 @@ mod tests {
         assert!(m.subject.len() + m.message.len() + attributes < MAX_MESSAGE_BYTES);
         let doc = parsed(&m);
         let machine: serde_json::Value =
-            serde_json::from_str(doc["lambda"].as_str().expect("text")).expect("json");
+            serde_json::from_str(doc["default"].as_str().expect("text")).expect("json");
         assert_eq!(machine["truncated"], true);
         assert!(doc["email"]
             .as_str()
@@ -938,5 +997,42 @@ mod digest_notice_tests {
         let text = slack.to_string();
         assert!(text.contains("4002 KMS grant alerts"), "{text}");
         assert!(text.contains("4000 more events"), "{text}");
+    }
+
+    #[test]
+    fn the_machine_digest_counts_every_alert_and_carries_the_worst() {
+        let digest = big_window();
+        let m = structured_digest_notice(&digest);
+        assert_eq!(m.attributes["count"], Attribute::Number(4002));
+        let doc: serde_json::Value = serde_json::from_str(&m.message).expect("JSON");
+        let machine: serde_json::Value =
+            serde_json::from_str(doc["default"].as_str().expect("text")).expect("JSON");
+        assert_eq!(machine["kind"], "digest");
+        assert_eq!(machine["count"], 4002);
+        assert_eq!(machine["verdicts"].as_array().map(Vec::len), Some(2));
+        assert_eq!(machine["omitted"], 4000);
+        assert!(doc["email"]
+            .as_str()
+            .is_some_and(|e| e.contains("...and 4000 more events")));
+    }
+
+    /// A digest whose e-mail lists thousands of events: the e-mail is cut
+    /// before the machines lose their verdicts.
+    #[test]
+    fn a_long_digest_cuts_the_e_mail_before_the_machine_verdicts() {
+        let many: Vec<Verdict> = (0..3000).map(|_| manual_grant()).collect();
+        let m = structured_digest(&many, "in the last 60 s");
+        assert!(m.message.len() < MAX_MESSAGE_BYTES);
+        let doc: serde_json::Value = serde_json::from_str(&m.message).expect("JSON");
+        let machine: serde_json::Value =
+            serde_json::from_str(doc["default"].as_str().expect("text")).expect("JSON");
+        assert_eq!(
+            machine["verdicts"].as_array().map(Vec::len),
+            Some(MAX_DIGEST_VERDICTS),
+            "{machine}"
+        );
+        assert!(doc["email"]
+            .as_str()
+            .is_some_and(|e| e.contains(CUT_NOTE.trim())));
     }
 }
