@@ -13,8 +13,7 @@ use grantwatch_core::event::{parse_eventbridge_event, GrantEvent, Parsed};
 use grantwatch_core::judge::{judge_event, Policy};
 use grantwatch_core::record::GrantRecord;
 use grantwatch_core::render::{slack, sns};
-use grantwatch_core::rules::RuleSet;
-use grantwatch_core::verdict::{Severity, Verdict};
+use grantwatch_core::verdict::Verdict;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,11 +53,7 @@ struct Sample {
 }
 
 fn policy() -> Policy {
-    Policy {
-        rules: RuleSet::default(),
-        min_alert_severity: Severity::Medium,
-        today: time::macros::date!(2026 - 11 - 28),
-    }
+    Policy::new(time::macros::date!(2026 - 11 - 28))
 }
 
 fn parse(bytes: &[u8]) -> Option<GrantEvent> {
