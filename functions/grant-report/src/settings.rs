@@ -7,6 +7,7 @@ use grantwatch_aws::scope::DEFAULT_MEMBER_ROLE;
 use grantwatch_aws::slack::AllowedHosts;
 use grantwatch_core::app::report::ReportRequest;
 use grantwatch_core::ports::inventory::AccountSelection;
+use grantwatch_core::trust::TrustSetting;
 use grantwatch_core::verdict::Severity;
 use serde::Deserialize;
 use serde_json::Value;
@@ -29,6 +30,10 @@ pub(crate) struct Settings {
     pub(crate) member_role_external_id: Option<String>,
     pub(crate) link_expiry: Duration,
     pub(crate) listgrants_rate: f64,
+    /// The trust zone (`TRUSTED_ACCOUNTS`: account ids or `ORG`).
+    pub(crate) trusted_accounts: TrustSetting,
+    /// `grant-count-high` from this many grants on one key.
+    pub(crate) grant_count_threshold: usize,
 }
 
 /// `a, b,,c` → `[a, b, c]`.
@@ -130,6 +135,8 @@ impl Settings {
             member_role_external_id: optional("MEMBER_ROLE_EXTERNAL_ID"),
             link_expiry: Duration::from_secs(link_expiry),
             listgrants_rate,
+            trusted_accounts: env.trusted_accounts()?,
+            grant_count_threshold: env.grant_count_threshold()?,
         })
     }
 }
@@ -211,6 +218,20 @@ mod tests {
         assert_eq!(s.link_expiry, Duration::from_secs(604_800));
         assert_eq!(s.listgrants_rate, 20.0);
         assert_eq!(s.ledger_table, None);
+        assert_eq!(s.trusted_accounts, TrustSetting::Unset);
+        assert_eq!(s.grant_count_threshold, 40_000);
+        let zone = settings(&[
+            TOPIC,
+            BUCKET,
+            REGION,
+            ("TRUSTED_ACCOUNTS", "ORG"),
+            ("GRANT_COUNT_THRESHOLD", "100"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (zone.trusted_accounts, zone.grant_count_threshold),
+            (TrustSetting::Org, 100)
+        );
         let org = settings(&[TOPIC, BUCKET, REGION, ("REPORT_ACCOUNTS", "org")]).unwrap();
         assert_eq!(org.accounts, AccountSelection::Organization);
     }
