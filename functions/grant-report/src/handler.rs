@@ -137,7 +137,12 @@ pub(crate) async fn handle(
         min_alert_severity: deps.settings.min_alert_severity,
         today: now.date(),
     };
-    let options = ReportOptions::default();
+    // An input naming accounts outside the configuration is refused
+    // (ScopeRefused) before anything is read.
+    let options = ReportOptions {
+        configured_accounts: Some(deps.settings.accounts.clone()),
+        ..ReportOptions::default()
+    };
     // Every KMS call ends before the deadline less the report's reserve
     // (a silent endpoint costs its account-region, not the report).
     deps.inventory

@@ -10,9 +10,21 @@
 //! coverage with reason `deadline`, and the report is delivered marked
 //! partial. A key or account-region that cannot be read is never dropped:
 //! it appears in coverage with the reason.
+//!
+//! With a ledger, the report also checks grantwatch itself:
+//! - the previous report is used for the diff only if its SHA-256 matches
+//!   the one recorded when it was stored; any other is `pipeline-tampered`
+//!   ([`Integrity`]);
+//! - a standing grant created after the deployment and more than
+//!   [`UNSEEN_GRACE`] before the report, that the ledger has no record of,
+//!   is `unseen-by-watcher`; account-regions with grants created in the
+//!   period and no ledger event at all are listed as silent
+//!   ([`Reconciliation`]);
+//! - a request naming accounts outside the configured scope is refused
+//!   before anything is read ([`ReportError::ScopeRefused`]).
 
-use crate::assess::{assess_key_grants, worst_severity, DEFAULT_GRANT_COUNT_THRESHOLD};
-use crate::judge::{judge_standing, Policy, StandingGrant};
+use crate::assess::{assess_key_grants, DEFAULT_GRANT_COUNT_THRESHOLD};
+use crate::judge::{judge_standing, judge_standing_with, Judgement, Policy, StandingGrant};
 use crate::ports::inventory::{
     AccountDirectory, AccountRegion, AccountSelection, Inventory, KeyDescription, ListedKey,
     Provenance, ReadError, ReportStore,
@@ -21,12 +33,14 @@ use crate::ports::PortError;
 use crate::record::GrantRecord;
 use crate::report::model::{
     summarise, AccountRegionCoverage, Coverage, CoverageGap, CoverageStatus, CreatedBy, GapReason,
-    GrantReport, KeyReport, Report, ReportScope, TrendPoint, SCHEMA_VERSION,
+    GrantReport, Integrity, KeyReport, Reconciliation, Report, ReportScope, SilentAccountRegion,
+    TrendPoint, SCHEMA_VERSION,
 };
 use crate::report::{diff, render_file, FILE_NAMES, REPORT_HTML};
+use crate::verdict::{Finding, FindingCode, Severity};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -55,6 +69,10 @@ pub struct ReportOptions {
     pub reserve: Duration,
     /// Grants on one key from which `grant-count-high` is raised.
     pub grant_count_threshold: usize,
+    /// The accounts this deployment may report on (its configuration). A
+    /// request naming any other account is refused before anything is
+    /// read. `None`: no limit (the CLI, run with the caller's own rights).
+    pub configured_accounts: Option<AccountSelection>,
 }
 
 impl Default for ReportOptions {
@@ -65,6 +83,7 @@ impl Default for ReportOptions {
             trend_reports: 12,
             reserve: Duration::from_secs(60),
             grant_count_threshold: DEFAULT_GRANT_COUNT_THRESHOLD,
+            configured_accounts: None,
         }
     }
 }
@@ -162,6 +181,14 @@ impl SummaryChannel for NoChannel {
 pub enum ReportError {
     #[error("cannot resolve the report's scope: {0}")]
     Scope(String),
+    /// The request named accounts outside the configured scope: nothing
+    /// was read.
+    #[error("refused: account(s) {} are outside the configured scope", .0.join(", "))]
+    ScopeRefused(Vec<String>),
+    /// The report is stored, but the ledger did not take the hash of a
+    /// file: next week's report could not tell it from a planted one.
+    #[error("report stored, but its hashes could not be recorded in the ledger: {}", .0.join("; "))]
+    Record(Vec<String>),
     #[error("cannot render the report: {0}")]
     Render(String),
     #[error("cannot store the report: {0}")]
@@ -179,6 +206,8 @@ impl ReportError {
     pub fn error_type(&self) -> &'static str {
         match self {
             ReportError::Scope(_) => "ScopeError",
+            ReportError::ScopeRefused(_) => "ScopeRefused",
+            ReportError::Record(_) => "RecordError",
             ReportError::Render(_) => "RenderError",
             ReportError::Store(_) => "StoreError",
             ReportError::Delivery { .. } => "DeliveryError",
@@ -275,10 +304,27 @@ where
     S: ReportStore,
     D: AccountDirectory,
 {
+    refuse_out_of_scope(
+        request,
+        deps.options.configured_accounts.as_ref(),
+        deps.directory,
+    )
+    .await?;
     let scope = resolve_scope(request, deps.directory).await?;
-    // Only the newest previous report is read (the diff's base): it carries
-    // the trend of the runs before it, so past reports are never reloaded.
-    let history = previous_reports(deps.store, 1, generated_at).await;
+    // Only the newest verified previous report is used (the diff's base): it
+    // carries the trend of the runs before it, so past reports are never
+    // reloaded.
+    let (previous, integrity) = verified_previous(deps.store, deps.provenance, generated_at).await;
+    let history: Vec<Report> = previous.into_iter().collect();
+    let now_ms = epoch_ms(generated_at).unwrap_or(0);
+    let (watch, reconcile_problem) = match deps.provenance.deployed_at(now_ms).await {
+        Ok(deployed) => (
+            deployed.map(|deployed_ms| WatchWindow::new(deployed_ms, history.first(), now_ms)),
+            None,
+        ),
+        Err(e) => (None, Some(format!("the ledger could not be read: {e}"))),
+    };
+    let watch = watch.as_ref();
     let mut targets: Vec<AccountRegion> = scope
         .accounts
         .iter()
@@ -294,7 +340,7 @@ where
     let mut results: Vec<RegionInventory> = stream::iter(targets)
         .map(|at| async move {
             deps.progress.started(&at);
-            let result = inventory_account_region(&at, deps).await;
+            let result = inventory_account_region(&at, deps, watch).await;
             deps.progress.finished(&result.coverage);
             result
         })
@@ -307,7 +353,15 @@ where
 
     let mut coverage = Coverage::default();
     let mut keys = Vec::new();
+    let mut silent = Vec::new();
     for r in results {
+        if r.grants_created_in_period > 0 && r.ledger_events_in_period == 0 {
+            silent.push(SilentAccountRegion {
+                account: r.coverage.account.clone(),
+                region: r.coverage.region.clone(),
+                grants_created: r.grants_created_in_period,
+            });
+        }
         coverage.account_regions.push(r.coverage);
         coverage.gaps.extend(r.gaps);
         keys.extend(r.keys);
@@ -316,8 +370,33 @@ where
         || coverage
             .account_regions
             .iter()
-            .any(|c| c.status != CoverageStatus::Complete);
-    let summary = summarise(&keys, &coverage);
+            .any(|c| c.status != CoverageStatus::Complete)
+        || reconcile_problem.is_some()
+        || integrity.as_ref().is_some_and(|i| i.unverified.is_some());
+    let mut summary = summarise(&keys, &coverage);
+    let reconciliation = match (watch, reconcile_problem) {
+        (Some(w), _) => Some(Reconciliation {
+            deployed_at: rfc3339(w.deployed_ms),
+            period_start: rfc3339(w.period_start_ms),
+            period_end: rfc3339(w.cutoff_ms),
+            unseen_by_watcher: summary
+                .by_finding
+                .get(FindingCode::UnseenByWatcher.as_str())
+                .copied()
+                .unwrap_or(0),
+            silent_account_regions: silent,
+            unchecked: None,
+        }),
+        (None, Some(problem)) => Some(Reconciliation {
+            unchecked: Some(problem),
+            ..Reconciliation::default()
+        }),
+        (None, None) => None,
+    };
+    summary.silent_account_regions = reconciliation
+        .as_ref()
+        .map_or(0, |r| r.silent_account_regions.len());
+    summary.pipeline_tampered = integrity.as_ref().map_or(0, |i| i.findings.len());
     let mut report = Report {
         schema_version: SCHEMA_VERSION,
         generated_at: generated_at.to_string(),
@@ -328,6 +407,8 @@ where
         keys,
         diff: None,
         trend: Vec::new(),
+        reconciliation,
+        integrity,
     };
 
     diff::apply(&mut report, history.first());
@@ -389,13 +470,19 @@ where
     let mut locations = Vec::new();
     let mut html_location = None;
     // One file rendered and handed to the store at a time.
+    let mut unrecorded = Vec::new();
     for name in FILE_NAMES {
         let file = render_file(&report, name).map_err(|e| ReportError::Render(e.to_string()))?;
+        let sha = sha256_hex(&file.body);
         let location = deps
             .store
             .put(report.date(), file.name, file.body, file.content_type)
             .await
             .map_err(ReportError::Store)?;
+        // Next week's diff trusts this file only through this record.
+        if let Err(e) = deps.provenance.record_report_file(&location, &sha).await {
+            unrecorded.push(format!("{location}: {e}"));
+        }
         if file.name == REPORT_HTML {
             html_location = Some(location.clone());
         }
@@ -422,6 +509,9 @@ where
             failures,
         });
     }
+    if !unrecorded.is_empty() {
+        return Err(ReportError::Record(unrecorded));
+    }
     Ok(ReportOutcome {
         generated_at: report.generated_at.clone(),
         partial: report.partial,
@@ -435,20 +525,200 @@ where
     })
 }
 
-/// Stored reports older than this run, newest first; unreadable ones are
-/// skipped (the trend has a hole, the diff uses the next one).
-async fn previous_reports<S: ReportStore>(store: &S, limit: usize, now: &str) -> Vec<Report> {
-    let Ok(stored) = store.recent_reports(limit.saturating_add(1)).await else {
-        return Vec::new();
-    };
-    let mut reports: Vec<Report> = stored
+/// Stored reports the diff may fall back to when newer ones fail their
+/// hash check (each is read whole: the bound keeps memory flat).
+pub const PREVIOUS_REPORTS_CHECKED: usize = 4;
+
+/// A grant created this recently may still be on its way to the watcher
+/// (CloudTrail delivers within about 5 minutes, EventBridge retries): not
+/// yet `unseen-by-watcher`.
+pub const UNSEEN_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// Without a previous report, the period checked for silent
+/// account-regions is the week before the report.
+const DEFAULT_PERIOD: Duration = Duration::from_secs(7 * 86_400);
+
+/// The SHA-256 of a stored file, lower-case hex (as the ledger keeps it).
+pub fn sha256_hex(body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body)
         .iter()
-        .filter_map(|s| Report::from_json(&s.body).ok())
-        .filter(|r| r.generated_at.as_str() < now)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The newest stored report older than this run whose SHA-256 matches the
+/// ledger's record of it, and the check's findings: a report whose hash
+/// differs, or that the ledger never recorded (while it holds records), is
+/// `pipeline-tampered` and skipped. Without a ledger, or before the ledger
+/// holds any hash (the first run of a version that records them), the
+/// newest readable report is used unverified. Unreadable reports are
+/// skipped (the trend has a hole, the diff uses the next one).
+async fn verified_previous<S: ReportStore, P: Provenance>(
+    store: &S,
+    provenance: &P,
+    now: &str,
+) -> (Option<Report>, Option<Integrity>) {
+    let known = match provenance.report_files().await {
+        Ok(known) => known,
+        Err(e) => {
+            let integrity = Integrity {
+                unverified: Some(format!(
+                    "the stored reports' hashes could not be read from the ledger ({e}): \
+                     no previous report used"
+                )),
+                ..Integrity::default()
+            };
+            return (None, Some(integrity));
+        }
+    };
+    let stored = store
+        .recent_reports(PREVIOUS_REPORTS_CHECKED)
+        .await
+        .unwrap_or_default();
+    let mut integrity = known.as_ref().map(|_| Integrity::default());
+    let mut chosen = None;
+    for candidate in stored {
+        let sha = sha256_hex(&candidate.body);
+        let problem = match known.as_ref() {
+            Some(known) => match known.get(&candidate.location) {
+                Some(recorded) if *recorded == sha => None,
+                Some(recorded) => Some(format!(
+                    "stored report {} does not match the SHA-256 recorded when grantwatch \
+                     stored it (recorded {recorded}, now {sha}): it was changed after it was \
+                     written; not used for the diff",
+                    candidate.location
+                )),
+                None if known.is_empty() => None,
+                None => Some(format!(
+                    "stored report {} (SHA-256 {sha}) was never recorded by grantwatch's \
+                     report: it was planted; not used for the diff",
+                    candidate.location
+                )),
+            },
+            None => None,
+        };
+        if let Some(message) = problem {
+            if let Some(integrity) = integrity.as_mut() {
+                integrity.findings.push(Finding {
+                    code: FindingCode::PipelineTampered,
+                    severity: Severity::Critical,
+                    message,
+                });
+            }
+            continue;
+        }
+        let Ok(report) = Report::from_json(&candidate.body) else {
+            continue;
+        };
+        if report.generated_at.as_str() < now {
+            if let Some(integrity) = integrity.as_mut() {
+                integrity.previous = Some(candidate.location.clone());
+            }
+            chosen = Some(report);
+            break;
+        }
+    }
+    (chosen, integrity)
+}
+
+/// Refuse a request naming accounts outside the configured ones (the
+/// directory answers for "this account" and the organization; KMS is not
+/// called).
+pub async fn refuse_out_of_scope<D: AccountDirectory>(
+    request: &ReportRequest,
+    configured: Option<&AccountSelection>,
+    directory: &D,
+) -> Result<(), ReportError> {
+    let Some(configured) = configured else {
+        return Ok(());
+    };
+    if request.accounts == *configured {
+        return Ok(());
+    }
+    let accounts_of = |selection: &AccountSelection| ReportRequest {
+        accounts: selection.clone(),
+        regions: vec!["-".into()],
+    };
+    let allowed: BTreeSet<String> = resolve_scope(&accounts_of(configured), directory)
+        .await?
+        .accounts
+        .into_iter()
         .collect();
-    reports.sort_by(|a, b| b.generated_at.cmp(&a.generated_at));
-    reports.truncate(limit);
-    reports
+    let asked = resolve_scope(&accounts_of(&request.accounts), directory).await?;
+    let outside: Vec<String> = asked
+        .accounts
+        .into_iter()
+        .filter(|a| !allowed.contains(a))
+        .collect();
+    if outside.is_empty() {
+        Ok(())
+    } else {
+        Err(ReportError::ScopeRefused(outside))
+    }
+}
+
+/// The times the reconciliation checks against (epoch ms).
+#[derive(Debug, Clone, Copy)]
+struct WatchWindow {
+    deployed_ms: i64,
+    /// Silent account-regions: grants created from here ...
+    period_start_ms: i64,
+    /// ... to here; and `unseen-by-watcher` only for grants created before it.
+    cutoff_ms: i64,
+}
+
+impl WatchWindow {
+    fn new(deployed_ms: i64, previous: Option<&Report>, now_ms: i64) -> Self {
+        let since = previous
+            .and_then(|p| epoch_ms(&p.generated_at))
+            .unwrap_or(now_ms - DEFAULT_PERIOD.as_millis() as i64);
+        WatchWindow {
+            deployed_ms,
+            period_start_ms: since.max(deployed_ms),
+            cutoff_ms: now_ms - UNSEEN_GRACE.as_millis() as i64,
+        }
+    }
+
+    /// Created after the deployment, and long enough ago that the watcher
+    /// must have seen it.
+    fn should_have_seen(&self, created_ms: i64) -> bool {
+        created_ms >= self.deployed_ms && created_ms <= self.cutoff_ms
+    }
+
+    fn in_period(&self, at_ms: i64) -> bool {
+        at_ms >= self.period_start_ms && at_ms <= self.cutoff_ms
+    }
+}
+
+/// The `unseen-by-watcher` finding of a grant the ledger has no record of.
+fn unseen_finding(created: &str, window: &WatchWindow) -> Finding {
+    Finding {
+        code: FindingCode::UnseenByWatcher,
+        severity: Severity::High,
+        message: format!(
+            "created {created}, after grantwatch was deployed ({}), but the ledger has no \
+             record of it: the watcher never saw its CreateGrant",
+            rfc3339(window.deployed_ms)
+        ),
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time.
+fn epoch_ms(t: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// RFC 3339 (UTC, seconds) of epoch milliseconds.
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// One account-region's part of the report.
@@ -456,6 +726,20 @@ struct RegionInventory {
     coverage: AccountRegionCoverage,
     gaps: Vec<CoverageGap>,
     keys: Vec<KeyReport>,
+    /// Grants ListGrants dates inside the reconciliation period.
+    grants_created_in_period: usize,
+    /// Grant creations and removals the ledger recorded in the period.
+    ledger_events_in_period: usize,
+}
+
+/// One key's part of the report.
+struct KeyInventory {
+    report: KeyReport,
+    gap: Option<CoverageGap>,
+    /// The ledger's records of the key could not be read.
+    ledger_gap: Option<CoverageGap>,
+    grants_created_in_period: usize,
+    ledger_events_in_period: usize,
 }
 
 fn gap(
@@ -495,6 +779,7 @@ fn out_of_time(deps_deadline: &dyn Deadline, reserve: Duration) -> bool {
 async fn inventory_account_region<I, P, S, D>(
     at: &AccountRegion,
     deps: &ReportDeps<'_, I, P, S, D>,
+    watch: Option<&WatchWindow>,
 ) -> RegionInventory
 where
     I: Inventory,
@@ -513,6 +798,8 @@ where
         },
         gaps: Vec::new(),
         keys: Vec::new(),
+        grants_created_in_period: 0,
+        ledger_events_in_period: 0,
     };
     let reserve = deps.options.reserve;
 
@@ -586,18 +873,21 @@ where
     }
 
     let aliases = &aliases;
-    let results: Vec<(KeyReport, Option<CoverageGap>)> = stream::iter(listed)
-        .map(|key| async move { inventory_key(at, key, aliases, deps).await })
+    let results: Vec<KeyInventory> = stream::iter(listed)
+        .map(|key| async move { inventory_key(at, key, aliases, deps, watch).await })
         .buffer_unordered(deps.options.key_concurrency.max(1))
         .collect()
         .await;
-    for (key, key_gap) in results {
-        out.coverage.grants += key.grants.len();
-        match key_gap {
+    for key in results {
+        out.coverage.grants += key.report.grants.len();
+        match key.gap {
             Some(g) => out.gaps.push(g),
             None => out.coverage.keys_complete += 1,
         }
-        out.keys.push(key);
+        out.gaps.extend(key.ledger_gap);
+        out.grants_created_in_period += key.grants_created_in_period;
+        out.ledger_events_in_period += key.ledger_events_in_period;
+        out.keys.push(key.report);
     }
     out.keys.sort_by(|a, b| a.key_arn.cmp(&b.key_arn));
     if !out.gaps.is_empty() {
@@ -611,7 +901,8 @@ async fn inventory_key<I, P, S, D>(
     listed: ListedKey,
     aliases: &HashMap<String, Vec<String>>,
     deps: &ReportDeps<'_, I, P, S, D>,
-) -> (KeyReport, Option<CoverageGap>)
+    watch: Option<&WatchWindow>,
+) -> KeyInventory
 where
     I: Inventory,
     P: Provenance,
@@ -636,25 +927,28 @@ where
         grants: Vec::new(),
     };
     let arn = listed.key_arn.clone();
+    let unread = |report: KeyReport, gap: CoverageGap| KeyInventory {
+        report,
+        gap: Some(gap),
+        ledger_gap: None,
+        grants_created_in_period: 0,
+        ledger_events_in_period: 0,
+    };
     if out_of_time(deps.deadline, reserve) {
-        return (
-            report,
-            Some(gap(
-                at,
-                Some(&arn),
-                GapReason::Deadline,
-                "not read: deadline".into(),
-            )),
+        let cut = gap(
+            at,
+            Some(&arn),
+            GapReason::Deadline,
+            "not read: deadline".into(),
         );
+        return unread(report, cut);
     }
     let description = match deps.inventory.describe_key(at, &listed.key_id).await {
         Ok(d) => d,
         Err(e) => {
             let reason = reason_of(&e, None);
-            return (
-                report,
-                Some(gap(at, Some(&arn), reason, format!("DescribeKey: {e}"))),
-            );
+            let failed = gap(at, Some(&arn), reason, format!("DescribeKey: {e}"));
+            return unread(report, failed);
         }
     };
     report.manager = description.manager;
@@ -699,18 +993,43 @@ where
         }
     }
 
-    let provenance: BTreeMap<String, GrantRecord> = if listed_grants.is_empty() {
-        BTreeMap::new()
+    // Without the ledger's records the grants are still judged, from
+    // ListGrants alone; a ledger that cannot be read is a coverage gap, and
+    // then no grant of the key is called unseen.
+    let (records, ledger_gap) = if listed_grants.is_empty() {
+        (Vec::new(), None)
     } else {
-        // Without the ledger the grants are still judged, from ListGrants alone.
-        deps.provenance
-            .grant_records(&arn)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| (r.grant_id.clone(), r))
-            .collect()
+        match deps.provenance.grant_records(&arn).await {
+            Ok(records) => (records, None),
+            Err(e) => (
+                Vec::new(),
+                Some(gap(
+                    at,
+                    None,
+                    GapReason::Error,
+                    format!("ledger records of {arn}: {e} (unseen-by-watcher not checked)"),
+                )),
+            ),
+        }
     };
+    let ledger_events_in_period = watch.map_or(0, |w| {
+        records
+            .iter()
+            .flat_map(|r| {
+                [
+                    r.created_at.as_deref(),
+                    r.removal.as_ref().and_then(|x| x.at.as_deref()),
+                ]
+            })
+            .flatten()
+            .filter_map(epoch_ms)
+            .filter(|at| w.in_period(*at))
+            .count()
+    });
+    let provenance: BTreeMap<String, GrantRecord> = records
+        .into_iter()
+        .map(|r| (r.grant_id.clone(), r))
+        .collect();
     let standing: Vec<StandingGrant> = listed_grants
         .into_iter()
         .map(|g| StandingGrant {
@@ -724,34 +1043,40 @@ where
             facts: g.facts,
         })
         .collect();
+    let created_ms = |g: &StandingGrant| g.created.as_deref().and_then(epoch_ms);
+    let grants_created_in_period = watch.map_or(0, |w| {
+        standing
+            .iter()
+            .filter_map(created_ms)
+            .filter(|at| w.in_period(*at))
+            .count()
+    });
+    // The key-wide findings and `unseen-by-watcher` count before the rules,
+    // as in `judge_key`: one judgement for the report, alerts and rules.
     let key_findings = assess_key_grants(&standing, deps.options.grant_count_threshold);
     report.grants = standing
         .iter()
         .zip(key_findings)
-        .map(|(g, extra)| {
-            let mut grant = grant_report(g, provenance.get(&g.grant_id), deps.policy);
-            add_key_findings(&mut grant, extra);
-            grant
+        .map(|(g, mut extra)| {
+            let record = provenance.get(&g.grant_id);
+            if let (Some(w), None, None, Some(at)) = (watch, &ledger_gap, record, created_ms(g)) {
+                if w.should_have_seen(at) {
+                    extra.push(unseen_finding(g.created.as_deref().unwrap_or_default(), w));
+                }
+            }
+            let judgement = judge_standing_with(g, record, extra, deps.policy);
+            report_of(g, record, judgement)
         })
         .collect();
     report.grants.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
     report.complete = key_gap.is_none();
-    (report, key_gap)
-}
-
-/// Add the key-wide findings (`duplicate-grant`, `grant-count-high`) to a
-/// judged grant: they raise its severity unless a rule suppressed it.
-fn add_key_findings(grant: &mut GrantReport, extra: Vec<crate::verdict::Finding>) {
-    if extra.is_empty() {
-        return;
+    KeyInventory {
+        report,
+        gap: key_gap,
+        ledger_gap,
+        grants_created_in_period,
+        ledger_events_in_period,
     }
-    if grant.suppressed_by.is_none() {
-        grant.severity = grant.severity.max(worst_severity(&extra));
-    }
-    grant.findings.extend(extra);
-    grant
-        .findings
-        .sort_by(|a, b| b.severity.cmp(&a.severity).then(a.code.cmp(&b.code)));
 }
 
 /// Judge one standing grant and shape it for the report.
@@ -760,7 +1085,15 @@ pub fn grant_report(
     record: Option<&GrantRecord>,
     policy: &Policy,
 ) -> GrantReport {
-    let judgement = judge_standing(grant, record, policy);
+    report_of(grant, record, judge_standing(grant, record, policy))
+}
+
+/// A judged standing grant, shaped for the report.
+fn report_of(
+    grant: &StandingGrant,
+    record: Option<&GrantRecord>,
+    judgement: Judgement,
+) -> GrantReport {
     let facts = &grant.facts;
     GrantReport {
         grant_id: grant.grant_id.clone(),
@@ -1401,5 +1734,412 @@ mod tests {
             regions: vec![],
         };
         assert!(block_on(resolve_scope(&req, &directory())).is_err());
+    }
+
+    // ---- reconciliation, report hashes and scope (issue 10) ----
+
+    use crate::ports::inventory::LedgerProvenance;
+    use crate::ports::ledger::{GrantLedger, MemoryLedger, StackLedger};
+
+    /// 2026-11-01T00:00:00Z: grants created before it are not the
+    /// watcher's to have seen.
+    const DEPLOYED_MS: i64 = 1_793_491_200_000;
+
+    fn dated(id: &str, created: &str) -> ListedGrant {
+        let mut g = grants(1, id).remove(0);
+        g.grant_id = id.into();
+        g.created = Some(created.into());
+        g
+    }
+
+    fn record_of(key_id: &str, grant_id: &str, at: &str) -> GrantRecord {
+        let key = key(key_id);
+        GrantRecord {
+            key_arn: key.key_arn,
+            grant_id: grant_id.into(),
+            account: Some(ACCOUNT.into()),
+            region: Some(REGION.into()),
+            created_event_id: format!("ev-{grant_id}"),
+            created_at: Some(at.into()),
+            created_by: Caller::default(),
+            origin: Origin::Manual,
+            service: None,
+            grant: GrantFacts::default(),
+            removal: None,
+        }
+    }
+
+    fn unseen(g: &GrantReport) -> bool {
+        g.findings
+            .iter()
+            .any(|f| f.code == FindingCode::UnseenByWatcher && f.severity == Severity::High)
+    }
+
+    #[test]
+    fn standing_grants_the_watcher_never_saw_are_unseen_by_watcher() {
+        let mut inv = inventory(1, 0, 100);
+        let region = inv.regions.values_mut().next().unwrap();
+        region.grants.insert(
+            "key-000".into(),
+            vec![
+                dated("before-deploy", "2026-10-30T12:00:00Z"),
+                dated("missed", "2026-11-20T09:30:00Z"),
+                dated("seen", "2026-11-20T09:31:00Z"),
+                dated("just-now", "2026-11-28T05:50:00Z"),
+            ],
+        );
+        let ledger = MemoryLedger::new();
+        block_on(ledger.record_deployed(DEPLOYED_MS)).unwrap();
+        block_on(ledger.record_grant(&record_of("key-000", "seen", "2026-11-20T09:31:00Z")))
+            .unwrap();
+        let r = build(
+            &inv,
+            &LedgerProvenance(&ledger),
+            &MemoryStore::default(),
+            &NoDeadline,
+            &request(),
+            "2026-11-28T06:00:00Z",
+        );
+        let flagged: Vec<&str> = r
+            .grants()
+            .filter(|(_, g)| unseen(g))
+            .map(|(_, g)| g.grant_id.as_str())
+            .collect();
+        assert_eq!(
+            flagged,
+            ["missed"],
+            "not before the deployment, not seen, not the last 15 minutes"
+        );
+        let missed = r.grants().find(|(_, g)| g.grant_id == "missed").unwrap().1;
+        assert!(missed.severity >= Severity::High && missed.is_risky());
+        assert_eq!(r.summary.by_finding.get("unseen-by-watcher"), Some(&1));
+        let reconciliation = r.reconciliation.as_ref().unwrap();
+        assert_eq!(reconciliation.unseen_by_watcher, 1);
+        assert_eq!(reconciliation.deployed_at, "2026-11-01T00:00:00Z");
+        assert_eq!(reconciliation.period_end, "2026-11-28T05:45:00Z");
+        // It reaches the people who read the summary.
+        let mail = crate::report::summary::sns(&r, "https://link");
+        assert!(
+            mail.message.contains("unseen-by-watcher"),
+            "{}",
+            mail.message
+        );
+
+        // Without a ledger nothing is known: nothing is called unseen.
+        let r = build(
+            &inv,
+            &NoProvenance,
+            &MemoryStore::default(),
+            &NoDeadline,
+            &request(),
+            "2026-11-28T06:00:00Z",
+        );
+        assert!(r.grants().all(|(_, g)| !unseen(g)));
+        assert!(r.reconciliation.is_none());
+    }
+
+    #[test]
+    fn the_report_records_the_deployment_time_when_the_watcher_has_not() {
+        let mut inv = inventory(1, 0, 100);
+        let region = inv.regions.values_mut().next().unwrap();
+        region
+            .grants
+            .insert("key-000".into(), vec![dated("old", "2026-11-20T09:30:00Z")]);
+        let ledger = MemoryLedger::new();
+        let r = build(
+            &inv,
+            &LedgerProvenance(&ledger),
+            &MemoryStore::default(),
+            &NoDeadline,
+            &request(),
+            "2026-11-28T06:00:00Z",
+        );
+        // Deployed now: nothing before it is the watcher's miss.
+        assert_eq!(
+            block_on(ledger.deployed_at()).unwrap(),
+            Some(1_795_845_600_000)
+        );
+        assert!(r.grants().all(|(_, g)| !unseen(g)));
+    }
+
+    #[test]
+    fn account_regions_with_new_grants_and_no_ledger_event_are_silent() {
+        let other = AccountRegion::new("222222222222", REGION);
+        let mut inv = inventory(1, 0, 100);
+        let mut region = inv.regions.values().next().unwrap().clone();
+        for k in &mut region.keys {
+            k.key_arn = k.key_arn.replace(ACCOUNT, "222222222222");
+        }
+        inv.regions.values_mut().next().unwrap().grants.insert(
+            "key-000".into(),
+            vec![dated("heard", "2026-11-25T10:00:00Z")],
+        );
+        region.grants.insert(
+            "key-000".into(),
+            vec![
+                dated("quiet-1", "2026-11-25T10:00:00Z"),
+                dated("quiet-2", "2026-11-26T10:00:00Z"),
+                // Before the period (the previous report): not counted.
+                dated("older", "2026-11-02T10:00:00Z"),
+            ],
+        );
+        inv.regions.insert(other, region);
+        let ledger = MemoryLedger::new();
+        block_on(ledger.record_deployed(DEPLOYED_MS)).unwrap();
+        block_on(ledger.record_grant(&record_of("key-000", "heard", "2026-11-25T10:00:00Z")))
+            .unwrap();
+        let store = MemoryStore::default();
+        let req = ReportRequest {
+            accounts: AccountSelection::Organization,
+            regions: vec![REGION.into()],
+        };
+        let policy = policy();
+        let options = ReportOptions::default();
+        let dir = directory();
+        let provenance = LedgerProvenance(&ledger);
+        let deps = ReportDeps {
+            inventory: &inv,
+            provenance: &provenance,
+            store: &store,
+            directory: &dir,
+            policy: &policy,
+            options: &options,
+            deadline: &NoDeadline,
+            progress: &Quiet,
+        };
+        block_on(run_report(
+            &req,
+            &deps,
+            &[&NoChannel],
+            "2026-11-21T06:00:00Z",
+        ))
+        .unwrap();
+        let r = block_on(build_report(&req, &deps, "2026-11-28T06:00:00Z")).unwrap();
+        let rec = r.reconciliation.as_ref().unwrap();
+        assert_eq!(
+            rec.period_start, "2026-11-21T06:00:00Z",
+            "since the previous report"
+        );
+        assert_eq!(
+            rec.silent_account_regions,
+            vec![SilentAccountRegion {
+                account: "222222222222".into(),
+                region: REGION.into(),
+                grants_created: 2,
+            }]
+        );
+        assert_eq!(r.summary.silent_account_regions, 1);
+        let md = crate::report::markdown::write(&r);
+        assert!(md.contains("Silent account-regions"), "{md}");
+    }
+
+    /// Two weekly runs with a ledger; `between` tampers with the store
+    /// after the first.
+    fn weeks_with_ledger(between: impl Fn(&MemoryStore)) -> (Report, MemoryLedger) {
+        let store = MemoryStore::default();
+        let ledger = MemoryLedger::new();
+        let provenance = LedgerProvenance(&ledger);
+        let policy = policy();
+        let options = ReportOptions::default();
+        let dir = directory();
+        let inv = inventory(1, 2, 100);
+        let deps = ReportDeps {
+            inventory: &inv,
+            provenance: &provenance,
+            store: &store,
+            directory: &dir,
+            policy: &policy,
+            options: &options,
+            deadline: &NoDeadline,
+            progress: &Quiet,
+        };
+        block_on(run_report(
+            &request(),
+            &deps,
+            &[&NoChannel],
+            "2026-11-14T06:00:00Z",
+        ))
+        .unwrap();
+        block_on(run_report(
+            &request(),
+            &deps,
+            &[&NoChannel],
+            "2026-11-21T06:00:00Z",
+        ))
+        .unwrap();
+        between(&store);
+        block_on(run_report(
+            &request(),
+            &deps,
+            &[&NoChannel],
+            "2026-11-28T06:00:00Z",
+        ))
+        .unwrap();
+        let report =
+            Report::from_json(&store.get("reports/2026-11-28/report.json").unwrap()).unwrap();
+        (report, ledger)
+    }
+
+    fn tampered(r: &Report) -> Vec<String> {
+        r.integrity
+            .as_ref()
+            .unwrap()
+            .findings
+            .iter()
+            .filter(|f| f.code == FindingCode::PipelineTampered && f.severity == Severity::Critical)
+            .map(|f| f.message.clone())
+            .collect()
+    }
+
+    #[test]
+    fn every_stored_file_is_recorded_and_an_untouched_previous_report_is_the_base() {
+        let (r, ledger) = weeks_with_ledger(|_| {});
+        let files = block_on(ledger.report_files()).unwrap();
+        assert_eq!(files.len(), 12, "4 files x 3 runs");
+        assert!(tampered(&r).is_empty());
+        let integrity = r.integrity.as_ref().unwrap();
+        assert_eq!(
+            integrity.previous.as_deref(),
+            Some("reports/2026-11-21/report.json")
+        );
+        assert_eq!(
+            r.diff.as_ref().unwrap().previous_generated_at,
+            "2026-11-21T06:00:00Z"
+        );
+    }
+
+    #[test]
+    fn a_changed_previous_report_is_tampering_and_the_diff_falls_back_to_a_verified_one() {
+        let (r, _) = weeks_with_ledger(|store| {
+            // Someone hides a grant from the diff by editing last week's report.
+            let location = "reports/2026-11-21/report.json";
+            let mut body = Report::from_json(&store.get(location).unwrap()).unwrap();
+            body.keys[0].grants.pop();
+            store
+                .files
+                .lock()
+                .unwrap()
+                .insert(location.into(), crate::report::to_json(&body).unwrap());
+        });
+        let found = tampered(&r);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].contains("reports/2026-11-21/report.json"));
+        assert_eq!(
+            r.diff.as_ref().unwrap().previous_generated_at,
+            "2026-11-14T06:00:00Z",
+            "the newest report whose hash matches"
+        );
+        assert_eq!(r.summary.pipeline_tampered, 1);
+        // Alerted: the summary leads with it.
+        let mail = crate::report::summary::sns(&r, "https://link");
+        assert!(mail.subject.contains("TAMPERED"), "{}", mail.subject);
+        assert!(mail.message.contains("pipeline-tampered"));
+    }
+
+    #[test]
+    fn a_planted_previous_report_that_grantwatch_never_stored_is_tampering() {
+        let (r, _) = weeks_with_ledger(|store| {
+            let mut planted =
+                Report::from_json(&store.get("reports/2026-11-21/report.json").unwrap()).unwrap();
+            planted.generated_at = "2026-11-27T06:00:00Z".into();
+            store.files.lock().unwrap().insert(
+                "reports/2026-11-27/report.json".into(),
+                crate::report::to_json(&planted).unwrap(),
+            );
+        });
+        let found = tampered(&r);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].contains("reports/2026-11-27/report.json")
+                && found[0].contains("never recorded")
+        );
+        assert_eq!(
+            r.integrity.as_ref().unwrap().previous.as_deref(),
+            Some("reports/2026-11-21/report.json")
+        );
+    }
+
+    #[test]
+    fn accounts_outside_the_configured_scope_are_refused_before_anything_is_read() {
+        let inv = inventory(1, 1, 10);
+        let policy = policy();
+        let dir = directory();
+        let store = MemoryStore::default();
+        let ledger = MemoryLedger::new();
+        let provenance = LedgerProvenance(&ledger);
+        let run = |configured: AccountSelection, asked: AccountSelection| {
+            let options = ReportOptions {
+                configured_accounts: Some(configured),
+                ..ReportOptions::default()
+            };
+            let deps = ReportDeps {
+                inventory: &inv,
+                provenance: &provenance,
+                store: &store,
+                directory: &dir,
+                policy: &policy,
+                options: &options,
+                deadline: &NoDeadline,
+                progress: &Quiet,
+            };
+            let req = ReportRequest {
+                accounts: asked,
+                regions: vec![REGION.into()],
+            };
+            block_on(run_report(
+                &req,
+                &deps,
+                &[&NoChannel],
+                "2026-11-28T06:00:00Z",
+            ))
+        };
+        for (configured, asked, outside) in [
+            (
+                AccountSelection::This,
+                AccountSelection::List(vec![ACCOUNT.into(), "333333333333".into()]),
+                vec!["333333333333"],
+            ),
+            (
+                AccountSelection::List(vec![ACCOUNT.into()]),
+                AccountSelection::Organization,
+                vec!["222222222222"],
+            ),
+            (
+                AccountSelection::Organization,
+                AccountSelection::List(vec!["444444444444".into()]),
+                vec!["444444444444"],
+            ),
+        ] {
+            let err = run(configured, asked).unwrap_err();
+            assert_eq!(err.error_type(), "ScopeRefused");
+            assert_eq!(
+                err,
+                ReportError::ScopeRefused(outside.iter().map(|a| a.to_string()).collect())
+            );
+        }
+        assert!(inv.calls.lock().unwrap().is_empty(), "no KMS call");
+        assert!(store.files.lock().unwrap().is_empty(), "nothing stored");
+        assert_eq!(
+            block_on(ledger.deployed_at()).unwrap(),
+            None,
+            "nothing written"
+        );
+
+        // Inside the scope: the report runs.
+        let inside = run(
+            AccountSelection::Organization,
+            AccountSelection::List(vec!["222222222222".into()]),
+        )
+        .unwrap();
+        assert!(
+            inside.partial,
+            "222222222222 has no fake region: read, and unread"
+        );
+        assert!(inv.call_count("ListKeys") > 0);
+        run(
+            AccountSelection::This,
+            AccountSelection::List(vec![ACCOUNT.into()]),
+        )
+        .unwrap();
     }
 }

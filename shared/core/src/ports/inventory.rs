@@ -10,9 +10,11 @@
 //! In-memory fakes of each live in [`fake`], for the use case's tests.
 
 use crate::grant::GrantFacts;
+use crate::ports::ledger::{GrantLedger, StackLedger};
 use crate::ports::PortError;
 use crate::record::GrantRecord;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
@@ -186,13 +188,43 @@ pub trait AccountDirectory: Send + Sync {
     fn organization_accounts(&self) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
 }
 
-/// The ledger's records of a key's grants (who created them, when, from
-/// where). The DynamoDB ledger answers with one Query on `GRANT#<key ARN>`.
+/// What the report asks of the ledger: the records of a key's grants (who
+/// created them, when, from where; the DynamoDB ledger answers with one
+/// Query on `GRANT#<key ARN>`), and grantwatch's own bookkeeping (the
+/// deployment time, the hashes of stored report files). Without a ledger
+/// ([`NoProvenance`]) nothing is known: no grant is `unseen-by-watcher`
+/// and stored reports are not verified.
 pub trait Provenance: Send + Sync {
     fn grant_records(
         &self,
         key_arn: &str,
     ) -> impl Future<Output = Result<Vec<GrantRecord>, PortError>> + Send;
+
+    /// The stack's deployment time (epoch ms): recorded by the watcher's
+    /// first cold start; recorded now (`now_ms`) if absent. `None`: no ledger.
+    fn deployed_at(
+        &self,
+        _now_ms: i64,
+    ) -> impl Future<Output = Result<Option<i64>, PortError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Stored report files' SHA-256 by location. `None`: no ledger, so
+    /// nothing to verify against.
+    fn report_files(
+        &self,
+    ) -> impl Future<Output = Result<Option<BTreeMap<String, String>>, PortError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Record a stored report file's SHA-256 (no-op without a ledger).
+    fn record_report_file(
+        &self,
+        _location: &str,
+        _sha256: &str,
+    ) -> impl Future<Output = Result<(), PortError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// A previously stored report.json.
@@ -244,15 +276,51 @@ impl<P: Provenance> Provenance for Option<P> {
             None => Ok(Vec::new()),
         }
     }
+
+    async fn deployed_at(&self, now_ms: i64) -> Result<Option<i64>, PortError> {
+        match self {
+            Some(p) => p.deployed_at(now_ms).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn report_files(&self) -> Result<Option<BTreeMap<String, String>>, PortError> {
+        match self {
+            Some(p) => p.report_files().await,
+            None => Ok(None),
+        }
+    }
+
+    async fn record_report_file(&self, location: &str, sha256: &str) -> Result<(), PortError> {
+        match self {
+            Some(p) => p.record_report_file(location, sha256).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// The watcher's ledger as the report's provenance (one Query on
-/// `GRANT#<key ARN>`).
+/// `GRANT#<key ARN>`) and its bookkeeping (`STACK`, `REPORT` items).
 pub struct LedgerProvenance<'a, L>(pub &'a L);
 
-impl<L: crate::ports::ledger::Ledger> Provenance for LedgerProvenance<'_, L> {
+impl<L: GrantLedger + StackLedger> Provenance for LedgerProvenance<'_, L> {
     async fn grant_records(&self, key_arn: &str) -> Result<Vec<GrantRecord>, PortError> {
         self.0.grants_of_key(key_arn).await
+    }
+
+    async fn deployed_at(&self, now_ms: i64) -> Result<Option<i64>, PortError> {
+        match self.0.deployed_at().await? {
+            Some(at) => Ok(Some(at)),
+            None => self.0.record_deployed(now_ms).await.map(Some),
+        }
+    }
+
+    async fn report_files(&self) -> Result<Option<BTreeMap<String, String>>, PortError> {
+        self.0.report_files().await.map(Some)
+    }
+
+    async fn record_report_file(&self, location: &str, sha256: &str) -> Result<(), PortError> {
+        self.0.record_report_file(location, sha256).await
     }
 }
 

@@ -113,6 +113,7 @@ pub fn write(report: &Report) -> Result<String, serde_json::Error> {
     }
     h.push_str("</header>\n");
 
+    pipeline_section(&mut h, report);
     cards(&mut h, report);
     charts(&mut h, report);
     table(&mut h, report, &rows);
@@ -519,6 +520,63 @@ fn diff_list(
         );
     }
     h.push_str("</ul>");
+}
+
+/// Tampered stored reports and the watcher's misses: first, since they
+/// say whether the rest can be trusted.
+fn pipeline_section(h: &mut String, report: &Report) {
+    let findings = report.integrity.iter().flat_map(|i| i.findings.iter());
+    let unverified = report
+        .integrity
+        .as_ref()
+        .and_then(|i| i.unverified.as_ref());
+    let reconciliation = report.reconciliation.as_ref();
+    let silent = reconciliation.map_or(&[][..], |r| &r.silent_account_regions[..]);
+    let unchecked = reconciliation.and_then(|r| r.unchecked.as_ref());
+    if report.summary.pipeline_tampered == 0
+        && unverified.is_none()
+        && silent.is_empty()
+        && unchecked.is_none()
+    {
+        return;
+    }
+    h.push_str("<section id=\"pipeline\"><h2>grantwatch itself</h2>");
+    for f in findings {
+        let _ = write!(
+            h,
+            "<p class=\"partial\"><strong>{}</strong> <code>{}</code>: {}</p>",
+            escape(f.severity.as_str()),
+            escape(f.code.as_str()),
+            escape(&shorten(&f.message, 600))
+        );
+    }
+    for problem in unverified.into_iter().chain(unchecked) {
+        let _ = write!(
+            h,
+            "<p class=\"partial\">Not verified: {}</p>",
+            escape(&shorten(problem, 600))
+        );
+    }
+    if let (Some(r), false) = (reconciliation, silent.is_empty()) {
+        let _ = write!(
+            h,
+            "<h3>Silent account-regions</h3><p>Grants created between {} and {}, and no ledger event from there:</p>\
+<table class=\"small\" id=\"silent\"><thead><tr><th>Account</th><th>Region</th><th>Grants created</th></tr></thead><tbody>",
+            escape(&r.period_start),
+            escape(&r.period_end)
+        );
+        for s in silent {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&s.account),
+                escape(&s.region),
+                s.grants_created
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n");
 }
 
 fn coverage_section(h: &mut String, report: &Report) {

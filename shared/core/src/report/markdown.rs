@@ -21,6 +21,7 @@ pub fn write(report: &Report) -> String {
             s.coverage_gaps
         );
     }
+    pipeline_sections(&mut out, report);
     let _ = writeln!(out, "\n## Summary\n");
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(
@@ -99,6 +100,62 @@ pub fn write(report: &Report) -> String {
         more(&mut out, report.coverage.gaps.len());
     }
     out
+}
+
+/// Pipeline integrity (tampered stored reports) and reconciliation (the
+/// watcher's misses), first: they say whether the rest can be trusted.
+fn pipeline_sections(out: &mut String, report: &Report) {
+    if let Some(integrity) = &report.integrity {
+        if !integrity.findings.is_empty() || integrity.unverified.is_some() {
+            let _ = writeln!(out, "\n## Pipeline integrity\n");
+            for f in &integrity.findings {
+                let _ = writeln!(
+                    out,
+                    "- **{}** `{}`: {}",
+                    f.severity,
+                    f.code.as_str(),
+                    esc(&f.message)
+                );
+            }
+            if let Some(problem) = &integrity.unverified {
+                let _ = writeln!(out, "- not verified: {}", esc(problem));
+            }
+        }
+    }
+    let Some(r) = &report.reconciliation else {
+        return;
+    };
+    if let Some(problem) = &r.unchecked {
+        let _ = writeln!(out, "\n## Reconciliation\n\nNot checked: {}", esc(problem));
+        return;
+    }
+    if r.unseen_by_watcher > 0 {
+        let _ = writeln!(
+            out,
+            "\n**Unseen by the watcher**: {} standing grant(s) created after the deployment \
+             ({}) have no ledger record (`unseen-by-watcher`, listed with the risky grants).",
+            r.unseen_by_watcher,
+            esc(&r.deployed_at)
+        );
+    }
+    if !r.silent_account_regions.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Silent account-regions\n\nGrants created between {} and {}, and no ledger event:\n",
+            esc(&r.period_start),
+            esc(&r.period_end)
+        );
+        for s in r.silent_account_regions.iter().take(MAX_LISTED) {
+            let _ = writeln!(
+                out,
+                "- {}/{}: {} grant(s) created",
+                esc(&s.account),
+                esc(&s.region),
+                s.grants_created
+            );
+        }
+        more(out, r.silent_account_regions.len());
+    }
 }
 
 fn list(out: &mut String, title: &str, grants: &[GrantRef]) {

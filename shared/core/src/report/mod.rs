@@ -148,6 +148,8 @@ pub(crate) mod test_support {
             keys,
             diff: None,
             trend: vec![],
+            reconciliation: None,
+            integrity: None,
         }
     }
 }

@@ -32,6 +32,60 @@ pub struct Report {
     /// Past reports' headline counts, oldest first, this report last.
     #[serde(default)]
     pub trend: Vec<TrendPoint>,
+    /// What the watcher missed, from the ledger; `None` without a ledger.
+    #[serde(default)]
+    pub reconciliation: Option<Reconciliation>,
+    /// Whether the stored previous reports are the ones grantwatch wrote;
+    /// `None` without a ledger (nothing to verify against).
+    #[serde(default)]
+    pub integrity: Option<Integrity>,
+}
+
+/// The report against the ledger: grants and account-regions the watcher
+/// never heard of.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Reconciliation {
+    /// When the stack was deployed (RFC 3339): grants created before it are
+    /// never `unseen-by-watcher`.
+    pub deployed_at: String,
+    /// The period checked for silent account-regions: from the previous
+    /// report (or deployment, or 7 days back) ...
+    pub period_start: String,
+    /// ... to 15 minutes before this report (an event's delivery time).
+    pub period_end: String,
+    /// Grants carrying `unseen-by-watcher`.
+    pub unseen_by_watcher: usize,
+    /// In-scope account-regions where ListGrants shows grants created in
+    /// the period but the ledger holds no event from them.
+    pub silent_account_regions: Vec<SilentAccountRegion>,
+    /// The ledger could not be read: nothing was reconciled (the report is
+    /// partial).
+    #[serde(default)]
+    pub unchecked: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SilentAccountRegion {
+    pub account: String,
+    pub region: String,
+    /// Grants ListGrants dates inside the period.
+    pub grants_created: usize,
+}
+
+/// The check of the stored previous reports against the SHA-256 the
+/// ledger recorded when each was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Integrity {
+    /// The previous report the diff and the trend used (its hash matched,
+    /// or the ledger held no hashes yet); `None`: no usable one.
+    pub previous: Option<String>,
+    /// `pipeline-tampered` (critical): a stored report that does not match
+    /// its hash or that grantwatch never recorded.
+    pub findings: Vec<Finding>,
+    /// The hashes could not be read: nothing was verified and no previous
+    /// report was used.
+    #[serde(default)]
+    pub unverified: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -160,6 +214,12 @@ pub struct Summary {
     #[serde(default)]
     pub severity_changes: Option<usize>,
     pub coverage_gaps: usize,
+    /// Account-regions listed in `reconciliation.silent_account_regions`.
+    #[serde(default)]
+    pub silent_account_regions: usize,
+    /// `pipeline-tampered` findings in `integrity`.
+    #[serde(default)]
+    pub pipeline_tampered: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

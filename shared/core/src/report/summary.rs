@@ -86,12 +86,37 @@ fn item(key: &KeyReport, grant: &GrantReport, is_new: bool) -> Attention {
 }
 
 fn worst(report: &Report) -> Severity {
+    let tampered = tampering(report).map(|f| f.severity);
     report
         .grants()
         .filter(|(_, g)| g.suppressed_by.is_none())
         .map(|(_, g)| g.severity)
+        .chain(tampered)
         .max()
         .unwrap_or(Severity::Info)
+}
+
+/// The report's `pipeline-tampered` findings (stored reports changed or
+/// planted).
+fn tampering(report: &Report) -> impl Iterator<Item = &crate::verdict::Finding> {
+    report.integrity.iter().flat_map(|i| i.findings.iter())
+}
+
+/// Silent account-regions, as `account/region (n new)`.
+fn silent_lines(report: &Report) -> Vec<String> {
+    report
+        .reconciliation
+        .iter()
+        .flat_map(|r| r.silent_account_regions.iter())
+        .map(|s| {
+            format!(
+                "{}/{} ({} grant(s) created, no ledger event)",
+                one_line(&s.account, 20),
+                one_line(&s.region, 30),
+                s.grants_created
+            )
+        })
+        .collect()
 }
 
 fn counts_line(m: &BTreeMap<String, usize>) -> String {
@@ -117,7 +142,18 @@ fn severity_line(m: &BTreeMap<String, usize>) -> String {
 
 fn headline(report: &Report) -> String {
     let s = &report.summary;
-    let mut h = format!("{} grants on {} keys, {} risky", s.grants, s.keys, s.risky);
+    let mut h = String::new();
+    if s.pipeline_tampered > 0 {
+        let _ = write!(h, "PIPELINE TAMPERED ({}): ", s.pipeline_tampered);
+    }
+    let _ = write!(
+        h,
+        "{} grants on {} keys, {} risky",
+        s.grants, s.keys, s.risky
+    );
+    if s.silent_account_regions > 0 {
+        let _ = write!(h, ", {} silent account-region(s)", s.silent_account_regions);
+    }
     if let (Some(new), Some(removed)) = (s.new_grants, s.removed_grants) {
         let _ = write!(h, ", {new} new, {removed} removed");
     }
@@ -152,6 +188,28 @@ pub fn sns(report: &Report, link: &str) -> SnsMessage {
             "\nPARTIAL REPORT: {} part(s) could not be read; see Coverage below and in the report.",
             s.coverage_gaps
         );
+    }
+    let tampered: Vec<_> = tampering(report).collect();
+    if !tampered.is_empty() {
+        let _ = writeln!(
+            b,
+            "\nPIPELINE TAMPERED (critical): {} stored report(s) were changed or planted; \
+             the diff used only a report whose SHA-256 matches the ledger (see docs/findings/pipeline-tampered.md):",
+            tampered.len()
+        );
+        for f in tampered.iter().take(EMAIL_TOP_ITEMS) {
+            let _ = writeln!(b, "- pipeline-tampered: {}", one_line(&f.message, 600));
+        }
+    }
+    let silent = silent_lines(report);
+    if !silent.is_empty() {
+        let _ = writeln!(
+            b,
+            "\nSILENT ACCOUNT-REGIONS: grants were created there but the watcher recorded no event:"
+        );
+        for line in silent.iter().take(EMAIL_TOP_ITEMS) {
+            let _ = writeln!(b, "- {line}");
+        }
     }
     let _ = writeln!(b, "\nOpen the full report:\n{}\n", one_line(link, 4000));
     let _ = writeln!(
@@ -309,6 +367,29 @@ pub fn slack(report: &Report, link: &str) -> Value {
             ":warning: *Partial report*: {} part(s) could not be read (see Coverage in the report).",
             s.coverage_gaps
         )));
+    }
+    let tampered: Vec<_> = tampering(report).collect();
+    if !tampered.is_empty() {
+        let lines: Vec<String> = tampered
+            .iter()
+            .map(|f| format!("`pipeline-tampered` {}", escape(&f.message)))
+            .collect();
+        let text = format!(
+            ":rotating_light: *Pipeline tampered* (critical): {} stored report(s) changed or planted\n",
+            tampered.len()
+        );
+        let budget = mrkdwn::MAX_SECTION_TEXT.saturating_sub(mrkdwn::slack_len(&text));
+        blocks.push(section(&(text + &fit_lines(&lines, budget, "findings"))));
+    }
+    let silent = silent_lines(report);
+    if !silent.is_empty() {
+        let lines: Vec<String> = silent.iter().map(|l| escape(l)).collect();
+        let text =
+            ":mute: *Silent account-regions* (grants created, no ledger event)\n".to_string();
+        let budget = mrkdwn::MAX_SECTION_TEXT.saturating_sub(mrkdwn::slack_len(&text));
+        blocks.push(section(
+            &(text + &fit_lines(&lines, budget, "account-regions")),
+        ));
     }
     let diff_field = match (s.new_grants, s.removed_grants, s.severity_changes) {
         (Some(n), Some(r), Some(c)) => {
