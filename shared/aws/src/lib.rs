@@ -2,6 +2,7 @@
 //! AWS SDK and Slack's incoming webhook.
 
 pub mod config;
+pub mod eventbridge;
 pub mod inventory;
 pub mod ledger;
 pub mod rules_source;

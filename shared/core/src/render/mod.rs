@@ -22,6 +22,7 @@ pub mod attack;
 pub mod chatbot;
 pub mod commands;
 pub mod describe;
+pub mod eventbridge;
 pub mod links;
 pub mod mrkdwn;
 pub mod ocsf;

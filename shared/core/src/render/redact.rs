@@ -9,6 +9,8 @@
 //! keys, e.g. `aws:lambda:FunctionArn`) are kept: they name the resource
 //! that depends on the grant, and responders need it.
 
+use crate::ports::notify::{ChannelClass, Digest, Notice, Notifier};
+use crate::ports::PortError;
 use crate::verdict::Verdict;
 use std::collections::BTreeMap;
 
@@ -51,6 +53,43 @@ pub fn encryption_context(v: &Verdict) -> Verdict {
         scrub(name);
     }
     out
+}
+
+/// A storm digest with every alert it carries redacted (its tallies name
+/// actors, keys and events, never context values).
+pub fn digest(d: &Digest) -> Digest {
+    Digest {
+        alerts: d.alerts.iter().map(encryption_context).collect(),
+        ..d.clone()
+    }
+}
+
+/// A channel to people (chat, e-mail) that gets every notice with its
+/// encryption-context values redacted (`REDACT_ENCRYPTION_CONTEXT`); its
+/// name and class are the wrapped channel's.
+pub struct ForPeople<N>(pub N);
+
+impl<N: Notifier> Notifier for ForPeople<N> {
+    fn channel(&self) -> &str {
+        self.0.channel()
+    }
+
+    fn class(&self) -> ChannelClass {
+        self.0.class()
+    }
+
+    async fn send(&self, notice: Notice<'_>, deadline_ms: i64) -> Result<(), PortError> {
+        match notice {
+            Notice::Alert(v) => {
+                let redacted = encryption_context(v);
+                self.0.send(Notice::Alert(&redacted), deadline_ms).await
+            }
+            Notice::Digest(d) => {
+                let redacted = digest(d);
+                self.0.send(Notice::Digest(&redacted), deadline_ms).await
+            }
+        }
+    }
 }
 
 fn redact_map(map: &mut BTreeMap<String, String>, secrets: &mut Vec<String>) {
@@ -114,5 +153,45 @@ mod tests {
         // Everything else is unchanged.
         assert_eq!(redacted.grantee, v.grantee);
         assert_eq!(redacted.event_id, v.event_id);
+    }
+
+    /// What a wrapped channel is handed.
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl Notifier for Recorder {
+        fn channel(&self) -> &str {
+            "recorder"
+        }
+        async fn send(&self, notice: Notice<'_>, _deadline_ms: i64) -> Result<(), PortError> {
+            let text = match notice {
+                Notice::Alert(v) => serde_json::to_string(v),
+                Notice::Digest(d) => serde_json::to_string(&d.alerts),
+            }
+            .unwrap_or_default();
+            self.0.lock().map(|mut seen| seen.push(text)).ok();
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_channel_for_people_gets_alerts_and_digests_redacted() {
+        let v = tenant_grant();
+        let notifier = ForPeople(Recorder(std::sync::Mutex::new(Vec::new())));
+        assert_eq!(notifier.channel(), "recorder");
+        assert_eq!(notifier.class(), ChannelClass::BestEffort);
+        notifier.send(Notice::Alert(&v), 0).await.unwrap();
+        let d = Digest {
+            window_start: 1_795_000_000,
+            window_seconds: 60,
+            alerts: vec![v.clone(), v.clone()],
+            tally: Default::default(),
+        };
+        notifier.send(Notice::Digest(&d), 0).await.unwrap();
+        let seen = notifier.0 .0.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2);
+        for text in seen {
+            assert!(!text.contains("acme-corp-4471"), "{text}");
+            assert!(text.contains(REDACTED), "{text}");
+        }
     }
 }

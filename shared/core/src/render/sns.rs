@@ -542,7 +542,13 @@ pub fn structured_alert(v: &Verdict) -> StructuredMessage {
 
 /// [`structured_alert`] with the deployment's link settings.
 pub fn structured_alert_with(v: &Verdict, links: &LinkSettings) -> StructuredMessage {
-    let text = alert_with(v, links);
+    structured(&alert_with(v, links), &machine_alert(v, links))
+}
+
+/// An alert for machines (SNS's JSON subscribers, the EventBridge
+/// detail): `{"kind": "alert", "subject", "summary", "verdict",
+/// "commands": [{"purpose", "command"}], "runbooks": {code: url}}`.
+pub fn machine_alert(v: &Verdict, links: &LinkSettings) -> serde_json::Value {
     let commands: Vec<serde_json::Value> = commands(v)
         .into_iter()
         .map(|c| serde_json::json!({"purpose": c.purpose.label(), "command": c.command}))
@@ -552,15 +558,14 @@ pub fn structured_alert_with(v: &Verdict, links: &LinkSettings) -> StructuredMes
         .iter()
         .map(|f| (f.code.as_str(), links.runbook(f.code)))
         .collect();
-    let machine = serde_json::json!({
+    serde_json::json!({
         "kind": "alert",
-        "subject": text.subject,
+        "subject": alert_subject(v),
         "summary": describe::summary(v),
         "verdict": v,
         "commands": commands,
         "runbooks": runbooks,
-    });
-    structured(&text, &machine)
+    })
 }
 
 /// [`digest`] for `MessageStructure=json`; the machine form is
