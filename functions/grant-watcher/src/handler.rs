@@ -102,7 +102,7 @@ fn log_outcome(outcome: &WatchOutcome) {
             event_source = event_source.as_deref().unwrap_or("none"),
             "not a grant event: skipped"
         ),
-        WatchOutcome::Heartbeat { event_id } => {
+        WatchOutcome::Heartbeat { event_id, .. } => {
             tracing::info!(event_id = %event_id, "heartbeat recorded")
         }
         WatchOutcome::Watched {

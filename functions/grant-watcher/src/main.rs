@@ -73,6 +73,13 @@ async fn init() -> Result<(Deps, String), ConfigError> {
             storm_threshold: settings.storm_threshold,
             storm_window_seconds: settings.storm_window_seconds,
             own_resources: settings.own_resources,
+            canary: settings.canary.as_ref().map(|canary| {
+                canary.canary(
+                    &config,
+                    &settings.ledger_table,
+                    settings.ledger_retention_days,
+                )
+            }),
         },
     };
     Ok((deps, settings.function_name))

@@ -22,6 +22,8 @@ pub struct Settings {
     /// grantwatch's own resources (`OWN_RESOURCES`, set by the template):
     /// calls on them are tampering. Unset: only grants and the heartbeat.
     pub own_resources: Option<OwnResources>,
+    /// The canary grant (`CANARY_KEY_ARN`, ...): unset, no canary.
+    pub canary: Option<grantwatch_aws::canary::CanarySettings>,
     pub function_name: String,
 }
 
@@ -56,6 +58,7 @@ impl Settings {
                     })?)
                 }
             },
+            canary: grantwatch_aws::canary::CanarySettings::from_env(&env)?,
             function_name: env
                 .optional("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "grant-watcher".to_string()),

@@ -1,6 +1,7 @@
 //! grantwatch-aws: adapters that implement grantwatch-core's ports with the
 //! AWS SDK and Slack's incoming webhook.
 
+pub mod canary;
 pub mod config;
 pub mod eventbridge;
 pub mod inventory;

@@ -1,6 +1,7 @@
 //! Small async traits the use cases depend on; the AWS adapters implement
 //! them in `grantwatch-aws`, in-memory fakes implement them for tests.
 
+pub mod canary;
 pub mod clock;
 #[cfg(any(test, feature = "fakes"))]
 pub mod fakes;

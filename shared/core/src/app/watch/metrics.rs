@@ -16,6 +16,13 @@ pub struct Metrics {
     pub not_grant_events: u64,
     /// The scheduled heartbeat reached the watcher.
     pub heartbeats: u64,
+    /// Canary runs this heartbeat started, saw complete (both CloudTrail
+    /// legs within the bound), or saw miss (a leg late or the round trip
+    /// impossible); and a canary bookkeeping failure.
+    pub canary_started: u64,
+    pub canary_completed: u64,
+    pub canary_missed: u64,
+    pub canary_check_failed: u64,
     pub malformed_events: u64,
     pub unparseable_events: u64,
     pub duplicates: u64,
@@ -43,7 +50,15 @@ impl WatchOutcome {
         let mut m = Metrics::default();
         match self {
             WatchOutcome::Skipped { .. } => m.not_grant_events = 1,
-            WatchOutcome::Heartbeat { .. } => m.heartbeats = 1,
+            WatchOutcome::Heartbeat { canary, .. } => {
+                m.heartbeats = 1;
+                if let Some(check) = canary {
+                    m.canary_started = u64::from(check.started.is_some());
+                    m.canary_completed = check.completed.len() as u64;
+                    m.canary_missed = check.missed.len() as u64;
+                    m.canary_check_failed = u64::from(check.problem.is_some());
+                }
+            }
             WatchOutcome::Watched {
                 severity,
                 alert,
@@ -149,6 +164,14 @@ impl Metrics {
             ("EventsSeen".into(), self.events_seen, "Count"),
             ("NotGrantEvents".into(), self.not_grant_events, "Count"),
             ("Heartbeats".into(), self.heartbeats, "Count"),
+            ("CanaryStarted".into(), self.canary_started, "Count"),
+            ("CanaryCompleted".into(), self.canary_completed, "Count"),
+            ("CanaryMissed".into(), self.canary_missed, "Count"),
+            (
+                "CanaryCheckFailed".into(),
+                self.canary_check_failed,
+                "Count",
+            ),
             ("MalformedEvents".into(), self.malformed_events, "Count"),
             ("UnparseableEvents".into(), self.unparseable_events, "Count"),
             ("DuplicateEvents".into(), self.duplicates, "Count"),

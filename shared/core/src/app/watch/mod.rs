@@ -50,6 +50,8 @@ pub struct WatchConfig {
     /// grantwatch's own resources (`OWN_RESOURCES`): calls on them are
     /// tampering. `None`: only grant events and the heartbeat are judged.
     pub own_resources: Option<crate::tamper::OwnResources>,
+    /// The canary grant (`CANARY_KEY_ARN`), checked on each heartbeat.
+    pub canary: Option<crate::ports::canary::Canary>,
 }
 
 impl Default for WatchConfig {
@@ -60,6 +62,7 @@ impl Default for WatchConfig {
             storm_threshold: DEFAULT_STORM_THRESHOLD,
             storm_window_seconds: DEFAULT_STORM_WINDOW_SECONDS,
             own_resources: None,
+            canary: None,
         }
     }
 }
@@ -131,7 +134,12 @@ pub enum WatchOutcome {
     },
     /// The scheduled heartbeat: recorded (`Heartbeats`), proving that the
     /// rule, its target and the watcher work.
-    Heartbeat { event_id: String },
+    Heartbeat {
+        event_id: String,
+        /// The canary bookkeeping, when the canary is on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        canary: Option<crate::ports::canary::CanaryCheck>,
+    },
     /// Judged and ledgered; `alert` says whether it was announced
     /// (individually, as a digest entry, or as the digest's leader).
     Watched {
@@ -293,7 +301,10 @@ where
     let (verdict, unparseable) = match input {
         Input::Event(event) => {
             match record_event(&deps.ledger, &event, &policy(&deps.config, now_ms)).await {
-                Ok(verdict) => (verdict, false),
+                Ok(verdict) => (
+                    pipeline::canary_leg(verdict, &event, &deps.config, now_ms).await,
+                    false,
+                ),
                 Err(WatchError::LedgerUnavailable(why)) => {
                     return degraded(Input::Event(event), why, deps, invocation).await
                 }
@@ -342,7 +353,11 @@ where
         .claim_event(&event_id, deps.clock.now_ms().div_euclid(1000))
         .await
         .map_err(ledger_error)?;
-    Ok(WatchOutcome::Heartbeat { event_id })
+    let canary = match &deps.config.canary {
+        Some(canary) => Some(pipeline::canary_heartbeat(canary, deps.clock.now_ms()).await),
+        None => None,
+    };
+    Ok(WatchOutcome::Heartbeat { event_id, canary })
 }
 
 /// The first evidence line of an alert sent while the ledger is down.

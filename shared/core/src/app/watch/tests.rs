@@ -854,7 +854,8 @@ async fn the_heartbeat_is_recorded_and_counted_and_never_alerts() {
         assert_eq!(
             outcome,
             WatchOutcome::Heartbeat {
-                event_id: "heartbeat:hb-0001".into()
+                event_id: "heartbeat:hb-0001".into(),
+                canary: None,
             }
         );
         let metrics = outcome.metrics();
