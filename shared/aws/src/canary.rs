@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_kms::types::GrantOperation;
 use grantwatch_core::ports::canary::{
-    BoxFuture, Canary, CanaryBook, CanaryKms, CanaryLeg, CanaryRun, CanarySettled,
+    BoxFuture, Canary, CanaryBook, CanaryCheck, CanaryKms, CanaryLeg, CanaryRun, CanarySettled,
     DEFAULT_CANARY_BOUND_SECONDS,
 };
 use grantwatch_core::ports::PortError;
@@ -93,6 +93,23 @@ impl CanarySettings {
 }
 
 const PK: &str = "CANARY";
+
+/// Log what a heartbeat did with the canary: a missed run or a bookkeeping
+/// failure at error level (an alarm counts them too), the rest at info.
+pub fn log_check(check: &CanaryCheck) {
+    if let Some(run) = &check.started {
+        tracing::info!(run = %run, "canary round trip started");
+    }
+    for run in &check.completed {
+        tracing::info!(run = %run, "canary completed: both CloudTrail events reached the watcher");
+    }
+    for (run, why) in &check.missed {
+        tracing::error!(run = %run, problem = %why, "canary missed: the grant events did not reach the watcher in time");
+    }
+    if let Some(problem) = &check.problem {
+        tracing::error!(problem = %problem, "canary bookkeeping failed (checked again on the next heartbeat)");
+    }
+}
 
 /// The canary bookkeeping in the ledger table.
 pub struct DynamoCanaryBook {
