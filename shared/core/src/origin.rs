@@ -309,6 +309,10 @@ struct CallSignals {
     person: Vec<String>,
     /// A person at a console or the CLI (not a workload's SDK).
     interactive: bool,
+    /// An IAM user's or the root user's own credentials, no invokedBy:
+    /// services act through roles (or say so in invokedBy), never as a
+    /// user, so such a call is the user's.
+    long_term: bool,
 }
 
 fn call_signals(caller: &Caller) -> CallSignals {
@@ -381,6 +385,11 @@ fn call_signals(caller: &Caller) -> CallSignals {
         }
         None => {}
     }
+    s.long_term = invoked_by.is_none()
+        && caller
+            .identity_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("IAMUser") || t.eq_ignore_ascii_case("Root"));
     s.interactive = invoked_by.is_none()
         && (caller.from_console
             || user_agent.is_some_and(|ua| {
@@ -651,8 +660,15 @@ fn decide(call: &CallSignals, shape: &ShapeSignals) -> OriginVerdict {
         evidence.push("no invokedBy: some services leave it out".to_string());
         return service_verdict(service, evidence);
     }
-    // 4. A grant to a service principal.
-    if let Some(service) = shape.grantee_service.clone().filter(|_| !call.interactive) {
+    // 4. A grant to a service principal. A service may act through a role
+    // the customer passed it (the role's session then shows a workload's
+    // signals): unknown. Not through an IAM user's own credentials (rule 5).
+    let user_own_call = call.long_term && !call.person.is_empty();
+    if let Some(service) = shape
+        .grantee_service
+        .clone()
+        .filter(|_| !call.interactive && !user_own_call)
+    {
         if call.person.is_empty() {
             let mut evidence = evidence_of(&[&all_shape, &call.weak]);
             evidence.push(
@@ -674,6 +690,9 @@ fn decide(call: &CallSignals, shape: &ShapeSignals) -> OriginVerdict {
     // 5. A person or workload called directly.
     if !call.person.is_empty() {
         let mut evidence = call.person.clone();
+        if user_own_call {
+            evidence.push("an IAM user's own credentials: no service acts as a user".to_string());
+        }
         evidence.extend(
             call.weak
                 .iter()
@@ -790,6 +809,47 @@ mod tests {
         let v = classify_call(&fas_caller("ec2.amazonaws.com"));
         assert_eq!(v.origin, Origin::Service);
         assert_eq!(v.service.as_deref(), Some("ebs"));
+    }
+
+    #[test]
+    fn an_iam_user_granting_to_a_service_principal_is_manual_a_role_session_unknown() {
+        // The KMS guide's 2026 record: IAM user, IP, user agent AWS Internal.
+        let grant = GrantFacts {
+            grantee: Some("service-name.amazonaws.com".into()),
+            operations: vec![Operation::Encrypt, Operation::RetireGrant],
+            ..GrantFacts::default()
+        };
+        let user = Caller {
+            user_agent: Some("AWS Internal".into()),
+            source_ip: Some("192.0.2.0".into()),
+            ..cli_caller()
+        };
+        let v = classify_grant(&grant, Some(&user));
+        assert_eq!(v.origin, Origin::Manual, "{:?}", v.evidence);
+        assert!(v
+            .evidence
+            .iter()
+            .any(|e| e.contains("no service acts as a user")));
+        // The same call from a role's session may be a service acting
+        // through the role the customer passed it.
+        let session = Caller {
+            arn: Some("arn:aws:sts::012345678901:assumed-role/workflow/session".into()),
+            identity_type: Some("AssumedRole".into()),
+            ..user.clone()
+        };
+        assert_eq!(
+            classify_grant(&grant, Some(&session)).origin,
+            Origin::Unknown
+        );
+        // A service acting with the user's credentials says so (invokedBy).
+        let forwarded = Caller {
+            invoked_by: Some("secretsmanager.amazonaws.com".into()),
+            ..user
+        };
+        assert_eq!(
+            classify_grant(&grant, Some(&forwarded)).origin,
+            Origin::Service
+        );
     }
 
     #[test]
@@ -928,10 +988,21 @@ mod tests {
         // From a workload's SDK session (a service's own workflow role looks
         // like this): unknown, never manual.
         let sdk = Caller {
+            arn: Some("arn:aws:sts::012345678901:assumed-role/workflow/session".into()),
+            identity_type: Some("AssumedRole".into()),
             user_agent: Some("aws-sdk-java/2.18.21 Linux/4.14 exec-env/AWS_Lambda_java11".into()),
             ..cli_caller()
         };
         assert_eq!(classify_grant(&facts, Some(&sdk)).origin, Origin::Unknown);
+        // The same SDK call with an IAM user's own keys: the user's act.
+        let user_sdk = Caller {
+            user_agent: sdk.user_agent.clone(),
+            ..cli_caller()
+        };
+        assert_eq!(
+            classify_grant(&facts, Some(&user_sdk)).origin,
+            Origin::Manual
+        );
         // A person at the CLI granting a service principal: their own act.
         assert_eq!(
             classify_grant(&facts, Some(&cli_caller())).origin,
