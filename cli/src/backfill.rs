@@ -24,8 +24,8 @@ use grantwatch_core::event::{GrantAction, GrantEvent};
 use grantwatch_core::judge::{judge_event, Policy};
 use grantwatch_core::logs::{self, FileResult, LocalFiles, LogSource, Options};
 use grantwatch_core::record::GrantRecord;
-use grantwatch_core::rules::RuleSet;
-use grantwatch_core::verdict::{Severity, Verdict};
+use grantwatch_core::trust::TrustSetting;
+use grantwatch_core::verdict::Verdict;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::path::PathBuf;
@@ -47,12 +47,9 @@ pub struct Args {
     /// Keep events up to and including this day (YYYY-MM-DD, UTC).
     #[arg(long, value_name = "DATE", value_parser = crate::args::date)]
     until: Option<time::Date>,
-    /// Suppression / re-rating rules (TOML, see docs/classify.md).
-    #[arg(long, value_name = "FILE")]
-    rules: Option<PathBuf>,
-    /// Alert threshold: events at or above it get `alert: true`.
-    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = crate::args::severity)]
-    min_severity: Severity,
+    /// Rules, alert threshold, trust zone, grant-count threshold.
+    #[command(flatten)]
+    policy: crate::args::PolicyArgs,
     /// Files read at once (default: one per core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
@@ -64,18 +61,12 @@ pub struct Args {
 const NAME: &str = "grantwatch backfill";
 
 pub fn run(args: Args) -> ExitCode {
-    let rules = match &args.rules {
-        None => RuleSet::default(),
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| RuleSet::parse_toml(&text).map_err(|e| e.to_string()))
-        {
-            Ok(rules) => rules,
-            Err(e) => {
-                eprintln!("{NAME}: {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        },
+    let rules = match args.policy.rules() {
+        Ok(rules) => rules,
+        Err(e) => {
+            eprintln!("{NAME}: {e}");
+            return ExitCode::from(2);
+        }
     };
     if let (Some(since), Some(until)) = (args.since, args.until) {
         if since > until {
@@ -102,7 +93,11 @@ pub fn run(args: Args) -> ExitCode {
     };
     let (s3_uris, local): (Vec<&String>, Vec<&String>) =
         args.paths.iter().partition(|p| p.starts_with("s3://"));
-    let config = if s3_uris.is_empty() && args.ledger_table.is_none() {
+    // AWS only when something needs it: S3 logs, the ledger, or ORG.
+    let needs_aws = !s3_uris.is_empty()
+        || args.ledger_table.is_some()
+        || args.policy.trusted_accounts == TrustSetting::Org;
+    let config = if !needs_aws {
         None
     } else {
         Some(runtime.block_on(sdk::load_config()))
@@ -140,7 +135,7 @@ pub fn run(args: Args) -> ExitCode {
     let today = time::OffsetDateTime::now_utc().date();
     let policy = Policy {
         rules,
-        min_alert_severity: args.min_severity,
+        min_alert_severity: args.policy.min_severity,
         today,
     };
     let mut replay = Replay {

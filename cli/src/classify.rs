@@ -6,19 +6,16 @@
 //! option).
 
 use grantwatch_core::app::watch::grant_record;
-use grantwatch_core::assess::DEFAULT_GRANT_COUNT_THRESHOLD;
 use grantwatch_core::correlate::CorrelationSettings;
 use grantwatch_core::event::{parse_document, GrantEvent, Parsed};
 use grantwatch_core::grant::{parse_list_grants, ListGrantsError, StandingGrant};
 use grantwatch_core::judge::{judge_event_with, judge_key, Policy};
 use grantwatch_core::record::{GrantRecord, Removal};
 use grantwatch_core::render;
-use grantwatch_core::rules::RuleSet;
-use grantwatch_core::trust::{TrustSetting, TrustZone};
-use grantwatch_core::verdict::{Severity, Verdict};
+use grantwatch_core::trust::TrustZone;
+use grantwatch_core::verdict::Verdict;
 use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -56,12 +53,9 @@ pub struct Args {
     /// Where alert and finding links point for runbooks (`<base>/<code>.md`).
     #[arg(long, env = "RUNBOOK_BASE_URL", value_name = "URL", default_value = render::links::DEFAULT_RUNBOOK_BASE_URL)]
     runbook_base_url: String,
-    /// Suppression / re-rating rules (TOML, see docs/classify.md).
-    #[arg(long, value_name = "FILE")]
-    rules: Option<PathBuf>,
-    /// Alert threshold: events at or above it get `alert: true`.
-    #[arg(long, env = "MIN_ALERT_SEVERITY", value_name = "SEVERITY", default_value = "medium", value_parser = crate::args::severity)]
-    min_severity: Severity,
+    /// Rules, alert threshold, trust zone, grant-count threshold.
+    #[command(flatten)]
+    policy: crate::args::PolicyArgs,
     /// Print, for each event that would alert, the payload the watcher sends.
     #[arg(long, value_enum, value_name = "TARGET")]
     render: Option<RenderTarget>,
@@ -71,19 +65,6 @@ pub struct Args {
     /// Also print a count of events, skipped records and bad inputs on stderr.
     #[arg(long)]
     stats: bool,
-    /// The trust zone: account ids (comma-separated) whose cross-account
-    /// grants and keys rate lower, others higher. `ORG` needs Organizations
-    /// access, which classify (offline) does not have: it is then unset.
-    #[arg(
-        long,
-        env = "TRUSTED_ACCOUNTS",
-        value_name = "ACCOUNTS|ORG",
-        default_value = ""
-    )]
-    trusted_accounts: String,
-    /// `grant-count-high` from this many grants on one key (list-grants input).
-    #[arg(long, env = "GRANT_COUNT_THRESHOLD", value_name = "N", default_value_t = DEFAULT_GRANT_COUNT_THRESHOLD)]
-    grant_count_threshold: usize,
     /// CloudTrail records, EventBridge events or CloudTrail log files (plain
     /// or gzip); stdin when none is given or for `-`.
     #[arg(value_name = "PATH")]
@@ -176,38 +157,21 @@ impl SeenGrants {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let rules = match &args.rules {
-        None => RuleSet::default(),
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| RuleSet::parse_toml(&text).map_err(|e| e.to_string()))
-        {
-            Ok(rules) => rules,
-            Err(e) => {
-                eprintln!("grantwatch classify: {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        },
-    };
-    let policy = Policy {
-        rules,
-        min_alert_severity: args.min_severity,
-        today: args
-            .today
-            .unwrap_or_else(|| time::OffsetDateTime::now_utc().date()),
-    };
-    let zone = match TrustSetting::parse(&args.trusted_accounts) {
-        Ok(TrustSetting::Accounts(accounts)) => TrustZone::Accounts(accounts),
-        Ok(TrustSetting::Unset) => TrustZone::Unset,
-        Ok(TrustSetting::Org) => {
-            eprintln!("grantwatch classify: TRUSTED_ACCOUNTS=ORG needs AWS Organizations, which classify does not read: judging without a trust zone (list the account ids instead)");
-            TrustZone::Unset
-        }
+    let rules = match args.policy.rules() {
+        Ok(rules) => rules,
         Err(e) => {
             eprintln!("grantwatch classify: {e}");
             return ExitCode::from(2);
         }
     };
+    let policy = Policy {
+        rules,
+        min_alert_severity: args.policy.min_severity,
+        today: args
+            .today
+            .unwrap_or_else(|| time::OffsetDateTime::now_utc().date()),
+    };
+    let zone = args.policy.offline_trust_zone("grantwatch classify");
     let paths = if args.paths.is_empty() {
         vec![STDIN.to_string()]
     } else {
@@ -233,7 +197,7 @@ pub fn run(args: Args) -> ExitCode {
         let judging = Judging {
             policy: &policy,
             zone: &zone,
-            grant_count_threshold: args.grant_count_threshold,
+            grant_count_threshold: args.policy.grant_count_threshold,
         };
         match classify_input(path, &judging, &format, &mut out, &mut counts, &mut seen) {
             Ok(()) => {}

@@ -40,6 +40,10 @@ pub struct Args {
     /// that allow it, and the key-policy statements when none does).
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     output: ExplainOutput,
+    /// Rules, alert threshold, trust zone, grant-count threshold: the grant
+    /// is judged as the report judges it.
+    #[command(flatten)]
+    policy: crate::args::PolicyArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -127,6 +131,7 @@ pub fn run(args: Args) -> ExitCode {
 }
 
 async fn explain(args: Args) -> Result<bool, String> {
+    let rules = args.policy.rules()?;
     let config = sdk::load_config().await;
     let region = args
         .region
@@ -187,7 +192,11 @@ async fn explain(args: Args) -> Result<bool, String> {
     });
     let provenance = ledger.as_ref().map(LedgerProvenance);
     let records = provenance.grant_records(&key_arn).await.unwrap_or_default();
-    let policy = Policy::new(time::OffsetDateTime::now_utc().date());
+    let policy = Policy {
+        rules,
+        min_alert_severity: args.policy.min_severity,
+        ..Policy::new(time::OffsetDateTime::now_utc().date())
+    };
 
     let total = grants.len();
     let mut allowing_grants = Vec::new();

@@ -53,6 +53,10 @@ pub struct Args {
     /// ListGrants calls per second per account-region (KMS allows 100).
     #[arg(long, default_value_t = DEFAULT_LISTGRANTS_RATE)]
     rate: f64,
+    /// Rules, alert threshold, trust zone, grant-count threshold: as the
+    /// report Lambda's settings of the same names.
+    #[command(flatten)]
+    policy: crate::args::PolicyArgs,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -147,6 +151,7 @@ async fn report(args: Args) -> Result<ExitCode, String> {
             args.rate
         ));
     }
+    let rules = args.policy.rules()?;
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let config = sdk::load_config().await;
     let regions = if args.regions.is_empty() {
@@ -197,8 +202,15 @@ async fn report(args: Args) -> Result<ExitCode, String> {
         .unwrap_or(now)
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| e.to_string())?;
-    let policy = Policy::new(now.date());
-    let options = ReportOptions::default();
+    let policy = Policy {
+        rules,
+        min_alert_severity: args.policy.min_severity,
+        ..Policy::new(now.date())
+    };
+    let options = ReportOptions {
+        grant_count_threshold: args.policy.grant_count_threshold,
+        ..ReportOptions::default()
+    };
     let progress = TerminalProgress {
         started: AtomicUsize::new(0),
         finished: AtomicUsize::new(0),
