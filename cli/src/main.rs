@@ -5,7 +5,9 @@
 
 mod args;
 mod backfill;
+mod canary;
 mod classify;
+mod doctor;
 mod explain;
 mod reconcile;
 mod redrive;
@@ -49,6 +51,8 @@ enum Command {
     Redrive(redrive::Args),
     /// Check a rules file: validity, expiry, and which verdicts of INPUTs each rule matches.
     Rules(rules_check::Args),
+    /// Check a deployed stack: trail, rules, subscriptions, failure queues, errors, heartbeat, report.
+    Doctor(doctor::Args),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => reconcile::run(args),
         Command::Redrive(args) => redrive::run(args),
         Command::Rules(args) => rules_check::run(args),
+        Command::Doctor(args) => doctor::run(args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "grantwatch", &mut std::io::stdout());

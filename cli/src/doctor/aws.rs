@@ -1,0 +1,302 @@
+//! [`Cloud`] through the AWS SDK: CloudFormation, CloudTrail, EventBridge,
+//! SNS, SQS, CloudWatch and the report store.
+
+use super::checks::{
+    AdvancedSelector, BasicSelector, Cloud, FieldSelector, FunctionMetric, RuleFacts, Selectors,
+    StackFacts, SubscriptionFacts, TrailFacts,
+};
+use aws_config::{Region, SdkConfig};
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use aws_sdk_sqs::types::QueueAttributeName;
+use grantwatch_aws::sdk::{classify, s3_client};
+use grantwatch_aws::store::{S3ReportStore, REPORT_PREFIX};
+use grantwatch_core::ports::inventory::ReportStore;
+use grantwatch_core::ports::PortError;
+use std::time::{Duration, SystemTime};
+use time::{Date, OffsetDateTime};
+
+pub struct SdkCloud {
+    config: SdkConfig,
+}
+
+impl SdkCloud {
+    pub fn new(config: SdkConfig) -> Self {
+        SdkCloud { config }
+    }
+
+    fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
+        let config = aws_sdk_cloudtrail::config::Builder::from(&self.config)
+            .region(Region::new(region.to_string()))
+            .build();
+        aws_sdk_cloudtrail::Client::from_conf(config)
+    }
+}
+
+/// One period per hour at most (GetMetricStatistics returns at most 1,440 points).
+fn period_of(window: Duration) -> i32 {
+    if window.as_secs() <= 3600 {
+        60
+    } else {
+        3600
+    }
+}
+
+impl Cloud for SdkCloud {
+    async fn stack(&self, name: &str) -> Result<StackFacts, PortError> {
+        let client = aws_sdk_cloudformation::Client::new(&self.config);
+        let out = client
+            .describe_stacks()
+            .stack_name(name)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeStacks", &e))?;
+        let stack = out
+            .stacks()
+            .first()
+            .ok_or_else(|| PortError::Permanent(format!("DescribeStacks: no stack {name}")))?;
+        let outputs = stack
+            .outputs()
+            .iter()
+            .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+            .collect();
+        let created = stack
+            .creation_time()
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
+        Ok(StackFacts { outputs, created })
+    }
+
+    async fn trails(&self, region: &str) -> Result<Vec<TrailFacts>, PortError> {
+        let client = self.cloudtrail(region);
+        let out = client
+            .describe_trails()
+            .include_shadow_trails(true)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTrails", &e))?;
+        let mut trails = Vec::new();
+        for trail in out.trail_list() {
+            let arn = trail
+                .trail_arn()
+                .or(trail.name())
+                .unwrap_or_default()
+                .to_string();
+            let home_region = trail.home_region().unwrap_or(region).to_string();
+            // A shadow trail's status is read by ARN in the region asked
+            // about; its selectors (one set per trail) in its home region.
+            let logging = client
+                .get_trail_status()
+                .name(&arn)
+                .send()
+                .await
+                .map(|s| s.is_logging().unwrap_or(false))
+                .map_err(|e| classify("GetTrailStatus", &e).to_string());
+            let selectors = self
+                .cloudtrail(&home_region)
+                .get_event_selectors()
+                .trail_name(&arn)
+                .send()
+                .await
+                .map(|s| selectors_of(&s))
+                .map_err(|e| classify("GetEventSelectors", &e).to_string());
+            trails.push(TrailFacts {
+                name: trail.name().unwrap_or(&arn).to_string(),
+                arn,
+                home_region,
+                multi_region: trail.is_multi_region_trail().unwrap_or(false),
+                organization: trail.is_organization_trail().unwrap_or(false),
+                logging,
+                selectors,
+            });
+        }
+        Ok(trails)
+    }
+
+    async fn rule(&self, rule_arn: &str) -> Result<RuleFacts, PortError> {
+        let client = aws_sdk_eventbridge::Client::new(&self.config);
+        // arn:aws:events:REGION:ACCOUNT:rule/[BUS/]NAME
+        let path = rule_arn
+            .split_once(":rule/")
+            .map(|(_, path)| path)
+            .ok_or_else(|| PortError::Permanent(format!("{rule_arn:?} is not a rule ARN")))?;
+        let (bus, name) = match path.split_once('/') {
+            Some((bus, name)) => (Some(bus), name),
+            None => (None, path),
+        };
+        let described = client
+            .describe_rule()
+            .name(name)
+            .set_event_bus_name(bus.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| classify("DescribeRule", &e))?;
+        let enabled = described
+            .state()
+            .is_some_and(|s| s.as_str().starts_with("ENABLED"));
+        let mut target_arns = Vec::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .list_targets_by_rule()
+                .rule(name)
+                .set_event_bus_name(bus.map(str::to_string))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListTargetsByRule", &e))?;
+            target_arns.extend(page.targets().iter().map(|t| t.arn().to_string()));
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(RuleFacts {
+            name: name.to_string(),
+            enabled,
+            target_arns,
+        })
+    }
+
+    async fn subscriptions(&self, topic_arn: &str) -> Result<Vec<SubscriptionFacts>, PortError> {
+        let client = aws_sdk_sns::Client::new(&self.config);
+        let mut subscriptions = Vec::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .list_subscriptions_by_topic()
+                .topic_arn(topic_arn)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListSubscriptionsByTopic", &e))?;
+            subscriptions.extend(page.subscriptions().iter().map(|s| {
+                SubscriptionFacts {
+                    protocol: s.protocol().unwrap_or_default().to_string(),
+                    endpoint: s.endpoint().unwrap_or_default().to_string(),
+                    confirmed: s
+                        .subscription_arn()
+                        .is_some_and(|arn| arn.starts_with("arn:")),
+                }
+            }));
+            match page.next_token() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        Ok(subscriptions)
+    }
+
+    async fn queue_depth(&self, queue_url: &str) -> Result<u64, PortError> {
+        let client = aws_sdk_sqs::Client::new(&self.config);
+        let names = [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ];
+        let out = client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(|e| classify("GetQueueAttributes", &e))?;
+        let attributes = out.attributes();
+        let mut depth = 0;
+        for name in &names {
+            let value = attributes.and_then(|a| a.get(name)).ok_or_else(|| {
+                PortError::Permanent(format!("GetQueueAttributes: no {}", name.as_str()))
+            })?;
+            depth += value.parse::<u64>().map_err(|_| {
+                PortError::Permanent(format!(
+                    "GetQueueAttributes: {} is not a count",
+                    name.as_str()
+                ))
+            })?;
+        }
+        Ok(depth)
+    }
+
+    async fn metric_sum(
+        &self,
+        metric: FunctionMetric<'_>,
+        window: Duration,
+    ) -> Result<f64, PortError> {
+        let client = aws_sdk_cloudwatch::Client::new(&self.config);
+        let now = SystemTime::now();
+        let start = now - window;
+        // Up to a minute ahead: a datapoint of the current second (or
+        // minute) is counted; nothing is ever dated in the future.
+        let end = now + Duration::from_secs(60);
+        let out = client
+            .get_metric_statistics()
+            .namespace(metric.namespace)
+            .metric_name(metric.name)
+            .dimensions(
+                Dimension::builder()
+                    .name("FunctionName")
+                    .value(metric.function)
+                    .build(),
+            )
+            .start_time(start.into())
+            .end_time(end.into())
+            .period(period_of(window))
+            .statistics(Statistic::Sum)
+            .send()
+            .await
+            .map_err(|e| classify("GetMetricStatistics", &e))?;
+        Ok(out.datapoints().iter().filter_map(|d| d.sum()).sum())
+    }
+
+    async fn newest_report(&self, bucket: &str) -> Result<Option<Date>, PortError> {
+        let store = S3ReportStore::new(s3_client(&self.config), bucket, Duration::from_secs(60));
+        let newest = store.recent_reports(1).await?;
+        newest
+            .first()
+            .map(|report| report_date(&report.location))
+            .transpose()
+    }
+}
+
+/// `reports/YYYY-MM-DD/report.json` → the date.
+fn report_date(location: &str) -> Result<Date, PortError> {
+    location
+        .strip_prefix(REPORT_PREFIX)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|date| crate::args::date(date).ok())
+        .ok_or_else(|| PortError::Permanent(format!("{location:?} is not in a dated folder")))
+}
+
+fn selectors_of(
+    out: &aws_sdk_cloudtrail::operation::get_event_selectors::GetEventSelectorsOutput,
+) -> Selectors {
+    if !out.advanced_event_selectors().is_empty() {
+        return Selectors::Advanced(
+            out.advanced_event_selectors()
+                .iter()
+                .map(|s| AdvancedSelector {
+                    fields: s
+                        .field_selectors()
+                        .iter()
+                        .map(|f| FieldSelector {
+                            field: f.field().to_string(),
+                            equals: f.equals().to_vec(),
+                            not_equals: f.not_equals().to_vec(),
+                            starts_with: f.starts_with().to_vec(),
+                            not_starts_with: f.not_starts_with().to_vec(),
+                            ends_with: f.ends_with().to_vec(),
+                            not_ends_with: f.not_ends_with().to_vec(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        );
+    }
+    Selectors::Basic(
+        out.event_selectors()
+            .iter()
+            .map(|s| BasicSelector {
+                read_write_type: s.read_write_type().map(|t| t.as_str().to_string()),
+                include_management_events: s.include_management_events(),
+                exclude_management_event_sources: s.exclude_management_event_sources().to_vec(),
+            })
+            .collect(),
+    )
+}
