@@ -5,16 +5,16 @@
 //! the good ones were still printed; 2 usage error (bad rules file, bad
 //! option).
 
-use grantwatch_core::app::watch::grant_record;
+use grantwatch_core::app::watch::{grant_record, removal};
 use grantwatch_core::correlate::CorrelationSettings;
 use grantwatch_core::event::{parse_document, GrantEvent, Parsed};
 use grantwatch_core::grant::{parse_list_grants, ListGrantsError, StandingGrant};
 use grantwatch_core::judge::{judge_event_with, judge_key, Policy};
-use grantwatch_core::record::{GrantRecord, Removal};
+use grantwatch_core::ports::ledger::{GrantLedger, MemoryLedger};
+use grantwatch_core::record::GrantRecord;
 use grantwatch_core::render;
 use grantwatch_core::trust::TrustZone;
 use grantwatch_core::verdict::Verdict;
-use std::collections::HashMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;
 
@@ -80,80 +80,90 @@ struct Counts {
     bad: usize,
 }
 
-/// The run's in-memory ledger: grants created earlier in this input, by
-/// grant id, and their removals. A RetireGrant later in the same input is
-/// judged against what it removed, and a CreateGrant is correlated with the
-/// key's other grants (duplicates, bursts, re-creation), as the watcher
-/// does with its ledger.
-#[derive(Default)]
-struct SeenGrants {
-    by_id: HashMap<String, GrantRecord>,
-    /// Grant ids per key, oldest first (at most [`MAX_PER_KEY`] kept).
-    by_key: HashMap<String, Vec<String>>,
+/// The run's ledger: the watcher's in-memory ledger ([`MemoryLedger`]),
+/// holding the grants created earlier in this input and their removals. A
+/// RetireGrant later in the same input is judged against what it removed,
+/// and a CreateGrant is correlated with the key's other grants
+/// (duplicates, bursts, re-creation), as the watcher does with its ledger.
+struct RunLedger {
+    ledger: MemoryLedger,
+    /// Its calls complete at once; a current-thread runtime drives them.
+    runtime: tokio::runtime::Runtime,
 }
 
-/// The most records per key correlation looks at (a bound on the work per
-/// event in a huge log file).
+/// The most records of one key correlation looks at, newest first (a
+/// bound on the work per event in a huge log file).
 const MAX_PER_KEY: usize = 1000;
 
-impl SeenGrants {
-    fn get(&self, event: &GrantEvent) -> Option<&GrantRecord> {
-        if !event.action.is_removal() {
-            return None;
-        }
-        event.grant_id.as_deref().and_then(|id| self.by_id.get(id))
+impl RunLedger {
+    fn new() -> io::Result<RunLedger> {
+        Ok(RunLedger {
+            ledger: MemoryLedger::new(),
+            runtime: tokio::runtime::Builder::new_current_thread().build()?,
+        })
     }
 
-    /// The key's grants seen so far (live and removed).
+    /// The grant a removal removed, when this input created it.
+    fn known(&self, event: &GrantEvent) -> Option<GrantRecord> {
+        match (event.action.is_removal(), grant_ref(event)) {
+            (true, Some((key_arn, grant_id))) => self
+                .runtime
+                .block_on(self.ledger.get_grant(key_arn, grant_id))
+                .ok()
+                .flatten(),
+            _ => None,
+        }
+    }
+
+    /// The key's grants seen so far (live and removed), oldest first.
     fn of_key(&self, event: &GrantEvent) -> Vec<GrantRecord> {
-        event
-            .key_arn
-            .as_deref()
-            .and_then(|k| self.by_key.get(k))
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.by_id.get(id).cloned())
-            .collect()
+        let Some(key_arn) = event.key_arn.as_deref() else {
+            return Vec::new();
+        };
+        let mut records = self
+            .runtime
+            .block_on(self.ledger.grants_of_key(key_arn))
+            .unwrap_or_default();
+        records.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        let newest = records.len().saturating_sub(MAX_PER_KEY);
+        records.split_off(newest)
     }
 
-    fn remember(&mut self, event: &GrantEvent, verdict: &Verdict) {
-        if event.action.is_removal() {
-            if let Some(record) = event
-                .grant_id
-                .as_deref()
-                .and_then(|id| self.by_id.get_mut(id))
-            {
-                if event.succeeded() && record.removal.is_none() {
-                    record.removal = Some(Removal {
-                        action: event.action,
-                        event_id: event.event_id.clone(),
-                        at: event.event_time.clone(),
-                        by: event.caller.clone(),
-                        origin: verdict.origin,
-                    });
-                }
-            }
-            return;
-        }
+    /// Record what a successful call changed, as the watcher does: the
+    /// grant created, or the first removal of a grant this input created.
+    fn remember(&self, event: &GrantEvent, verdict: &Verdict) {
         if !event.succeeded() || event.dry_run {
             return;
         }
-        if let (Some(key_arn), Some(grant_id)) =
-            (verdict.key_arn.as_deref(), event.grant_id.as_deref())
-        {
-            let ids = self.by_key.entry(key_arn.to_string()).or_default();
-            if !ids.iter().any(|id| id == grant_id) {
-                ids.push(grant_id.to_string());
-                if ids.len() > MAX_PER_KEY {
-                    ids.remove(0);
-                }
+        let Some((key_arn, grant_id)) = verdict.key_arn.as_deref().zip(event.grant_id.as_deref())
+        else {
+            return;
+        };
+        let ledger = &self.ledger;
+        let recorded = self.runtime.block_on(async {
+            if !event.action.is_removal() {
+                return ledger
+                    .record_grant(&grant_record(event, verdict, key_arn, grant_id))
+                    .await;
             }
-            self.by_id.insert(
-                grant_id.to_string(),
-                grant_record(event, verdict, key_arn, grant_id),
-            );
+            match ledger.get_grant(key_arn, grant_id).await? {
+                Some(known) if known.removal.is_none() => ledger
+                    .record_removal(key_arn, grant_id, &removal(event, verdict))
+                    .await
+                    .map(|_| ()),
+                _ => Ok(()),
+            }
+        });
+        // A memory ledger fails only when told to (`fail_with`, tests).
+        if let Err(e) = recorded {
+            eprintln!("grantwatch classify: the run's ledger: {e}");
         }
     }
+}
+
+/// The grant a call names: its key's ARN and the grant id.
+fn grant_ref(event: &GrantEvent) -> Option<(&str, &str)> {
+    event.key_arn.as_deref().zip(event.grant_id.as_deref())
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -181,7 +191,13 @@ pub fn run(args: Args) -> ExitCode {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut counts = Counts::default();
-    let mut seen = SeenGrants::default();
+    let seen = match RunLedger::new() {
+        Ok(ledger) => ledger,
+        Err(e) => {
+            eprintln!("grantwatch classify: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
     for path in &paths {
         let name = if path == STDIN {
             "<stdin>"
@@ -199,7 +215,7 @@ pub fn run(args: Args) -> ExitCode {
             zone: &zone,
             grant_count_threshold: args.policy.grant_count_threshold,
         };
-        match classify_input(path, &judging, &format, &mut out, &mut counts, &mut seen) {
+        match classify_input(path, &judging, &format, &mut out, &mut counts, &seen) {
             Ok(()) => {}
             Err(InputError::Bad(problems)) => {
                 counts.bad += 1;
@@ -268,7 +284,7 @@ fn classify_input(
     format: &Format,
     out: &mut impl Write,
     counts: &mut Counts,
-    seen: &mut SeenGrants,
+    seen: &RunLedger,
 ) -> Result<(), InputError> {
     let policy = judging.policy;
     let bytes = read_input(path).map_err(|e| InputError::Bad(vec![e]))?;
@@ -285,9 +301,10 @@ fn classify_input(
             Ok(Parsed::Grant(event)) => {
                 counts.events += 1;
                 let live = seen.of_key(&event);
+                let known = seen.known(&event);
                 let verdict = judge_event_with(
                     &event,
-                    seen.get(&event),
+                    known.as_ref(),
                     &live,
                     policy,
                     judging.zone,
