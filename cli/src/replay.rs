@@ -3,13 +3,10 @@
 //! and notifiers. Replaying an event is [`grantwatch_aws::trail::replay_event`].
 
 use grantwatch_aws::config::Env;
-use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
+use grantwatch_aws::ledger::DynamoLedger;
 use grantwatch_aws::sdk::{self, SystemClock};
-use grantwatch_aws::secrets::SecretsManagerSource;
-use grantwatch_aws::slack::{SlackNotifier, SlackPolicy};
-use grantwatch_aws::sns::SnsNotifier;
-use grantwatch_core::app::watch::{WatchConfig, WatchDeps};
-use grantwatch_core::ports::notify::{ChannelClass, DynNotifier, WithClass};
+use grantwatch_aws::trail::{self, WatcherSettings};
+use grantwatch_core::app::watch::WatchDeps;
 use grantwatch_core::rules::RuleSet;
 use grantwatch_core::verdict::Severity;
 
@@ -57,23 +54,29 @@ pub fn ledger_table(args: &WatcherArgs) -> Result<String, String> {
     )
 }
 
-/// The watcher's ledger, SNS (mandatory) and Slack (best effort, pinned like
-/// the watcher's) notifiers, rules and own resources, checked as the
-/// watcher's settings are.
+/// The watcher's ledger, channels and judgement settings, from the flags
+/// (or the watcher's environment names), checked as the watcher's are.
 pub async fn watcher_deps(
     args: &WatcherArgs,
     config: &aws_config::SdkConfig,
 ) -> Result<Deps, String> {
-    let topic = required(
+    // Named by flag when missing (the shared check names the variable).
+    required(
         args.alert_topic_arn.as_deref(),
         "--alert-topic-arn",
         "ALERT_TOPIC_ARN",
     )?;
-    let table = ledger_table(args)?;
-    // The same checks as the watcher's settings.
-    Env::new(|name| (name == "ALERT_TOPIC_ARN").then(|| topic.clone()))
-        .alert_topic_arn()
-        .map_err(|e| e.to_string())?;
+    ledger_table(args)?;
+    let severity = args.min_severity.to_string();
+    let env = Env::new(|name| match name {
+        "ALERT_TOPIC_ARN" => args.alert_topic_arn.clone(),
+        "LEDGER_TABLE" => args.ledger_table.clone(),
+        "SLACK_WEBHOOK_SECRET_ARN" => args.slack_webhook_secret_arn.clone(),
+        "MIN_ALERT_SEVERITY" => Some(severity.clone()),
+        "OWN_RESOURCES" => args.own_resources.clone(),
+        other => std::env::var(other).ok(),
+    });
+    let settings = WatcherSettings::from_env(&env).map_err(|e| e.to_string())?;
     let rules = match args.rules.as_deref().filter(|r| !r.is_empty()) {
         Some(uri) if uri.starts_with("s3://") => sdk::load_rules(&sdk::s3_client(config), uri)
             .await
@@ -84,49 +87,5 @@ pub async fn watcher_deps(
             .map_err(|e| format!("--rules {path}: {e}"))?,
         None => RuleSet::default(),
     };
-    let mut notifiers: Vec<Box<dyn DynNotifier>> = vec![Box::new(WithClass(
-        SnsNotifier::new(aws_sdk_sns::Client::new(config), &topic),
-        ChannelClass::Mandatory,
-    ))];
-    if let Some(secret) = args
-        .slack_webhook_secret_arn
-        .as_ref()
-        .filter(|s| !s.is_empty())
-    {
-        let secrets =
-            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(config), secret);
-        // Pinned like the watcher's: hooks.slack.com (+ SLACK_ALLOWED_HOSTS), no redirects.
-        let hosts = Env::new(|name| std::env::var(name).ok())
-            .slack_allowed_hosts()
-            .map_err(|e| e.to_string())?;
-        let slack = SlackNotifier::pinned(secrets, SystemClock, SlackPolicy::default(), hosts)
-            .map_err(|e| e.to_string())?;
-        notifiers.push(Box::new(WithClass(slack, ChannelClass::BestEffort)));
-    }
-    let own_resources = match args
-        .own_resources
-        .as_deref()
-        .filter(|o| !o.trim().is_empty())
-    {
-        Some(text) => Some(
-            grantwatch_core::tamper::OwnResources::from_json(text)
-                .map_err(|e| format!("--own-resources: {e}"))?,
-        ),
-        None => None,
-    };
-    Ok(WatchDeps {
-        ledger: DynamoLedger::new(
-            aws_sdk_dynamodb::Client::new(config),
-            &table,
-            DEFAULT_RETENTION_DAYS,
-        ),
-        notifiers,
-        clock: SystemClock,
-        config: WatchConfig {
-            rules,
-            min_alert_severity: args.min_severity,
-            own_resources,
-            ..WatchConfig::default()
-        },
-    })
+    trail::watcher_deps(config, settings, rules).map_err(|e| e.to_string())
 }

@@ -14,11 +14,15 @@
 //!
 //! See docs/report.md for the environment variables.
 //!
+//! `{"mode": "reconcile", "hours": 24}` runs the daily reconcile instead
+//! (`reconcile.rs`, docs/reconcile.md).
+//!
 //! `settings.rs` reads the configuration, `handler.rs` builds the clients
 //! and runs one report per invocation, `delivery.rs` holds the channels.
 
 mod delivery;
 mod handler;
+mod reconcile;
 mod settings;
 
 use grantwatch_aws::sdk;
@@ -38,7 +42,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handler::handle(event, deps).await
+        match reconcile::mode_of(&event.payload) {
+            Ok(reconcile::Mode::Report) => handler::handle(event, deps).await.map(|outcome| {
+                serde_json::to_value(outcome).unwrap_or_else(|e| Value::String(e.to_string()))
+            }),
+            Ok(reconcile::Mode::Reconcile { hours }) => reconcile::handle(hours).await,
+            Err(problem) => {
+                tracing::error!(%problem, "invalid scheduler input");
+                Err(lambda_runtime::Diagnostic {
+                    error_type: "InvalidInput".to_string(),
+                    error_message: problem,
+                })
+            }
+        }
     }))
     .await
 }

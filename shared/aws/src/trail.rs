@@ -3,17 +3,29 @@
 //! itself ([`Reconcile`]: `grantwatch reconcile` and the report Lambda's
 //! daily mode).
 
-use crate::sdk;
+use crate::config::{bad, ConfigError, Env};
+use crate::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
+use crate::sdk::{self, SystemClock};
+use crate::secrets::SecretsManagerSource;
+use crate::slack::{AllowedHosts, SlackNotifier, SlackPolicy};
+use crate::sns::SnsNotifier;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use grantwatch_core::app::reconcile::{self, SeenEvents};
 use grantwatch_core::app::watch::{
-    watch_event, Clock, Invocation, WatchDeps, WatchError, WatchOutcome,
+    watch_event, Clock, Invocation, WatchConfig, WatchDeps, WatchError, WatchOutcome,
 };
 use grantwatch_core::event::MAX_INPUT_BYTES;
 use grantwatch_core::logs::{self, FileResult, LogSource, Options};
 use grantwatch_core::ports::ledger::{EventLedger, GrantLedger, StormLedger};
+use grantwatch_core::ports::notify::{ChannelClass, DynNotifier, WithClass};
 use grantwatch_core::ports::PortError;
+use grantwatch_core::rules::RuleSet;
+use grantwatch_core::tamper::{OwnResources, OWN_RESOURCES_ENV};
+use grantwatch_core::verdict::Severity;
 use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// The S3 client [`S3Logs`] reads with (callers need not depend on the SDK).
+pub use aws_sdk_s3::Client as S3Client;
 
 /// Log files in S3 (`s3://bucket/prefix`), listed with the SDK's
 /// paginator and kept when their layout day may hold events of
@@ -35,7 +47,7 @@ impl S3Logs {
         options: &Options,
         handle: tokio::runtime::Handle,
     ) -> Result<S3Logs, String> {
-        let (bucket, prefix) = sdk::parse_s3_uri(uri)?;
+        let (bucket, prefix) = bucket_and_prefix(uri)?;
         let mut pages = client
             .list_objects_v2()
             .bucket(&bucket)
@@ -64,6 +76,19 @@ impl S3Logs {
             handle,
         })
     }
+}
+
+/// `s3://bucket[/prefix]` → (bucket, prefix); the prefix may be empty
+/// (the whole bucket).
+pub fn bucket_and_prefix(uri: &str) -> Result<(String, String), String> {
+    let rest = uri
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{uri:?} is not an s3://bucket/prefix URI"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("{uri:?} names no bucket"));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
 }
 
 impl LogSource for S3Logs {
@@ -176,6 +201,84 @@ impl SeenEvents for LedgerEvents {
         }
         Ok(seen)
     }
+}
+
+/// The watcher's settings that its judgement and delivery need outside
+/// the watcher (`redrive`, `reconcile`, the report's daily reconcile), read
+/// under the watcher's names.
+#[derive(Debug, Clone)]
+pub struct WatcherSettings {
+    pub alert_topic_arn: String,
+    pub ledger_table: String,
+    pub slack_webhook_secret_arn: Option<String>,
+    pub slack_allowed_hosts: AllowedHosts,
+    pub min_alert_severity: Severity,
+    /// `None` when `OWN_RESOURCES` is unset: tamper events are skipped.
+    pub own_resources: Option<OwnResources>,
+}
+
+impl WatcherSettings {
+    /// `ALERT_TOPIC_ARN`, `LEDGER_TABLE` (required); `SLACK_WEBHOOK_SECRET_ARN`,
+    /// `SLACK_ALLOWED_HOSTS`, `MIN_ALERT_SEVERITY`, `OWN_RESOURCES`.
+    pub fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<F>,
+    ) -> Result<WatcherSettings, ConfigError> {
+        let own_resources = match env.optional(OWN_RESOURCES_ENV) {
+            Some(text) => Some(
+                OwnResources::from_json(&text)
+                    .map_err(|e| bad(OWN_RESOURCES_ENV, e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(WatcherSettings {
+            alert_topic_arn: env.alert_topic_arn()?,
+            ledger_table: env.required("LEDGER_TABLE")?,
+            slack_webhook_secret_arn: env.optional("SLACK_WEBHOOK_SECRET_ARN"),
+            slack_allowed_hosts: env.slack_allowed_hosts()?,
+            min_alert_severity: env.min_alert_severity()?,
+            own_resources,
+        })
+    }
+}
+
+/// The watcher's ledger, SNS (mandatory) and Slack (best effort, pinned
+/// like the watcher's) channels, and its judgement settings.
+pub fn watcher_deps(
+    config: &aws_config::SdkConfig,
+    settings: WatcherSettings,
+    rules: RuleSet,
+) -> Result<WatchDeps<DynamoLedger, SystemClock>, ConfigError> {
+    let mut notifiers: Vec<Box<dyn DynNotifier>> = vec![Box::new(WithClass(
+        SnsNotifier::new(aws_sdk_sns::Client::new(config), &settings.alert_topic_arn),
+        ChannelClass::Mandatory,
+    ))];
+    if let Some(secret) = &settings.slack_webhook_secret_arn {
+        let secrets =
+            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(config), secret);
+        let slack = SlackNotifier::pinned(
+            secrets,
+            SystemClock,
+            SlackPolicy::default(),
+            settings.slack_allowed_hosts,
+        )
+        .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
+        notifiers.push(Box::new(WithClass(slack, ChannelClass::BestEffort)));
+    }
+    Ok(WatchDeps {
+        ledger: DynamoLedger::new(
+            aws_sdk_dynamodb::Client::new(config),
+            &settings.ledger_table,
+            DEFAULT_RETENTION_DAYS,
+        ),
+        notifiers,
+        clock: SystemClock,
+        config: WatchConfig {
+            rules,
+            min_alert_severity: settings.min_alert_severity,
+            own_resources: settings.own_resources,
+            ..WatchConfig::default()
+        },
+    })
 }
 
 /// How long one replayed event may take (as a watcher invocation).
@@ -438,6 +541,20 @@ pub fn describe_outcome(outcome: &WatchOutcome) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trail_uri_may_name_the_whole_bucket() {
+        assert_eq!(
+            bucket_and_prefix("s3://trail/AWSLogs/").unwrap(),
+            ("trail".to_string(), "AWSLogs/".to_string())
+        );
+        assert_eq!(
+            bucket_and_prefix("s3://trail").unwrap(),
+            ("trail".to_string(), String::new())
+        );
+        assert!(bucket_and_prefix("s3:///x").is_err());
+        assert!(bucket_and_prefix("trail/x").is_err());
+    }
     use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
