@@ -44,5 +44,6 @@ mod proptests;
 mod runbooks;
 #[cfg(test)]
 pub(crate) mod testkit;
-#[cfg(test)]
-pub(crate) mod tests_support;
+// The Block Kit and SNS checks, for the fuzz targets too (grantwatch-fuzz).
+#[cfg(any(test, feature = "fakes"))]
+pub mod tests_support;
