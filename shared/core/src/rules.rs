@@ -79,6 +79,39 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
 }
 
+/// The rules in force in a running process, replaced when the rules file
+/// changes (the Lambdas reload it: `grantwatch_aws::rules_source`). Clones
+/// share one slot: the handler that reloads and the judgement that reads
+/// see the same rules.
+#[derive(Debug, Clone, Default)]
+pub struct LiveRules(std::sync::Arc<std::sync::RwLock<std::sync::Arc<RuleSet>>>);
+
+impl LiveRules {
+    pub fn new(rules: RuleSet) -> LiveRules {
+        LiveRules(std::sync::Arc::new(std::sync::RwLock::new(
+            std::sync::Arc::new(rules),
+        )))
+    }
+
+    /// The rules in force now.
+    pub fn get(&self) -> std::sync::Arc<RuleSet> {
+        // A writer that panicked left whole rules behind (a swap of one
+        // pointer): they are still the last good ones.
+        match self.0.read() {
+            Ok(rules) => rules.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Put `rules` in force from the next judgement on.
+    pub fn set(&self, rules: std::sync::Arc<RuleSet>) {
+        match self.0.write() {
+            Ok(mut slot) => *slot = rules,
+            Err(poisoned) => *poisoned.into_inner() = rules,
+        }
+    }
+}
+
 /// What a rule is matched against: the grant (or removed grant) of one
 /// event or standing grant.
 #[derive(Debug, Clone, Copy)]
@@ -481,6 +514,19 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_rules_are_shared_by_their_clones() {
+        let live = LiveRules::default();
+        let judge_side = live.clone();
+        assert!(judge_side.get().rules.is_empty());
+        let reloaded = RuleSet::parse_toml(
+            "[[rule]]\nid = \"a\"\nreason = \"r\"\naccount = \"111122223333\"\n",
+        )
+        .unwrap();
+        live.set(std::sync::Arc::new(reloaded.clone()));
+        assert_eq!(*judge_side.get(), reloaded);
+    }
     use std::collections::BTreeMap;
     use time::macros::date;
 
