@@ -6,6 +6,10 @@
 //! failure queues empty; no failed watcher or report invocation lately; a
 //! heartbeat in the last 30 minutes; a report no older than 8 days.
 //!
+//! `--canary` adds the canary round trip (cli/src/canary.rs): a grant on
+//! the stack's canary key, retired, and both CloudTrail events seen by the
+//! watcher within `--bound` minutes.
+//!
 //! One line per check: pass, fail (and the one command that fixes it) or
 //! error (it could not be checked). Exit status: 0 all pass, 1 some check
 //! fails, 2 error (no stack, no credentials, or a check could not be
@@ -14,7 +18,8 @@
 mod aws;
 mod checks;
 
-use checks::{examine, Cloud, Finding, Plan, Status};
+use crate::canary::{self, CanaryOptions, CanaryResult};
+use checks::{examine, Cloud, Finding, Plan, StackFacts, Status};
 use grantwatch_aws::sdk;
 use grantwatch_core::render::plain::one_line;
 use serde_json::json;
@@ -39,6 +44,21 @@ pub struct Args {
     /// text (default, for people) or json (one object: every check).
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "text")]
     output: DoctorOutput,
+    /// Also run the canary round trip: a grant on the canary key for you,
+    /// retired, then wait (up to --bound minutes) until the watcher has seen
+    /// both CloudTrail events. Needs kms:CreateGrant on the key and the
+    /// ledger's UpdateItem/GetItem/Query.
+    #[arg(long)]
+    canary: bool,
+    /// The canary key (default: the stack output CanaryKeyArn).
+    #[arg(long, value_name = "ARN", requires = "canary")]
+    canary_key: Option<String>,
+    /// The grant ledger (default: the stack output LedgerTableName).
+    #[arg(long, value_name = "TABLE")]
+    ledger_table: Option<String>,
+    /// Minutes the canary's CloudTrail events may take to reach the watcher.
+    #[arg(long, value_name = "MINUTES", default_value_t = 30)]
+    bound: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -72,39 +92,71 @@ pub fn run(args: Args) -> ExitCode {
             );
             return ExitCode::from(2);
         };
-        let cloud = aws::SdkCloud::new(config);
-        match diagnose(&cloud, &args, &region, OffsetDateTime::now_utc()).await {
-            Ok(findings) => {
-                print(&args, &region, &findings);
-                exit_code(&findings)
-            }
+        let cloud = aws::SdkCloud::new(config.clone());
+        let stack = match stack_of(&cloud, &args).await {
+            Ok(stack) => stack,
             Err(problem) => {
                 eprintln!("grantwatch doctor: {}", one_line(&problem, 2000));
-                ExitCode::from(2)
+                return ExitCode::from(2);
             }
+        };
+        let mut findings = diagnose(
+            &cloud,
+            &args,
+            &region,
+            stack.clone(),
+            OffsetDateTime::now_utc(),
+        )
+        .await;
+        if args.canary {
+            findings.push(match canary_options(&args, &stack.outputs) {
+                Ok(options) => {
+                    let result = canary::round_trip(&config, &options).await;
+                    canary_finding(&options, result)
+                }
+                Err(problem) => Finding {
+                    check: CANARY,
+                    subject: "CanaryKeyArn".into(),
+                    status: Status::Error,
+                    detail: problem.to_string(),
+                    fix: None,
+                },
+            });
         }
+        print(&args, &region, &findings);
+        exit_code(&findings)
     })
 }
 
-/// The stack's outputs (with `--resource` over them), then every check.
-async fn diagnose<C: Cloud>(
-    cloud: &C,
-    args: &Args,
-    region: &str,
-    now: OffsetDateTime,
-) -> Result<Vec<Finding>, String> {
-    let (mut outputs, created) = if args.stack.trim().is_empty() {
-        (HashMap::new(), None)
+/// The stack's outputs, with `--resource` and `--ledger-table` over them.
+async fn stack_of<C: Cloud>(cloud: &C, args: &Args) -> Result<StackFacts, String> {
+    let mut stack = if args.stack.trim().is_empty() {
+        StackFacts::default()
     } else {
-        let stack = cloud.stack(&args.stack).await.map_err(|e| {
+        cloud.stack(&args.stack).await.map_err(|e| {
             format!(
                 "cannot read stack {}: {e} (name it with --stack)",
                 args.stack
             )
-        })?;
-        (stack.outputs, stack.created)
+        })?
     };
-    outputs.extend(args.resources.iter().cloned());
+    stack.outputs.extend(args.resources.iter().cloned());
+    if let Some(table) = &args.ledger_table {
+        stack
+            .outputs
+            .insert("LedgerTableName".into(), table.clone());
+    }
+    Ok(stack)
+}
+
+/// Every check of the stack.
+async fn diagnose<C: Cloud>(
+    cloud: &C,
+    args: &Args,
+    region: &str,
+    stack: StackFacts,
+    now: OffsetDateTime,
+) -> Vec<Finding> {
     let trail_regions = if args.regions.is_empty() {
         vec![region.to_string()]
     } else {
@@ -112,11 +164,49 @@ async fn diagnose<C: Cloud>(
     };
     let plan = Plan {
         trail_regions,
-        outputs,
-        created,
+        outputs: stack.outputs,
+        created: stack.created,
         now,
     };
-    Ok(examine(cloud, &plan).await)
+    examine(cloud, &plan).await
+}
+
+const CANARY: &str = "canary round trip";
+
+fn canary_options(
+    args: &Args,
+    outputs: &HashMap<String, String>,
+) -> Result<CanaryOptions, &'static str> {
+    let key = args
+        .canary_key
+        .as_ref()
+        .or_else(|| outputs.get("CanaryKeyArn"))
+        .filter(|k| !k.trim().is_empty())
+        .ok_or("the stack has no output CanaryKeyArn (pass --canary-key ARN)")?;
+    let table = outputs
+        .get("LedgerTableName")
+        .filter(|t| !t.trim().is_empty())
+        .ok_or("the stack has no output LedgerTableName (pass --ledger-table TABLE)")?;
+    let mut options = CanaryOptions::new(key, table);
+    options.bound = std::time::Duration::from_secs(args.bound.saturating_mul(60));
+    Ok(options)
+}
+
+fn canary_finding(options: &CanaryOptions, result: CanaryResult) -> Finding {
+    Finding {
+        check: CANARY,
+        subject: options.key_arn.clone(),
+        status: if result.passed {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
+        detail: match result.run_id {
+            Some(run) => format!("{} (run {run})", result.message),
+            None => result.message,
+        },
+        fix: result.fix,
+    }
 }
 
 /// 1 when a check fails; else 2 when one could not be answered; else 0.
@@ -181,5 +271,114 @@ fn print(args: &Args, region: &str, findings: &[Finding]) {
                 count(findings, Status::Error)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(flags: &[&str]) -> Args {
+        match Cli::try_parse_from(std::iter::once("doctor").chain(flags.iter().copied())) {
+            Ok(cli) => cli.args,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn outputs(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_canary_takes_the_stack_outputs_and_the_flags_win() {
+        let stack = outputs(&[
+            ("CanaryKeyArn", "arn:key/out"),
+            ("LedgerTableName", "ledger"),
+        ]);
+        let options = canary_options(&args(&["--canary", "--bound", "5"]), &stack)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (options.key_arn.as_str(), options.ledger_table.as_str()),
+            ("arn:key/out", "ledger")
+        );
+        assert_eq!(options.bound, std::time::Duration::from_secs(300));
+        let flagged = canary_options(&args(&["--canary", "--canary-key", "arn:key/flag"]), &stack)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(flagged.key_arn, "arn:key/flag");
+        assert_eq!(flagged.bound, std::time::Duration::from_secs(30 * 60));
+    }
+
+    #[test]
+    fn a_canary_without_key_or_ledger_names_the_flag() {
+        let no_key = canary_options(&args(&["--canary"]), &outputs(&[("LedgerTableName", "l")]));
+        assert!(no_key.is_err_and(|e| e.contains("--canary-key ARN")));
+        let no_ledger = canary_options(&args(&["--canary"]), &outputs(&[("CanaryKeyArn", "k")]));
+        assert!(no_ledger.is_err_and(|e| e.contains("--ledger-table TABLE")));
+    }
+
+    #[test]
+    fn a_canary_result_becomes_a_check() {
+        let options = CanaryOptions::new("arn:key/k", "ledger");
+        let failed = canary_finding(
+            &options,
+            CanaryResult {
+                passed: false,
+                message: "not seen".into(),
+                fix: Some("grantwatch doctor".into()),
+                run_id: Some("doctor-1".into()),
+            },
+        );
+        assert_eq!(failed.status, Status::Fail);
+        assert_eq!(failed.detail, "not seen (run doctor-1)");
+        assert_eq!(failed.fix.as_deref(), Some("grantwatch doctor"));
+        let passed = canary_finding(
+            &options,
+            CanaryResult {
+                passed: true,
+                message: "seen".into(),
+                fix: None,
+                run_id: None,
+            },
+        );
+        assert_eq!(
+            (passed.status, passed.detail.as_str()),
+            (Status::Pass, "seen")
+        );
+    }
+
+    #[test]
+    fn exit_status_is_1_on_a_failure_else_2_on_an_error() {
+        let finding = |status| Finding {
+            check: "x",
+            subject: String::new(),
+            status,
+            detail: String::new(),
+            fix: None,
+        };
+        let code = |s: &[Status]| {
+            format!(
+                "{:?}",
+                exit_code(&s.iter().map(|&s| finding(s)).collect::<Vec<_>>())
+            )
+        };
+        assert_eq!(code(&[Status::Pass]), format!("{:?}", ExitCode::SUCCESS));
+        assert_eq!(
+            code(&[Status::Pass, Status::Error]),
+            format!("{:?}", ExitCode::from(2))
+        );
+        assert_eq!(
+            code(&[Status::Error, Status::Fail]),
+            format!("{:?}", ExitCode::from(1))
+        );
     }
 }

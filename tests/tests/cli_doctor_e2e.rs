@@ -324,3 +324,63 @@ fn an_unknown_stack_is_an_error_with_exit_2() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// `--canary` through moto: a grant on the canary key for the caller,
+/// recorded in the stack's ledger and retired; no watcher runs here, so its
+/// CloudTrail events are never seen: the round trip fails with its fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_round_trip_fails_when_the_watcher_never_sees_its_events() {
+    let moto = Moto::start().await;
+    let stack = deploy(&moto, &[]);
+    let kms = moto.kms().await;
+    let key = kms.create_key().send().await.expect("canary key");
+    let key_arn = key
+        .key_metadata()
+        .map(|m| m.arn().unwrap_or_default().to_string())
+        .expect("key arn");
+    let out = doctor(
+        &moto,
+        &[
+            "--stack",
+            stack.stack_name.as_str(),
+            "--canary",
+            "--canary-key",
+            &key_arn,
+            "--bound",
+            "0",
+            "--output",
+            "json",
+        ],
+    );
+    let doc = json_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{doc:#}");
+    let canary = statuses(&doc)
+        .into_iter()
+        .find(|(check, ..)| check == "canary round trip")
+        .expect("canary check");
+    assert_eq!(
+        (canary.1.as_str(), canary.2.as_str()),
+        (key_arn.as_str(), "fail"),
+        "{doc:#}"
+    );
+    let detail = doc["checks"]
+        .as_array()
+        .and_then(|c| c.last())
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_default();
+    assert!(
+        detail.contains("the watcher did not see the CreateGrant and RetireGrant"),
+        "{detail}"
+    );
+    assert!(canary
+        .3
+        .is_some_and(|fix| fix.starts_with("grantwatch doctor")));
+    // The canary's grant does not outlive the round trip.
+    let grants = kms
+        .list_grants()
+        .key_id(&key_arn)
+        .send()
+        .await
+        .expect("grants");
+    assert_eq!(grants.grants().len(), 0, "{grants:?}");
+}
