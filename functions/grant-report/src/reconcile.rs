@@ -140,13 +140,19 @@ async fn deps() -> Result<&'static ReconcileDeps, ConfigError> {
     .await
 }
 
+/// Log files read at once. A trail's files are small (KBs to a few MB)
+/// and each GetObject waits tens of milliseconds, so reading is bound by
+/// S3's latency, not by the Lambda's one or two vCPUs; memory stays at
+/// this many files in flight.
+pub(crate) const READERS: usize = 16;
+
 /// Days (UTC) of the last `hours` before `now`: the files to read.
 pub(crate) fn options_for(hours: u32, now: time::OffsetDateTime) -> Options {
     let since = now - time::Duration::hours(i64::from(hours));
     Options {
+        threads: READERS,
         since: Some(since.date()),
         until: Some(now.date()),
-        ..Options::default()
     }
 }
 
