@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long, value_name = "ARN", requires = "canary")]
     canary_key: Option<String>,
     /// The grant ledger (default: the stack output LedgerTableName).
-    #[arg(long, value_name = "TABLE")]
+    #[arg(long, env = "LEDGER_TABLE", value_name = "TABLE")]
     ledger_table: Option<String>,
     /// Minutes the canary's CloudTrail events may take to reach the watcher.
     #[arg(long, value_name = "MINUTES", default_value_t = 30)]
