@@ -623,16 +623,61 @@ fn write_jsonl(path: &Path, lines: impl Iterator<Item = Value>) -> Result<PathBu
 }
 
 fn print_sns(message: &SnsDelivery) {
+    let (title, body) = match &message.machine {
+        Some(machine) => (
+            "  ┌─ SNS to SQS: the verdict as JSON (e-mail gets the text) ───",
+            machine_as_text(machine),
+        ),
+        None => (
+            "  ┌─ SNS (e-mail and SQS alike) ───────────────────────────────",
+            message.message.clone(),
+        ),
+    };
     let rendered = SnsMessage {
         subject: message.subject.clone().unwrap_or_default(),
-        message: message.message.clone(),
+        message: body,
         attributes: message.attributes.clone(),
     };
-    say("  ┌─ e-mail (SNS) ─────────────────────────────────────────────");
+    say(title);
     for line in text::sns_as_text(&rendered).lines() {
         say(&format!("  │ {line}"));
     }
     say("  └────────────────────────────────────────────────────────────");
+}
+
+/// What a machine subscriber reads first in the watcher's JSON: the
+/// summary, severity and findings, and the commands it offers.
+fn machine_as_text(machine: &Value) -> String {
+    let field = |v: &Value, name: &str| {
+        v.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut text = format!("kind: {}\n", field(machine, "kind"));
+    if let Some(verdict) = machine.get("verdict") {
+        let _ = writeln!(text, "summary: {}", field(machine, "summary"));
+        let _ = writeln!(text, "verdict.severity: {}", field(verdict, "severity"));
+        let codes: Vec<String> = verdict["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| field(f, "code"))
+            .collect();
+        let _ = writeln!(text, "verdict.findings: {}", codes.join(", "));
+    }
+    if let Some(count) = machine.get("count") {
+        let _ = writeln!(text, "count: {count}");
+    }
+    for command in machine["commands"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            text,
+            "{}: {}",
+            field(command, "purpose"),
+            field(command, "command")
+        );
+    }
+    text
 }
 
 fn print_slack(payload: &Value) {

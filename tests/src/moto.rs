@@ -294,15 +294,33 @@ fn reported_port(child: &mut Child) -> Result<u16, String> {
     }
 }
 
-/// One SNS message as a subscriber sees it.
+/// One SNS message as an SQS subscriber sees it. The watcher publishes
+/// with `MessageStructure=json`, so its alerts and digests reach SQS as the
+/// machine JSON (`{"kind", "subject", "summary", "verdict", "commands",
+/// ...}`, docs/alerts.md); e-mail subscribers get the text body instead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnsDelivery {
     pub subject: Option<String>,
+    /// `Message` as delivered: the machine JSON text for alerts and
+    /// digests, the text body for plain messages (the report's summary).
     pub message: String,
-    /// Message attributes, by name (string values; numbers as text).
+    /// `message` parsed, when it is the watcher's machine JSON (an object
+    /// with a `kind`).
+    pub machine: Option<Value>,
+    /// Message attributes, by name, as SNS writes their `Value`: a
+    /// `String.Array` is its JSON text (`["a","b"]`), a `Number` its digits.
     pub attributes: BTreeMap<String, String>,
+    /// Each attribute's `Type` (`String`, `String.Array`, `Number`).
+    pub attribute_types: BTreeMap<String, String>,
     /// The whole SNS envelope.
     pub envelope: Value,
+}
+
+impl SnsDelivery {
+    /// The verdict of an alert's machine JSON.
+    pub fn verdict(&self) -> Option<&Value> {
+        self.machine.as_ref()?.get("verdict")
+    }
 }
 
 /// An SQS queue subscribed to an SNS topic.
@@ -360,27 +378,35 @@ fn parse_envelope(body: &str) -> SnsDelivery {
             .and_then(Value::as_str)
             .map(str::to_string)
     };
-    let attributes = envelope
-        .get("MessageAttributes")
-        .and_then(Value::as_object)
-        .map(|attributes| {
-            attributes
-                .iter()
-                .filter_map(|(name, attribute)| {
-                    let value = attribute.get("Value")?;
-                    let value = value
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| value.to_string());
-                    Some((name.clone(), value))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let field = |field: &str| -> BTreeMap<String, String> {
+        envelope
+            .get("MessageAttributes")
+            .and_then(Value::as_object)
+            .map(|attributes| {
+                attributes
+                    .iter()
+                    .filter_map(|(name, attribute)| {
+                        let value = attribute.get(field)?;
+                        let value = value
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| value.to_string());
+                        Some((name.clone(), value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let message = text("Message").unwrap_or_default();
+    let machine = serde_json::from_str::<Value>(&message)
+        .ok()
+        .filter(|m| m.get("kind").is_some());
     SnsDelivery {
         subject: text("Subject"),
-        message: text("Message").unwrap_or_default(),
-        attributes,
+        message,
+        machine,
+        attributes: field("Value"),
+        attribute_types: field("Type"),
         envelope,
     }
 }

@@ -3,6 +3,7 @@
 //! `grantwatch_core::app::watch::watch_event` (see handler.rs). Nothing
 //! else lives here.
 
+mod channels;
 mod handler;
 mod settings;
 
@@ -13,7 +14,7 @@ use grantwatch_aws::secrets::SecretsManagerSource;
 use grantwatch_aws::slack::{SlackNotifier, SlackPolicy};
 use grantwatch_aws::sns::SnsNotifier;
 use grantwatch_core::app::watch::{WatchConfig, WatchDeps};
-use grantwatch_core::ports::notify::{ChannelClass, DynNotifier, WithClass};
+use grantwatch_core::ports::notify::{ChannelClass, DynNotifier};
 use handler::Deps;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
@@ -32,11 +33,13 @@ async fn init() -> Result<(Deps, String), ConfigError> {
         None => Default::default(),
     };
     // The channels, in order, each with its class (docs/watcher.md,
-    // "Reliability"): SNS is mandatory, Slack best effort.
-    let mut notifiers: Vec<Box<dyn DynNotifier>> = vec![Box::new(WithClass(
-        SnsNotifier::new(aws_sdk_sns::Client::new(&config), &settings.alert_topic_arn),
+    // "Reliability"): SNS is mandatory; Slack, EventBridge best effort.
+    let channels = &settings.channels;
+    let mut notifiers: Vec<Box<dyn DynNotifier>> = vec![channels.for_people(
+        SnsNotifier::new(aws_sdk_sns::Client::new(&config), &settings.alert_topic_arn)
+            .with_links(channels.links.clone()),
         ChannelClass::Mandatory,
-    ))];
+    )];
     if let Some(secret) = &settings.slack_webhook_secret_arn {
         let secrets =
             SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&config), secret);
@@ -48,8 +51,9 @@ async fn init() -> Result<(Deps, String), ConfigError> {
             settings.slack_allowed_hosts.clone(),
         )
         .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
-        notifiers.push(Box::new(WithClass(slack, ChannelClass::BestEffort)));
+        notifiers.push(channels.for_people(slack, ChannelClass::BestEffort));
     }
+    notifiers.extend(channels.machine_channels(aws_sdk_eventbridge::Client::new(&config)));
     tracing::info!(
         ledger_table = %settings.ledger_table,
         channels = notifiers.len(),

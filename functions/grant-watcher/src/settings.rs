@@ -24,6 +24,8 @@ pub struct Settings {
     pub own_resources: Option<OwnResources>,
     /// The canary grant (`CANARY_KEY_ARN`, ...): unset, no canary.
     pub canary: Option<grantwatch_aws::canary::CanarySettings>,
+    /// The opt-in channels, redaction and runbook links (channels.rs).
+    pub channels: crate::channels::ChannelSettings,
     pub function_name: String,
 }
 
@@ -59,6 +61,7 @@ impl Settings {
                 }
             },
             canary: grantwatch_aws::canary::CanarySettings::from_env(&env)?,
+            channels: crate::channels::ChannelSettings::from_env(&env)?,
             function_name: env
                 .optional("AWS_LAMBDA_FUNCTION_NAME")
                 .unwrap_or_else(|| "grant-watcher".to_string()),

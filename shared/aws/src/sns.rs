@@ -1,5 +1,10 @@
 //! SNS notifier: publishes what `render::sns` makes of an alert or a digest
-//! (subject, e-mail body, message attributes for subscription filters).
+//! with `MessageStructure=json`: e-mail subscribers get the text body,
+//! every other protocol (SQS, Lambda, HTTP/S, Firehose) the verdict as
+//! JSON; `finding_codes` is a `String.Array` attribute and `count` a
+//! `Number`, so filter policies can match one code or a range (the
+//! contract is in docs/alerts.md). The report's summary is published as
+//! plain text ([`SnsNotifier::publish`]).
 //!
 //! The alert topic is the watcher's **mandatory** channel: every failure is
 //! an error. Permanent ones (the topic gone, no permission, a bad request,
@@ -16,11 +21,14 @@ use aws_sdk_sns::types::MessageAttributeValue;
 use grantwatch_core::ports::clock::Clock;
 use grantwatch_core::ports::notify::{ChannelClass, Notice, Notifier};
 use grantwatch_core::ports::PortError;
-use grantwatch_core::render::sns::{self, SnsMessage};
+use grantwatch_core::render::links::LinkSettings;
+use grantwatch_core::render::sns::{self, Attribute, SnsMessage, StructuredMessage};
+use std::collections::BTreeMap;
 
 pub struct SnsNotifier {
     client: aws_sdk_sns::Client,
     topic_arn: String,
+    links: LinkSettings,
 }
 
 impl SnsNotifier {
@@ -28,16 +36,76 @@ impl SnsNotifier {
         SnsNotifier {
             client,
             topic_arn: topic_arn.into(),
+            links: LinkSettings::default(),
+        }
+    }
+
+    /// The deployment's link settings (runbook pages).
+    pub fn with_links(mut self, links: LinkSettings) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// The SNS message for a notice (rendering lives in `render::sns`).
+    pub fn render(&self, notice: Notice<'_>) -> StructuredMessage {
+        match notice {
+            Notice::Alert(verdict) => sns::structured_alert_with(verdict, &self.links),
+            Notice::Digest(digest) => sns::structured_digest_notice(digest),
         }
     }
 }
 
-/// The SNS message for a notice (rendering lives in `render::sns`).
-pub fn render(notice: Notice<'_>) -> SnsMessage {
-    match notice {
-        Notice::Alert(verdict) => sns::alert(verdict),
-        Notice::Digest(digest) => sns::digest_notice(digest),
+/// One body for every protocol (`Message` as is, attributes all `String`).
+struct Plain<'a>(&'a SnsMessage);
+
+/// What `Publish` sends: subject, message, structure, typed attributes.
+trait Publishable {
+    fn subject(&self) -> &str;
+    fn message(&self) -> &str;
+    /// `Some("json")` when the message holds one body per protocol.
+    fn structure(&self) -> Option<&'static str>;
+    fn attributes(&self) -> Vec<(&str, &'static str, String)>;
+}
+
+impl Publishable for Plain<'_> {
+    fn subject(&self) -> &str {
+        &self.0.subject
     }
+    fn message(&self) -> &str {
+        &self.0.message
+    }
+    fn structure(&self) -> Option<&'static str> {
+        None
+    }
+    fn attributes(&self) -> Vec<(&str, &'static str, String)> {
+        self.0
+            .attributes
+            .iter()
+            .map(|(name, value)| (name.as_str(), "String", value.clone()))
+            .collect()
+    }
+}
+
+impl Publishable for StructuredMessage {
+    fn subject(&self) -> &str {
+        &self.subject
+    }
+    fn message(&self) -> &str {
+        &self.message
+    }
+    fn structure(&self) -> Option<&'static str> {
+        Some("json")
+    }
+    fn attributes(&self) -> Vec<(&str, &'static str, String)> {
+        typed_attributes(&self.attributes)
+    }
+}
+
+fn typed_attributes(attributes: &BTreeMap<String, Attribute>) -> Vec<(&str, &'static str, String)> {
+    attributes
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.data_type(), value.string_value()))
+        .collect()
 }
 
 impl Notifier for SnsNotifier {
@@ -51,23 +119,23 @@ impl Notifier for SnsNotifier {
     }
 
     async fn send(&self, notice: Notice<'_>, deadline_ms: i64) -> Result<(), PortError> {
-        self.publish_before(&render(notice), deadline_ms).await
+        self.publish_before(&self.render(notice), deadline_ms).await
     }
 }
 
 impl SnsNotifier {
-    /// Publish a rendered message with the client's own timeouts (the
-    /// report's summary).
+    /// Publish a plain message (one body for every protocol) with the
+    /// client's own timeouts (the report's summary).
     pub async fn publish(&self, message: &SnsMessage) -> Result<(), PortError> {
-        self.publish_with(message, None).await
+        self.publish_with(&Plain(message), None).await
     }
 
-    /// Publish a rendered message, every attempt and the whole call ending
-    /// before `deadline_ms` (epoch ms) less the reserve: a transient error
-    /// if it cannot.
+    /// Publish a structured message, every attempt and the whole call
+    /// ending before `deadline_ms` (epoch ms) less the reserve: a transient
+    /// error if it cannot.
     pub async fn publish_before(
         &self,
-        message: &SnsMessage,
+        message: &StructuredMessage,
         deadline_ms: i64,
     ) -> Result<(), PortError> {
         let now = SystemClock.now_ms();
@@ -83,18 +151,19 @@ impl SnsNotifier {
 
     async fn publish_with(
         &self,
-        message: &SnsMessage,
+        message: &(impl Publishable + Sync),
         timeouts: Option<aws_smithy_types::timeout::TimeoutConfig>,
     ) -> Result<(), PortError> {
         let mut publish = self
             .client
             .publish()
             .topic_arn(&self.topic_arn)
-            .subject(&message.subject)
-            .message(&message.message);
-        for (name, value) in &message.attributes {
+            .subject(message.subject())
+            .message(message.message())
+            .set_message_structure(message.structure().map(str::to_string));
+        for (name, data_type, value) in message.attributes() {
             let attribute = MessageAttributeValue::builder()
-                .data_type("String")
+                .data_type(data_type)
                 .string_value(value)
                 .build()
                 .map_err(|e| PortError::Permanent(format!("attribute {name}: {e}")))?;
@@ -195,18 +264,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn publishes_subject_body_and_every_attribute() {
+    async fn publishes_structured_with_typed_attributes() {
         let verdict = sample_verdict();
-        let expected = sns::alert(&verdict);
+        let expected = sns::structured_alert(&verdict);
         let rule = mock!(aws_sdk_sns::Client::publish)
             .match_requests(move |req| {
                 req.subject() == Some(expected.subject.as_str())
                     && req.message() == Some(expected.message.as_str())
+                    && req.message_structure() == Some("json")
                     && req.message_attributes().is_some_and(|a| {
                         a.len() == expected.attributes.len()
                             && expected.attributes.iter().all(|(k, v)| {
-                                a.get(k).and_then(|x| x.string_value()) == Some(v.as_str())
+                                a.get(k).is_some_and(|x| {
+                                    x.data_type() == v.data_type()
+                                        && x.string_value() == Some(v.string_value().as_str())
+                                })
                             })
+                            && a.get("finding_codes").map(|x| x.data_type()) == Some("String.Array")
                     })
             })
             .then_output(|| PublishOutput::builder().message_id("m-1").build());
@@ -215,6 +289,36 @@ mod tests {
         assert_eq!(notifier.class(), ChannelClass::Mandatory);
         notifier
             .send(Notice::Alert(&verdict), in_ms(20_000))
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// The report's summary: one body for every protocol, `String`s only.
+    #[tokio::test]
+    async fn a_plain_message_is_published_without_structure() {
+        let mut attributes = std::collections::BTreeMap::new();
+        attributes.insert("kind".to_string(), "report".to_string());
+        let message = SnsMessage {
+            subject: "Weekly KMS grant report".into(),
+            message: "body".into(),
+            attributes,
+        };
+        let rule = mock!(aws_sdk_sns::Client::publish)
+            .match_requests(|req| {
+                req.message_structure().is_none()
+                    && req.message() == Some("body")
+                    && req
+                        .message_attributes()
+                        .and_then(|a| a.get("kind"))
+                        .is_some_and(|k| {
+                            k.data_type() == "String" && k.string_value() == Some("report")
+                        })
+            })
+            .then_output(|| PublishOutput::builder().message_id("m-2").build());
+        let client = mock_client!(aws_sdk_sns, [&rule]);
+        SnsNotifier::new(client, "t")
+            .publish(&message)
             .await
             .unwrap();
         assert_eq!(rule.num_calls(), 1);
