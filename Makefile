@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The end-to-end tests find moto_server and the deploy helper here.
 export GRANTWATCH_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: help venv chromium build test unit-test e2e-test lint fmt bench demo clean
+.PHONY: help venv chromium build test unit-test e2e-test lint fmt bench fuzz demo clean
 .PHONY: deploy-tools lambda-artifacts package deploy release deny deny-tool
 
 help: ## list the commands
@@ -115,6 +115,13 @@ bench: ## criterion benchmarks, then the backfill table (against zcat and Python
 	$(CARGO) bench -p grantwatch-core
 	$(CARGO) build --release -p grantwatch
 	bench/backfill.sh target/release/grantwatch
+
+# make test replays the fuzz corpora and crashes (cargo test -p grantwatch-fuzz);
+# this fuzzes each target for FUZZ_SECONDS: libFuzzer, coverage-guided, built on
+# stable (with AddressSanitizer when a nightly toolchain exists), else the stable
+# engine. FUZZ_TARGETS="glob rules", FUZZ_MERGE=1, FUZZ_JOBS=2: docs/fuzzing.md.
+fuzz: ## fuzz every target for FUZZ_SECONDS each (default 60); failing inputs go to fuzz/crashes/
+	CARGO=$(CARGO) fuzz/fuzz.sh
 
 clean: ## remove build output, the venv and demo output
 	rm -rf target $(VENV) out .aws-sam infra/.aws-sam
