@@ -488,16 +488,24 @@ fn variables_read_by(binary: &str) -> BTreeSet<String> {
         .filter_map(|e| e.ok())
         .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
         .collect();
+    // The shared settings module reads a variable for a function when the
+    // function names it, or calls the reader named after it
+    // (`env.trusted_accounts()` reads TRUSTED_ACCOUNTS).
+    let mut shared = BTreeSet::new();
     if texts.iter().any(|t| t.contains("grantwatch_aws::config")) {
-        texts.push(
-            std::fs::read_to_string(workspace.join("shared/aws/src/config.rs"))
-                .expect("shared settings module"),
-        );
+        let config = std::fs::read_to_string(workspace.join("shared/aws/src/config.rs"))
+            .expect("shared settings module");
+        let code: String = texts.concat();
+        shared = variables_in(&[config])
+            .into_iter()
+            .filter(|name| code.contains(name.as_str()) || code.contains(&name.to_lowercase()))
+            .collect();
     }
     if binary == "grant-watcher" && watcher_reads_own_resources() {
         texts.push(tamper_module());
     }
-    let names = variables_in(&texts);
+    let mut names = variables_in(&texts);
+    names.extend(shared);
     assert!(
         !names.is_empty(),
         "functions/{binary} reads no variable: is the scan broken?"
