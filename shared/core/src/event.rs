@@ -432,29 +432,93 @@ fn get_ignore_case<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a V
     })
 }
 
+/// The caller's fields of a CloudTrail record, as serde reads them.
+/// Lenient like the rest: a field of the wrong type (an ARN as a number,
+/// `sessionContext` as a string) counts as absent, unknown fields are
+/// ignored, and a missing `userIdentity` is an unknown caller.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct CallerFields {
+    #[serde(rename = "userIdentity")]
+    identity: Lenient<UserIdentity>,
+    #[serde(rename = "sourceIPAddress", deserialize_with = "loose")]
+    source_ip: Option<String>,
+    #[serde(rename = "userAgent", deserialize_with = "loose")]
+    user_agent: Option<String>,
+    #[serde(rename = "sessionCredentialFromConsole", deserialize_with = "flag")]
+    from_console: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct UserIdentity {
+    #[serde(deserialize_with = "loose")]
+    arn: Option<String>,
+    #[serde(rename = "type", deserialize_with = "loose")]
+    identity_type: Option<String>,
+    #[serde(deserialize_with = "loose")]
+    account_id: Option<String>,
+    #[serde(deserialize_with = "loose")]
+    invoked_by: Option<String>,
+    #[serde(deserialize_with = "loose")]
+    principal_id: Option<String>,
+    session_context: Lenient<SessionContext>,
+    #[serde(deserialize_with = "flag")]
+    session_credential_from_console: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct SessionContext {
+    session_issuer: Lenient<SessionIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SessionIssuer {
+    #[serde(deserialize_with = "loose")]
+    arn: Option<String>,
+}
+
+/// An object field that is the default when it has another shape.
+#[derive(Debug, Default)]
+struct Lenient<T>(T);
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        Ok(Lenient(T::deserialize(value).unwrap_or_default()))
+    }
+}
+
+/// A string, or absent when it is anything else (cosmetic fields: not
+/// worth failing a record for).
+fn loose<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
+}
+
+/// `true` or `"true"` (any case); anything else is false.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(truthy(Some(&Value::deserialize(d)?)))
+}
+
 fn parse_caller(record: &Map<String, Value>) -> Caller {
-    let empty = Map::new();
-    let identity = record
-        .get("userIdentity")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let session_issuer_arn = identity
-        .get("sessionContext")
-        .and_then(|c| c.get("sessionIssuer"))
-        .and_then(|i| i.get("arn"))
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    // A map of JSON values always deserializes: every field is lenient.
+    let fields = CallerFields::deserialize(record).unwrap_or_default();
+    let identity = fields.identity.0;
     Caller {
-        arn: loose_string(identity, "arn"),
-        identity_type: loose_string(identity, "type"),
-        account: loose_string(identity, "accountId"),
-        invoked_by: loose_string(identity, "invokedBy"),
-        principal_id: loose_string(identity, "principalId"),
-        session_issuer_arn,
-        from_console: truthy(record.get("sessionCredentialFromConsole"))
-            || truthy(identity.get("sessionCredentialFromConsole")),
-        source_ip: loose_string(record, "sourceIPAddress"),
-        user_agent: loose_string(record, "userAgent"),
+        arn: identity.arn,
+        identity_type: identity.identity_type,
+        account: identity.account_id,
+        invoked_by: identity.invoked_by,
+        principal_id: identity.principal_id,
+        session_issuer_arn: identity.session_context.0.session_issuer.0.arn,
+        from_console: fields.from_console || identity.session_credential_from_console,
+        source_ip: fields.source_ip,
+        user_agent: fields.user_agent,
     }
 }
 
@@ -742,6 +806,35 @@ mod tests {
             "eventID": "e1",
             "recipientAccountId": "111122223333"
         })
+    }
+
+    #[test]
+    fn the_caller_is_read_leniently() {
+        let mut v = create_grant();
+        v["userIdentity"] = json!({
+            "type": "AssumedRole", "arn": 42, "accountId": ["x"], "principalId": "AROAEXAMPLE:s",
+            "sessionContext": {"sessionIssuer": {"arn": "arn:aws:iam::111122223333:role/Admin", "type": "Role"},
+                               "attributes": {"creationDate": "2026-11-28T09:00:00Z"}},
+            "sessionCredentialFromConsole": "TRUE", "somethingNew": {"a": 1}
+        });
+        v["userAgent"] = json!({"not": "a string"});
+        let c = grant(v.clone()).caller;
+        assert_eq!(c.identity_type.as_deref(), Some("AssumedRole"));
+        assert_eq!((c.arn, c.account, c.user_agent), (None, None, None));
+        assert_eq!(c.principal_id.as_deref(), Some("AROAEXAMPLE:s"));
+        assert_eq!(
+            c.session_issuer_arn.as_deref(),
+            Some("arn:aws:iam::111122223333:role/Admin")
+        );
+        assert!(c.from_console);
+        assert_eq!(c.source_ip.as_deref(), Some("198.51.100.7"));
+        // A session context of another shape, or no userIdentity at all: an
+        // unknown caller, never a failed record.
+        v["userIdentity"]["sessionContext"] = json!("opaque");
+        assert_eq!(grant(v.clone()).caller.session_issuer_arn, None);
+        v["userIdentity"] = json!(null);
+        let c = grant(v).caller;
+        assert_eq!((c.identity_type, c.from_console), (None, false));
     }
 
     #[test]
