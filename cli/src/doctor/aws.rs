@@ -17,11 +17,17 @@ use time::{Date, OffsetDateTime};
 
 pub struct SdkCloud {
     config: SdkConfig,
+    events: aws_sdk_eventbridge::Client,
+    sns: aws_sdk_sns::Client,
 }
 
 impl SdkCloud {
     pub fn new(config: SdkConfig) -> Self {
-        SdkCloud { config }
+        SdkCloud {
+            events: aws_sdk_eventbridge::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
+            config,
+        }
     }
 
     fn cloudtrail(&self, region: &str) -> aws_sdk_cloudtrail::Client {
@@ -112,7 +118,7 @@ impl Cloud for SdkCloud {
     }
 
     async fn rule(&self, rule_arn: &str) -> Result<RuleFacts, PortError> {
-        let client = aws_sdk_eventbridge::Client::new(&self.config);
+        let client = &self.events;
         // arn:aws:events:REGION:ACCOUNT:rule/[BUS/]NAME
         let path = rule_arn
             .split_once(":rule/")
@@ -157,7 +163,7 @@ impl Cloud for SdkCloud {
     }
 
     async fn subscriptions(&self, topic_arn: &str) -> Result<Vec<SubscriptionFacts>, PortError> {
-        let client = aws_sdk_sns::Client::new(&self.config);
+        let client = &self.sns;
         let mut subscriptions = Vec::new();
         let mut token = None;
         loop {
@@ -299,4 +305,137 @@ fn selectors_of(
             })
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    //! Paging, which moto never does: every page is read, and a pending
+    //! subscription or the watcher's target on a later page still counts.
+    use super::*;
+    use aws_sdk_eventbridge::operation::describe_rule::DescribeRuleOutput;
+    use aws_sdk_eventbridge::operation::list_targets_by_rule::ListTargetsByRuleOutput;
+    use aws_sdk_eventbridge::types::{RuleState, Target};
+    use aws_sdk_sns::operation::list_subscriptions_by_topic::ListSubscriptionsByTopicOutput;
+    use aws_sdk_sns::types::Subscription;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    const TOPIC: &str = "arn:aws:sns:us-east-1:111122223333:alerts";
+    const WATCHER: &str = "arn:aws:lambda:us-east-1:111122223333:function:watcher";
+
+    fn offline_config() -> SdkConfig {
+        SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build()
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(future),
+            Err(e) => panic!("runtime: {e}"),
+        }
+    }
+
+    fn subscription(arn: &str, endpoint: &str) -> Subscription {
+        Subscription::builder()
+            .subscription_arn(arn)
+            .protocol("email")
+            .endpoint(endpoint)
+            .topic_arn(TOPIC)
+            .build()
+    }
+
+    #[test]
+    fn subscriptions_are_read_across_pages_and_a_pending_one_is_unconfirmed() {
+        let first = mock!(aws_sdk_sns::Client::list_subscriptions_by_topic)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(|| {
+                ListSubscriptionsByTopicOutput::builder()
+                    .subscriptions(subscription(&format!("{TOPIC}:0a1b"), "a@example.com"))
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_sns::Client::list_subscriptions_by_topic)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .then_output(|| {
+                ListSubscriptionsByTopicOutput::builder()
+                    .subscriptions(subscription("PendingConfirmation", "b@example.com"))
+                    .build()
+            });
+        let mut cloud = SdkCloud::new(offline_config());
+        cloud.sns = mock_client!(aws_sdk_sns, RuleMode::MatchAny, [&first, &second]);
+        let found = block_on(cloud.subscriptions(TOPIC)).unwrap_or_else(|e| panic!("{e}"));
+        let seen: Vec<(&str, bool)> = found
+            .iter()
+            .map(|s| (s.endpoint.as_str(), s.confirmed))
+            .collect();
+        assert_eq!(seen, [("a@example.com", true), ("b@example.com", false)]);
+        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+    }
+
+    #[test]
+    fn a_rules_targets_are_read_across_pages_on_its_bus() {
+        let described = mock!(aws_sdk_eventbridge::Client::describe_rule)
+            .match_requests(|r| {
+                r.name() == Some("grant-events") && r.event_bus_name() == Some("org-bus")
+            })
+            .then_output(|| {
+                DescribeRuleOutput::builder()
+                    .name("grant-events")
+                    .state(RuleState::Enabled)
+                    .build()
+            });
+        let target = |id: &str, arn: &str| Target::builder().id(id).arn(arn).build();
+        let first = mock!(aws_sdk_eventbridge::Client::list_targets_by_rule)
+            .match_requests(|r| r.next_token().is_none())
+            .then_output(move || {
+                ListTargetsByRuleOutput::builder()
+                    .set_targets(
+                        target("tap", "arn:aws:sqs:us-east-1:111122223333:tap")
+                            .ok()
+                            .map(|t| vec![t]),
+                    )
+                    .next_token("page-2")
+                    .build()
+            });
+        let second = mock!(aws_sdk_eventbridge::Client::list_targets_by_rule)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .then_output(move || {
+                ListTargetsByRuleOutput::builder()
+                    .set_targets(target("grant-watcher", WATCHER).ok().map(|t| vec![t]))
+                    .build()
+            });
+        let mut cloud = SdkCloud::new(offline_config());
+        cloud.events = mock_client!(
+            aws_sdk_eventbridge,
+            RuleMode::MatchAny,
+            [&described, &first, &second]
+        );
+        let rule =
+            block_on(cloud.rule("arn:aws:events:us-east-1:111122223333:rule/org-bus/grant-events"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            rule,
+            RuleFacts {
+                name: "grant-events".into(),
+                enabled: true,
+                target_arns: vec![
+                    "arn:aws:sqs:us-east-1:111122223333:tap".into(),
+                    WATCHER.into()
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn a_report_folder_gives_its_date() {
+        assert_eq!(
+            report_date("reports/2026-11-23/report.json").ok(),
+            Some(time::macros::date!(2026 - 11 - 23))
+        );
+        assert!(report_date("elsewhere/report.json").is_err());
+    }
 }
