@@ -306,3 +306,97 @@ fn edit_nth(v: &mut Value, n: usize, edit: &mut dyn FnMut(&mut Value, Key)) {
         skip -= size;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn always_fails(_: &[u8]) {
+        panic!("engine self-test: this target always fails");
+    }
+
+    #[test]
+    fn a_failing_input_is_saved_and_stops_the_run() {
+        let target = Target {
+            name: "engine-self-test",
+            corpus: "none",
+            run: always_fails,
+        };
+        let stats = run(&target, &[b"{}".to_vec()], Budget::Iterations(50), 1);
+        let saved = stats.crash.expect("the failure is reported");
+        let bytes = std::fs::read(&saved).expect("the input is saved");
+        std::fs::remove_dir_all(target.crash_dir()).expect("clean up");
+        assert_eq!(stats.executions, 1, "the run stops at the first failure");
+        assert_eq!(
+            saved.file_name().and_then(|n| n.to_str()),
+            Some(format!("crash-{}", content_name(&bytes)).as_str())
+        );
+    }
+
+    #[test]
+    fn the_same_seed_makes_the_same_inputs() {
+        let seeds = vec![
+            br#"{"a":[1,{"b":"c"}],"d":null}"#.to_vec(),
+            b"plain".to_vec(),
+        ];
+        let inputs = |seed| {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..50)
+                .map(|_| mutate(&mut rng, &seeds))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(inputs(3), inputs(3));
+        assert_ne!(inputs(3), inputs(4));
+    }
+
+    #[test]
+    fn json_mutations_replace_remove_or_swap_one_value() {
+        let seed = br#"{"a":[1,{"b":"c"}],"d":null,"e":"f"}"#;
+        let original: Value = serde_json::from_slice(seed).unwrap();
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut changed = 0;
+        for _ in 0..200 {
+            let out = mutate_json(&mut rng, seed).expect("JSON in, JSON out");
+            let doc: Value = match serde_json::from_slice(&out) {
+                Ok(doc) => doc,
+                // Nesting deeper than serde_json reads (on purpose: the
+                // parsers must refuse it cleanly).
+                Err(e) if e.to_string().contains("recursion limit") => {
+                    changed += 1;
+                    continue;
+                }
+                Err(e) => panic!("the output is not JSON: {e}"),
+            };
+            assert!(doc.is_object(), "the root is kept: {doc}");
+            changed += usize::from(doc != original);
+        }
+        assert!(
+            changed > 150,
+            "only {changed} of 200 mutations changed the document"
+        );
+        assert_eq!(mutate_json(&mut rng, b"not json"), None);
+    }
+
+    #[test]
+    fn nodes_are_numbered_in_document_order() {
+        let doc = serde_json::json!({"a": [1, {"b": "c"}], "d": null});
+        assert_eq!(count_nodes(&doc), 6);
+        let nodes: Vec<Value> = (0..6).filter_map(|n| nth_node(&doc, n).cloned()).collect();
+        assert_eq!(nodes[1], serde_json::json!([1, {"b": "c"}]));
+        assert_eq!(nodes[3], serde_json::json!({"b": "c"}));
+        assert_eq!(nodes[4], serde_json::json!("c"));
+        assert_eq!(nodes[5], Value::Null);
+        for n in 1..6 {
+            let mut edited = doc.clone();
+            edit_nth(&mut edited, n, &mut |parent, key| match key {
+                Key::Field(name) => parent[name.as_str()] = serde_json::json!("X"),
+                Key::Index(i) => parent[i] = serde_json::json!("X"),
+            });
+            assert_eq!(
+                nth_node(&edited, n),
+                Some(&serde_json::json!("X")),
+                "node {n}"
+            );
+        }
+    }
+}

@@ -122,3 +122,43 @@ pub fn glob_regex(pattern: &str) -> String {
     out.push_str(")$");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oracle_means_what_the_glob_means() {
+        assert_eq!(glob_regex("a*b?.("), r"^(?s:a.*b.\.\()$");
+        let matches =
+            |p: &str, t: &str| regex_lite::Regex::new(&glob_regex(p)).unwrap().is_match(t);
+        assert!(matches(
+            "arn:aws:iam::*:role/etl-*",
+            "arn:aws:iam::1:role/etl-x"
+        ));
+        assert!(matches("a*", "a*b"));
+        assert!(matches("?", "日"));
+        assert!(matches("a*", "a\nb"));
+        assert!(!matches("a?", "a"));
+        assert!(!matches("a", "ba"), "anchored at the start");
+        assert!(!matches("a", "ab"), "anchored at the end");
+        assert!(!matches("a.c", "abc"), "regex syntax is literal");
+    }
+
+    #[test]
+    fn every_sample_event_is_a_grant_event() {
+        assert_eq!(sample_events().len(), SAMPLE_EVENTS.len());
+        let critical = sample_events()
+            .iter()
+            .map(|e| judge_event(e, None, &Policy::new(TODAY)))
+            .filter(|v| v.findings.iter().any(|f| f.severity >= Severity::Critical))
+            .count();
+        assert!(critical >= 1, "no sample event has a critical finding");
+    }
+
+    #[test]
+    fn a_rule_silencing_a_critical_finding_needs_allow_critical() {
+        // The property the rules target checks, on a rules file that tries it.
+        rules(b"[[rule]]\nid = \"all\"\nreason = \"r\"\naccount = \"*\"\n");
+    }
+}
