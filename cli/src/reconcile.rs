@@ -110,7 +110,14 @@ fn reconcile(
         sources.push(Box::new(listed.map_err(|e| format!("{uri}: {e}"))?));
     }
     let seen = LedgerEvents::new(aws_sdk_dynamodb::Client::new(&config), &table);
-    let mut run = Reconcile::new(&seen, deps.as_ref(), runtime.handle().clone(), "reconcile");
+    // Owns the replays' leases: unique per run, so two runs at once never
+    // both hold one.
+    let owner = format!(
+        "reconcile-{}-{}",
+        std::process::id(),
+        time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000
+    );
+    let mut run = Reconcile::new(&seen, deps.as_ref(), runtime.handle().clone(), owner);
     let mut print = |line: ReconcileLine| match line {
         ReconcileLine::Missed(what) => println!("missed: {what}"),
         ReconcileLine::Replayed(what) => println!("replayed: {what}"),

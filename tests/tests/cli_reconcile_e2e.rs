@@ -10,11 +10,13 @@
 
 mod replay_support;
 
+use grantwatch_e2e::runtime_api::{function_binary, Function, FunctionConfig};
 use grantwatch_e2e::watcher_world::*;
 use replay_support::grantwatch;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const RETIRE_EVENT_ID: &str = "e0000000-0000-4000-8000-00000000r001";
 const LOG_KEY: &str = "AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/05/123456789012_CloudTrail_us-east-1_20261105T0110Z_reconcile.json.gz";
@@ -186,4 +188,115 @@ async fn a_corrupt_log_file_is_reported_and_the_good_ones_still_reconciled() {
     assert_eq!(no_table.code, Some(2), "{no_table}");
     assert!(no_table.stderr.contains("--ledger-table"), "{no_table}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The report function's environment for the daily reconcile: the
+/// watcher's settings it shares (as the template passes them), a report
+/// bucket, and `extra`.
+async fn report_config(world: &World, extra: &[(&str, &str)]) -> FunctionConfig {
+    let s3 = world.moto.s3().await;
+    s3.create_bucket()
+        .bucket("h3-reports")
+        .send()
+        .await
+        .unwrap();
+    let mut config = FunctionConfig::new("grant-report")
+        .envs(world.moto.lambda_env())
+        .env("REPORT_BUCKET", "h3-reports")
+        .env("AWS_LAMBDA_LOG_LEVEL", "INFO")
+        .timeout(Duration::from_secs(120));
+    for name in [
+        "LEDGER_TABLE",
+        "ALERT_TOPIC_ARN",
+        "SLACK_WEBHOOK_SECRET_ARN",
+    ] {
+        config = config.env(name, world.env[name].clone());
+    }
+    for (name, value) in extra {
+        config = config.env(name, *value);
+    }
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_functions_daily_reconcile_replays_the_missed_retire_grant_once() {
+    let world = World::new(&[]).await;
+    let watcher = world.function().await;
+    let created = fixture("lambda-create-grant");
+    watcher.invoke(created.clone()).await.unwrap();
+    // Today's log file: the daily mode reads the last N hours.
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = now
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let mut retired = fixture("manual-retire-grant");
+    retired["detail"]["eventTime"] = stamp.clone().into();
+    retired["time"] = stamp.into();
+    let key = format!(
+        "o-h3/AWSLogs/123456789012/CloudTrail/us-east-1/{:04}/{:02}/{:02}/123456789012_CloudTrail_us-east-1_reconcile.json.gz",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    );
+    let s3 = world.moto.s3().await;
+    s3.create_bucket().bucket("org-trail").send().await.unwrap();
+    s3.put_object()
+        .bucket("org-trail")
+        .key(&key)
+        .body(log_file(&[retired]).into())
+        .send()
+        .await
+        .unwrap();
+
+    let report = Function::start(
+        &function_binary("grant-report"),
+        report_config(
+            &world,
+            &[
+                ("TRAIL_BUCKET", "org-trail"),
+                ("TRAIL_PREFIX", "o-h3/AWSLogs/"),
+            ],
+        )
+        .await,
+    )
+    .await
+    .unwrap();
+    let input = json!({"mode": "reconcile", "hours": 2});
+    let first = report.invoke(input.clone()).await.unwrap();
+    assert_eq!(first["missed"], 1, "{first}");
+    assert_eq!(first["replayed"], 1, "{first}");
+    assert_eq!(first["failed"], 0, "{first}");
+    let messages = world.inbox.receive().await;
+    assert_eq!(messages.len(), 1);
+    assert!(attribute(&messages[0], "finding_codes").contains("service-grant-removed"));
+    assert!(messages[0].message.contains(FUNCTION_ARN));
+    assert_eq!(world.slack.accepted().len(), 1);
+
+    let second = report.invoke(input).await.unwrap();
+    assert_eq!(second["events"], 1, "{second}");
+    assert_eq!(second["seen"], 1, "{second}");
+    assert_eq!(second["missed"], 0, "{second}");
+    assert!(world.inbox.receive().await.is_empty());
+    assert_eq!(world.slack.accepted().len(), 1);
+
+    // Without TRAIL_BUCKET the reconcile mode is a failed invocation.
+    let unconfigured = Function::start(
+        &function_binary("grant-report"),
+        report_config(&world, &[]).await,
+    )
+    .await
+    .unwrap();
+    let failed = unconfigured
+        .invoke(json!({"mode": "reconcile"}))
+        .await
+        .unwrap_err();
+    assert_eq!(failed.error_type, "InvalidConfiguration", "{failed}");
+    assert!(failed.error_message.contains("TRAIL_BUCKET"), "{failed}");
+    let wrong = unconfigured
+        .invoke(json!({"mode": "reconcil"}))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.error_type, "InvalidInput", "{wrong}");
 }

@@ -46,7 +46,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             Ok(reconcile::Mode::Report) => handler::handle(event, deps).await.map(|outcome| {
                 serde_json::to_value(outcome).unwrap_or_else(|e| Value::String(e.to_string()))
             }),
-            Ok(reconcile::Mode::Reconcile { hours }) => reconcile::handle(hours).await,
+            Ok(reconcile::Mode::Reconcile { hours }) => {
+                reconcile::handle(hours, &event.context.request_id).await
+            }
             Err(problem) => {
                 tracing::error!(%problem, "invalid scheduler input");
                 Err(lambda_runtime::Diagnostic {

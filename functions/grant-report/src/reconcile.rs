@@ -179,8 +179,9 @@ fn diagnostic(error_type: &str, message: impl Into<String>) -> Diagnostic {
     }
 }
 
-/// One reconcile invocation.
-pub(crate) async fn handle(hours: u32) -> Result<Value, Diagnostic> {
+/// One reconcile invocation; `request_id` (the invocation's) names the
+/// replays' leases, so two runs at once never both hold one.
+pub(crate) async fn handle(hours: u32, request_id: &str) -> Result<Value, Diagnostic> {
     let deps = deps().await.map_err(|e| {
         tracing::error!(setting = e.name, problem = %e.problem, "invalid reconcile configuration");
         diagnostic("InvalidConfiguration", e.to_string())
@@ -195,8 +196,9 @@ pub(crate) async fn handle(hours: u32) -> Result<Value, Diagnostic> {
             diagnostic("TrailUnreadable", format!("{uri}: {e}"))
         })?;
     // The reader's threads and the replays block on the runtime: off its workers.
+    let owner = format!("reconcile-{request_id}");
     let run = tokio::task::spawn_blocking(move || {
-        let mut run = Reconcile::new(&deps.seen, Some(&deps.watch), handle, "reconcile");
+        let mut run = Reconcile::new(&deps.seen, Some(&deps.watch), handle, owner);
         let result = run.run(&logs, &options, &mut |line| match line {
             ReconcileLine::Replayed(what) => tracing::info!(%what, "replayed a missed event"),
             ReconcileLine::Missed(what) => tracing::info!(%what, "missed"),
@@ -315,7 +317,7 @@ mod tests {
         if std::env::var_os("TRAIL_BUCKET").is_some() {
             return;
         }
-        let failed = handle(24).await.unwrap_err();
+        let failed = handle(24, "test").await.unwrap_err();
         assert_eq!(failed.error_type, "InvalidConfiguration");
         assert!(failed.error_message.contains("TRAIL_BUCKET"));
     }

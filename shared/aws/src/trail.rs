@@ -343,7 +343,8 @@ pub struct Reconcile<'a, S, L, C> {
     pub deps: Option<&'a WatchDeps<L, C>>,
     pub handle: tokio::runtime::Handle,
     /// Names each replay's invocation (`<request_prefix>-<event id>`), the
-    /// owner of the leases it takes.
+    /// owner of the leases it takes: unique per run (two runs at once with
+    /// one owner could both send).
     pub request_prefix: String,
     pub totals: ReconcileTotals,
     /// Event ids met in this run (a file read twice, a copied file).
