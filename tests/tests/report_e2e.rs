@@ -82,6 +82,15 @@ impl World {
         out.body.collect().await.unwrap().into_bytes().to_vec()
     }
 
+    /// A variable of the environment the template gives the function.
+    fn config_env(&self, name: &str) -> String {
+        self.config
+            .env
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not in the report's environment"))
+    }
+
     async fn report(&self, date: &str) -> Value {
         serde_json::from_slice(&self.object(&format!("reports/{date}/report.json")).await).unwrap()
     }
@@ -431,4 +440,123 @@ async fn an_organization_report_covers_every_account_with_each_members_credentia
             .unwrap();
         assert_eq!(&key["account"], member);
     }
+}
+
+/// A previous report planted in the bucket (or changed after it was
+/// written) cannot hide a grant from the diff: the report records each
+/// stored file's SHA-256 in the ledger, finds the mismatch, says
+/// `pipeline-tampered` (critical) in the report and in the summary it
+/// sends, and diffs against no unverified report. An input naming an
+/// account outside the configured scope is refused before anything is read.
+#[tokio::test]
+async fn a_planted_previous_report_is_caught() {
+    let world = World::new().await;
+    let kms = world.moto.kms().await;
+    let (_, key_arn, grant_ids) = key_with_grants(&kms, "alias/payments", ACCOUNT).await;
+    let function = world.function().await;
+
+    // Refused: nothing read, nothing stored, nothing sent.
+    let refused = function
+        .invoke(json!({"accounts": ["999999999999"]}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.error_type, "ScopeRefused", "{refused}");
+    assert!(refused.error_message.contains("999999999999"));
+    let listed = world
+        .moto
+        .s3()
+        .await
+        .list_objects_v2()
+        .bucket(&world.bucket)
+        .prefix("reports/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing stored");
+
+    let first = function
+        .invoke(json!({}))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", function.all_output()));
+    let date = first["generated_at"].as_str().unwrap()[..10].to_string();
+    let location = format!("reports/{date}/report.json");
+    let stored = world.object(&location).await;
+
+    // The ledger holds the deployment time and each stored file's hash.
+    let table = world.config_env("LEDGER_TABLE");
+    let dynamodb = world.moto.dynamodb().await;
+    let item = |pk: &str, sk: &str| {
+        dynamodb
+            .get_item()
+            .table_name(&table)
+            .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.into()))
+            .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk.into()))
+            .send()
+    };
+    let recorded = item("REPORT", &location).await.unwrap().item.unwrap();
+    let sha = grantwatch_core::app::report::sha256_hex(&stored);
+    assert_eq!(recorded["sha256"].as_s().unwrap(), &sha);
+    assert!(item("STACK", "DEPLOYED").await.unwrap().item.is_some());
+
+    // Someone rewrites last week's report so the manual grant looks old:
+    // without the hash check the diff would not call it new.
+    let mut planted: Value = serde_json::from_slice(&stored).unwrap();
+    planted["generated_at"] = json!(format!("{date}T00:00:00Z"));
+    world
+        .moto
+        .s3()
+        .await
+        .put_object()
+        .bucket(&world.bucket)
+        .key(&location)
+        .body(serde_json::to_vec(&planted).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let second = function
+        .invoke(json!({}))
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}\n{}", function.all_output()));
+    let report = world
+        .report(&second["generated_at"].as_str().unwrap()[..10])
+        .await;
+    assert_eq!(report_support::validate(&report), Vec::<String>::new());
+    let finding = &report["integrity"]["findings"][0];
+    assert_eq!(
+        finding["code"], "pipeline-tampered",
+        "{}",
+        report["integrity"]
+    );
+    assert_eq!(finding["severity"], "critical");
+    assert!(finding["message"].as_str().unwrap().contains(&location));
+    assert!(
+        report["integrity"]["previous"].is_null(),
+        "no verified report to diff against"
+    );
+    assert!(report["diff"].is_null());
+    assert_eq!(report["summary"]["pipeline_tampered"], 1);
+    assert_eq!(grants_of(&report, &key_arn).len(), grant_ids.len());
+
+    // Alerted: the e-mail's subject and body, and Slack.
+    let deliveries = world.inbox.receive().await;
+    let email = deliveries
+        .iter()
+        .find(|d| {
+            d.subject
+                .as_deref()
+                .is_some_and(|s| s.contains("PIPELINE TAMPERED"))
+        })
+        .unwrap_or_else(|| panic!("no tamper e-mail in {deliveries:?}"));
+    assert!(email.message.contains("pipeline-tampered"));
+    assert_eq!(
+        email.attributes.get("severity").map(String::as_str),
+        Some("critical")
+    );
+    assert!(world
+        .slack
+        .accepted()
+        .iter()
+        .any(|p| p.to_string().contains("Pipeline tampered")));
 }

@@ -13,9 +13,10 @@ use grantwatch_core::ports::inventory::fake::{
     FakeDirectory, FakeInventory, FakeRegion, MemoryStore,
 };
 use grantwatch_core::ports::inventory::{
-    AccountRegion, AccountSelection, AliasEntry, KeyDescription, KeyManager, ListedGrant,
-    NoProvenance, ReadError,
+    AccountRegion, AccountSelection, AliasEntry, KeyDescription, KeyManager, LedgerProvenance,
+    ListedGrant, NoProvenance, Provenance, ReadError,
 };
+use grantwatch_core::ports::ledger::{MemoryLedger, StackLedger};
 use grantwatch_core::report::Report;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -138,6 +139,16 @@ fn grants_created() -> usize {
 
 /// Two weekly runs into one store; the second report's files.
 async fn two_runs(store: &MemoryStore) -> Report {
+    two_runs_with(store, &NoProvenance, |_| {}).await
+}
+
+/// Two weekly runs with `provenance` as the ledger; `between` runs between
+/// them.
+async fn two_runs_with(
+    store: &MemoryStore,
+    provenance: &impl Provenance,
+    between: impl Fn(&MemoryStore),
+) -> Report {
     let policy = Policy::new(time::macros::date!(2026 - 11 - 28));
     let options = ReportOptions::default();
     let dir = FakeDirectory {
@@ -152,9 +163,12 @@ async fn two_runs(store: &MemoryStore) -> Report {
         (inventory(false), "2026-11-21T06:00:00Z"),
         (inventory(true), "2026-11-28T06:00:00Z"),
     ] {
+        if at.starts_with("2026-11-28") {
+            between(store);
+        }
         let deps = ReportDeps {
             inventory: &inv,
-            provenance: &NoProvenance,
+            provenance,
             store,
             directory: &dir,
             policy: &policy,
@@ -186,6 +200,37 @@ async fn report_json_matches_its_schema() {
     assert_eq!(json["coverage"]["gaps"][0]["reason"], "access-denied");
     assert_eq!(report.diff.as_ref().unwrap().new_grants.len(), 1);
     assert_eq!(report.trend.len(), 2);
+}
+
+#[tokio::test]
+async fn report_json_with_a_ledger_and_a_planted_report_matches_its_schema() {
+    let store = MemoryStore::default();
+    let ledger = MemoryLedger::new();
+    // Deployed 2026-11-01: the grants of 2026-11-05 the ledger never
+    // recorded are unseen by the watcher.
+    ledger.record_deployed(1_793_491_200_000).await.unwrap();
+    let report = two_runs_with(&store, &LedgerProvenance(&ledger), |store| {
+        let copy = store.get("reports/2026-11-21/report.json").unwrap();
+        store
+            .files
+            .lock()
+            .unwrap()
+            .insert("reports/2026-11-27/report.json".into(), copy);
+    })
+    .await;
+    let json: Value =
+        serde_json::from_slice(&store.get("reports/2026-11-28/report.json").unwrap()).unwrap();
+    assert_eq!(report_support::validate(&json), Vec::<String>::new());
+    assert_eq!(
+        json["integrity"]["findings"][0]["code"],
+        "pipeline-tampered"
+    );
+    assert_eq!(
+        json["integrity"]["previous"],
+        "reports/2026-11-21/report.json"
+    );
+    assert!(report.reconciliation.as_ref().unwrap().unseen_by_watcher > 0);
+    assert_eq!(json["summary"]["pipeline_tampered"], 1);
 }
 
 #[test]

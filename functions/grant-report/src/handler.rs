@@ -161,6 +161,12 @@ pub(crate) async fn handle(
     let channels: Vec<&Channel> = deps.channels.iter().collect();
     match run_report(&request, &report_deps, &channels, &generated_at).await {
         Ok(outcome) => {
+            if outcome.pipeline_tampered > 0 {
+                tracing::error!(
+                    pipeline_tampered = outcome.pipeline_tampered,
+                    "stored reports were changed or planted: pipeline-tampered (see the report)"
+                );
+            }
             tracing::info!(
                 generated_at = %outcome.generated_at,
                 partial = outcome.partial,
@@ -168,6 +174,9 @@ pub(crate) async fn handle(
                 grants = outcome.grants,
                 risky = outcome.risky,
                 coverage_gaps = outcome.coverage_gaps,
+                pipeline_tampered = outcome.pipeline_tampered,
+                unseen_by_watcher = outcome.unseen_by_watcher,
+                silent_account_regions = outcome.silent_account_regions,
                 delivered = %outcome.delivered.join(","),
                 "report delivered"
             );

@@ -224,6 +224,11 @@ pub struct ReportOutcome {
     pub grants: usize,
     pub risky: usize,
     pub coverage_gaps: usize,
+    /// `pipeline-tampered` findings: stored reports changed or planted.
+    pub pipeline_tampered: usize,
+    /// Grants carrying `unseen-by-watcher`.
+    pub unseen_by_watcher: usize,
+    pub silent_account_regions: usize,
     /// Where each file went.
     pub locations: Vec<String>,
     /// The reviewer's link to report.html.
@@ -519,6 +524,12 @@ where
         grants: report.summary.grants,
         risky: report.summary.risky,
         coverage_gaps: report.summary.coverage_gaps,
+        pipeline_tampered: report.summary.pipeline_tampered,
+        unseen_by_watcher: report
+            .reconciliation
+            .as_ref()
+            .map_or(0, |r| r.unseen_by_watcher),
+        silent_account_regions: report.summary.silent_account_regions,
         locations,
         link,
         delivered,
