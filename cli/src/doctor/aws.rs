@@ -2,8 +2,8 @@
 //! SNS, SQS, CloudWatch and the report store.
 
 use super::checks::{
-    AdvancedSelector, BasicSelector, Cloud, FieldSelector, FunctionMetric, RuleFacts, Selectors,
-    StackFacts, SubscriptionFacts, TrailFacts,
+    rule_location, AdvancedSelector, BasicSelector, Cloud, FieldSelector, FunctionMetric,
+    RuleFacts, RuleLocation, Selectors, StackFacts, SubscriptionFacts, TrailFacts,
 };
 use aws_config::{Region, SdkConfig};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
@@ -119,15 +119,8 @@ impl Cloud for SdkCloud {
 
     async fn rule(&self, rule_arn: &str) -> Result<RuleFacts, PortError> {
         let client = &self.events;
-        // arn:aws:events:REGION:ACCOUNT:rule/[BUS/]NAME
-        let path = rule_arn
-            .split_once(":rule/")
-            .map(|(_, path)| path)
+        let RuleLocation { bus, name } = rule_location(rule_arn)
             .ok_or_else(|| PortError::Permanent(format!("{rule_arn:?} is not a rule ARN")))?;
-        let (bus, name) = match path.split_once('/') {
-            Some((bus, name)) => (Some(bus), name),
-            None => (None, path),
-        };
         let described = client
             .describe_rule()
             .name(name)
@@ -311,6 +304,7 @@ fn selectors_of(
 mod tests {
     //! Paging, which moto never does: every page is read, and a pending
     //! subscription or the watcher's target on a later page still counts.
+    use super::super::checks::block_on;
     use super::*;
     use aws_sdk_eventbridge::operation::describe_rule::DescribeRuleOutput;
     use aws_sdk_eventbridge::operation::list_targets_by_rule::ListTargetsByRuleOutput;
@@ -327,16 +321,6 @@ mod tests {
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
             .build()
-    }
-
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
-        match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime.block_on(future),
-            Err(e) => panic!("runtime: {e}"),
-        }
     }
 
     fn subscription(arn: &str, endpoint: &str) -> Subscription {

@@ -437,13 +437,33 @@ async fn rule<C: Cloud>(cloud: &C, plan: &Plan, check: &'static str, output: &st
 
 /// ` --event-bus-name BUS` for a rule on a bus other than the default.
 fn bus_flag(rule_arn: &str) -> String {
-    match rule_arn
-        .split_once(":rule/")
-        .and_then(|(_, rest)| rest.split_once('/'))
-    {
-        Some((bus, _)) => format!(" --event-bus-name {bus}"),
-        None => String::new(),
+    match rule_location(rule_arn) {
+        Some(RuleLocation { bus: Some(bus), .. }) => format!(" --event-bus-name {bus}"),
+        _ => String::new(),
     }
+}
+
+/// Where a rule lives, from its ARN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleLocation<'a> {
+    /// `None`: the default bus.
+    pub bus: Option<&'a str>,
+    pub name: &'a str,
+}
+
+/// `arn:aws:events:REGION:ACCOUNT:rule/[BUS/]NAME`.
+pub fn rule_location(rule_arn: &str) -> Option<RuleLocation<'_>> {
+    let (_, path) = rule_arn.split_once(":rule/")?;
+    Some(match path.split_once('/') {
+        Some((bus, name)) => RuleLocation {
+            bus: Some(bus),
+            name,
+        },
+        None => RuleLocation {
+            bus: None,
+            name: path,
+        },
+    })
 }
 
 async fn topic<C: Cloud>(cloud: &C, plan: &Plan, check: &'static str, output: &str) -> Finding {
@@ -639,6 +659,18 @@ async fn report<C: Cloud>(cloud: &C, plan: &Plan) -> Finding {
             _ => Finding::fail(CHECK, bucket, "no report in the bucket", run_now),
         },
         Err(e) => Finding::error(CHECK, bucket, format!("cannot list the reports: {e}")),
+    }
+}
+
+/// Run a test's future to its end (the doubles and mocks never wait).
+#[cfg(test)]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(future),
+        Err(e) => panic!("runtime: {e}"),
     }
 }
 

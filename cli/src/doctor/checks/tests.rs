@@ -169,14 +169,6 @@ fn run(double: &Double, plan: &Plan) -> Vec<Finding> {
     block_on(examine(double, plan))
 }
 
-/// The double never waits: a current-thread runtime is enough.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    match tokio::runtime::Builder::new_current_thread().build() {
-        Ok(runtime) => runtime.block_on(future),
-        Err(e) => panic!("runtime: {e}"),
-    }
-}
-
 fn only(findings: &[Finding], check: &str) -> Finding {
     let matching: Vec<&Finding> = findings.iter().filter(|f| f.check == check).collect();
     assert_eq!(matching.len(), 1, "{check}: {findings:#?}");
