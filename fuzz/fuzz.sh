@@ -112,7 +112,14 @@ else
   say "engine: the stable mutation engine (grantwatch-fuzz run): random mutation, NOT coverage-guided"
   names=$(awk '{print $1}' <<<"$TARGET_LINES" | tr '\n' ' ')
   # shellcheck disable=SC2086
-  "$CARGO" run -q --release -p grantwatch-fuzz -- run $names --seconds "$SECONDS_EACH" || true
+  # Optimised, but unwinding (the workspace's release profile aborts on a panic, which the engine must
+  # catch to save the input) and checked; its own target dir keeps target/release as it is.
+  CARGO_TARGET_DIR=$ROOT/target/fuzz-stable CARGO_PROFILE_RELEASE_PANIC=unwind CARGO_PROFILE_RELEASE_LTO=false \
+    CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+    CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
+    "$CARGO" run -q --release -p grantwatch-fuzz -- run $names --seconds "$SECONDS_EACH" || RUN_ERRORS=$?
+  # 1: a failing input (listed below); anything else: the engine did not run.
+  if [ "$RUN_ERRORS" = 1 ]; then RUN_ERRORS=0; fi
 fi
 
 new=$(comm -13 <(echo "$before") <(find fuzz/crashes -type f | sort))

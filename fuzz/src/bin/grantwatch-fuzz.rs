@@ -21,7 +21,8 @@ enum Command {
     /// Rewrite the corpora's seeds from tests/fixtures and the docs.
     Seed,
     /// Mutate each target's corpus and crashes for a while; inputs that fail
-    /// are saved under fuzz/crashes/<target>/.
+    /// are saved under fuzz/crashes/<target>/. Exit 1 when one did, 2 when
+    /// the run could not start.
     Run {
         /// Targets to run (all when none).
         targets: Vec<String>,
@@ -63,6 +64,10 @@ fn main() -> ExitCode {
 }
 
 fn run(names: &[String], seconds: u64, seed: Option<u64>) -> ExitCode {
+    if cfg!(panic = "abort") {
+        eprintln!("run: built with panic = \"abort\": a failing input would end the process unsaved; build with panic = \"unwind\"");
+        return ExitCode::from(2);
+    }
     let mut chosen: Vec<&Target> = Vec::new();
     for name in names {
         match grantwatch_fuzz::target(name) {
@@ -91,7 +96,7 @@ fn run(names: &[String], seconds: u64, seed: Option<u64>) -> ExitCode {
                 .collect::<Vec<_>>(),
             (Err(e), _) | (_, Err(e)) => {
                 eprintln!("run: {}: cannot read its inputs: {e}", target.name);
-                return ExitCode::FAILURE;
+                return ExitCode::from(2);
             }
         };
         let deadline = Instant::now() + Duration::from_secs(seconds);
