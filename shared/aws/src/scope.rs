@@ -10,16 +10,26 @@
 //! `access-denied` in the report's coverage.
 
 use crate::inventory::{read_error, KmsClients};
+use aws_config::identity::IdentityCache;
+use aws_config::sts::AssumeRoleProvider;
 use aws_config::SdkConfig;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{future, ProvideCredentials, SharedCredentialsProvider};
+use aws_credential_types::Credentials;
 use aws_sdk_kms::config::retry::RetryConfig;
-use aws_sdk_kms::config::{Credentials, Region};
+use aws_sdk_kms::config::{Region, SharedIdentityCache};
+use aws_sdk_sts::operation::assume_role::AssumeRoleError;
+use aws_smithy_async::time::SharedTimeSource;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use grantwatch_core::ports::inventory::{AccountDirectory, AccountRegion, ReadError};
 use grantwatch_core::ports::PortError;
 use grantwatch_core::principal::partition_of_region;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::OnceCell;
 
 /// Default name of the read-only role in member accounts.
 pub const DEFAULT_MEMBER_ROLE: &str = "grantwatch-report-reader";
@@ -46,28 +56,22 @@ impl AccountDirectory for AwsDirectory {
     }
 
     async fn organization_accounts(&self) -> Result<Vec<String>, PortError> {
-        let mut accounts = Vec::new();
-        let mut token = None;
-        loop {
-            let out = self
-                .organizations
-                .list_accounts()
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| crate::sdk::classify("ListAccounts", &e))?;
-            accounts.extend(
-                out.accounts()
-                    .iter()
-                    .filter(|a| is_active(a))
-                    .filter_map(|a| a.id().map(str::to_string)),
-            );
-            match out.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
-                _ => break,
-            }
-        }
-        Ok(accounts)
+        // The SDK's paginator: one ListAccounts per page, no deadline to check
+        // between pages (an organization lists in a few calls).
+        let pages = self
+            .organizations
+            .list_accounts()
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|e| crate::sdk::classify("ListAccounts", &e))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.accounts())
+            .filter(|a| is_active(a))
+            .filter_map(|a| a.id().map(str::to_string))
+            .collect())
     }
 }
 
@@ -80,46 +84,71 @@ fn is_active(account: &aws_sdk_organizations::types::Account) -> bool {
 }
 
 /// KMS clients per account-region, assuming the member role where needed.
+///
+/// Each member account has its own [`AssumeRoleProvider`] and its own
+/// identity cache, shared by that account's regional clients: the SDK
+/// caches the credentials and assumes the role again
+/// [`REFRESH_BEFORE_EXPIRY`] before they lapse. Accounts never wait for
+/// each other; callers for the same account wait for its first AssumeRole.
 pub struct MemberKmsClients {
     base: SdkConfig,
-    sts: aws_sdk_sts::Client,
     home_account: String,
     role_name: String,
     external_id: Option<String>,
-    /// One cell per account: accounts are assumed in parallel, and the
-    /// callers of one account wait for its single AssumeRole.
-    credentials: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<Assumed>>>>>,
-    /// Clients with the expiry of the credentials baked in (none: home).
-    clients: std::sync::Mutex<HashMap<AccountRegion, (aws_sdk_kms::Client, Option<SystemTime>)>>,
+    members: std::sync::Mutex<HashMap<String, Arc<OnceCell<Member>>>>,
+    clients: std::sync::Mutex<HashMap<AccountRegion, aws_sdk_kms::Client>>,
 }
 
-/// What AssumeRole gave for an account (a refusal is remembered too).
-type Assumed = Result<Credentials, ReadError>;
+/// A member account's role (or the refusal to hand it out, remembered:
+/// every account-region there is access-denied).
+type Member = Result<MemberRole, ReadError>;
+
+#[derive(Clone)]
+struct MemberRole {
+    credentials: SharedCredentialsProvider,
+    cache: SharedIdentityCache,
+}
 
 /// Credentials this close to their expiry are assumed again (a warm
 /// container keeps them across invocations; a report call must not start
 /// with credentials about to lapse).
 pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
-
-fn fresh(expiry: Option<SystemTime>) -> bool {
-    expiry.is_none_or(|at| at > SystemTime::now() + REFRESH_BEFORE_EXPIRY)
-}
+/// How long assumed credentials last.
+pub const SESSION_LENGTH: Duration = Duration::from_secs(3600);
 
 impl MemberKmsClients {
+    /// `_sts` is unused: [`AssumeRoleProvider`] makes its STS client from
+    /// `base` (kept for the callers; [`MemberKmsClients::assuming`] is the same without it).
     pub fn new(
         base: SdkConfig,
-        sts: aws_sdk_sts::Client,
+        _sts: aws_sdk_sts::Client,
         home_account: impl Into<String>,
         role_name: impl Into<String>,
         external_id: Option<String>,
     ) -> Self {
+        Self::assuming(base, home_account, role_name, external_id)
+    }
+
+    pub fn assuming(
+        base: SdkConfig,
+        home_account: impl Into<String>,
+        role_name: impl Into<String>,
+        external_id: Option<String>,
+    ) -> Self {
+        // AssumeRoleProvider needs a time source; a loaded config has one.
+        let base = match base.time_source() {
+            Some(_) => base,
+            None => base
+                .into_builder()
+                .time_source(SharedTimeSource::default())
+                .build(),
+        };
         MemberKmsClients {
             base,
-            sts,
             home_account: home_account.into(),
             role_name: role_name.into(),
             external_id: external_id.filter(|x| !x.is_empty()),
-            credentials: std::sync::Mutex::new(HashMap::new()),
+            members: std::sync::Mutex::new(HashMap::new()),
             clients: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -133,65 +162,93 @@ impl MemberKmsClients {
         )
     }
 
-    /// The member role's credentials, assumed once per account and again
-    /// shortly before they expire (a refusal is remembered too: every
-    /// account-region there is access-denied). Only callers for the same
-    /// account wait for each other.
-    async fn member_credentials(&self, at: &AccountRegion) -> Result<Credentials, ReadError> {
+    /// The account's role, set up on first use. Its first credentials are
+    /// fetched here so that a refusal is known before any KMS call (and
+    /// remembered); they are handed to the SDK's cache, so this costs no
+    /// extra AssumeRole. Transient failures are not remembered.
+    async fn member(&self, at: &AccountRegion) -> Member {
         let cell = {
-            let Ok(mut cells) = self.credentials.lock() else {
+            let Ok(mut members) = self.members.lock() else {
                 return Err(ReadError::Failed(PortError::Permanent(
-                    "the credentials cache is poisoned".to_string(),
+                    "the member roles cache is poisoned".to_string(),
                 )));
             };
-            cells.entry(at.account.clone()).or_default().clone()
+            members.entry(at.account.clone()).or_default().clone()
         };
-        let mut cache = cell.lock().await;
-        match cache.as_ref() {
-            Some(Ok(known)) if fresh(known.expiry()) => return Ok(known.clone()),
-            Some(Err(refused)) => return Err(refused.clone()),
-            _ => {}
-        }
         let role_arn = self.role_arn(at);
-        let result = self
-            .sts
-            .assume_role()
-            .role_arn(&role_arn)
-            .role_session_name(SESSION_NAME)
-            .set_external_id(self.external_id.clone())
-            .duration_seconds(3600)
-            .send()
-            .await
-            .map_err(|e| match read_error("AssumeRole", &e) {
-                // Any refusal to hand out the role is access denied for the report.
-                ReadError::Failed(p) if !p.is_transient() => {
-                    ReadError::AccessDenied(format!("cannot assume {role_arn}: {p}"))
-                }
-                other => other,
-            })
-            .and_then(|out| {
-                let c = out.credentials().ok_or_else(|| {
-                    ReadError::AccessDenied(format!("AssumeRole {role_arn}: no credentials"))
-                })?;
-                let expiry = u64::try_from(c.expiration().secs())
-                    .ok()
-                    .map(|s| UNIX_EPOCH + Duration::from_secs(s));
-                Ok(Credentials::new(
-                    c.access_key_id(),
-                    c.secret_access_key(),
-                    Some(c.session_token().to_string()),
-                    expiry,
-                    "grantwatch-assume-role",
-                ))
-            });
-        // Transient failures are not remembered: the next call tries again.
-        if !matches!(
-            &result,
-            Err(ReadError::Failed(_)) | Err(ReadError::Throttled(_))
-        ) {
-            *cache = Some(result.clone());
+        cell.get_or_try_init(|| async {
+            let mut builder = AssumeRoleProvider::builder(role_arn.clone())
+                .session_name(SESSION_NAME)
+                .session_length(SESSION_LENGTH)
+                .configure(&self.base);
+            if let Some(external_id) = &self.external_id {
+                builder = builder.external_id(external_id);
+            }
+            let provider = builder.build().await;
+            match provider.provide_credentials().await {
+                Ok(first) => Ok(Ok(MemberRole {
+                    credentials: SharedCredentialsProvider::new(FirstThenAssume {
+                        first: std::sync::Mutex::new(Some(first)),
+                        role: provider,
+                    }),
+                    cache: IdentityCache::lazy()
+                        .buffer_time(REFRESH_BEFORE_EXPIRY)
+                        .build(),
+                })),
+                Err(e) => match assume_role_error(&role_arn, &e) {
+                    refused @ ReadError::AccessDenied(_) => Ok(Err(refused)),
+                    transient => Err(transient),
+                },
+            }
+        })
+        .await
+        .and_then(|member| member.clone())
+    }
+}
+
+/// The member role's provider: the credentials fetched when the account
+/// was first used, then AssumeRole whenever the SDK's cache asks again.
+#[derive(Debug)]
+struct FirstThenAssume {
+    first: std::sync::Mutex<Option<Credentials>>,
+    role: AssumeRoleProvider,
+}
+
+impl ProvideCredentials for FirstThenAssume {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        match self.first.lock().ok().and_then(|mut first| first.take()) {
+            Some(first) => future::ProvideCredentials::ready(Ok(first)),
+            None => self.role.provide_credentials(),
         }
-        result
+    }
+}
+
+/// Why AssumeRole gave no credentials: any refusal to hand out the role
+/// is access denied for the report; throttling and transient failures
+/// stay what they are (tried again on the next call).
+fn assume_role_error(role_arn: &str, error: &CredentialsError) -> ReadError {
+    let sts = std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<SdkError<AssumeRoleError, HttpResponse>>());
+    let read = match (sts, error) {
+        (Some(sts), _) => read_error("AssumeRole", sts),
+        (None, CredentialsError::InvalidConfiguration(_)) => {
+            ReadError::Failed(PortError::Permanent(DisplayErrorContext(error).to_string()))
+        }
+        (None, _) => {
+            ReadError::Failed(PortError::Transient(DisplayErrorContext(error).to_string()))
+        }
+    };
+    match read {
+        ReadError::AccessDenied(why) => {
+            ReadError::AccessDenied(format!("cannot assume {role_arn}: {why}"))
+        }
+        ReadError::Failed(p) if !p.is_transient() => {
+            ReadError::AccessDenied(format!("cannot assume {role_arn}: {p}"))
+        }
+        other => other,
     }
 }
 
@@ -202,24 +259,23 @@ impl KmsClients for MemberKmsClients {
             .lock()
             .ok()
             .and_then(|clients| clients.get(at).cloned());
-        if let Some((client, expiry)) = cached {
-            if fresh(expiry) {
-                return Ok(client);
-            }
+        if let Some(client) = cached {
+            return Ok(client);
         }
         // Retries are the inventory's own (rate-limited, counted).
         let mut builder = aws_sdk_kms::config::Builder::from(&self.base)
             .region(Region::new(at.region.clone()))
             .retry_config(RetryConfig::disabled());
-        let mut expiry = None;
         if at.account != self.home_account {
-            let credentials = self.member_credentials(at).await?;
-            expiry = credentials.expiry();
-            builder = builder.credentials_provider(credentials);
+            let role = self.member(at).await?;
+            // `set_credentials_provider` keeps the provider's cache partition
+            // (`credentials_provider` would wrap it in a new one per client).
+            builder.set_credentials_provider(Some(role.credentials));
+            builder.set_identity_cache(role.cache);
         }
         let client = aws_sdk_kms::Client::from_conf(builder.build());
         if let Ok(mut clients) = self.clients.lock() {
-            clients.insert(at.clone(), (client.clone(), expiry));
+            clients.insert(at.clone(), client.clone());
         }
         Ok(client)
     }
@@ -230,9 +286,14 @@ mod tests {
     use super::*;
     use aws_sdk_organizations::operation::list_accounts::ListAccountsOutput;
     use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
-    use aws_sdk_sts::operation::assume_role::{AssumeRoleError, AssumeRoleOutput};
-    use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
-    use aws_smithy_types::error::ErrorMetadata;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_runtime_api::client::http::{
+        http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+    use aws_smithy_types::body::SdkBody;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
 
     fn account(id: &str, state: Option<AccountState>, status: AccountStatus) -> Account {
         Account::builder()
@@ -286,103 +347,155 @@ mod tests {
         assert_eq!(list.num_calls(), 2);
     }
 
-    #[tokio::test]
-    async fn member_credentials_about_to_expire_are_assumed_again_per_account() {
-        // Credentials that lapse in 2 minutes (inside REFRESH_BEFORE_EXPIRY).
-        let soon = SystemTime::now() + Duration::from_secs(120);
-        let soon = soon.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-        let assume = mock!(aws_sdk_sts::Client::assume_role).then_compute_response(move |_| {
-            MockResponse::Output(
-                AssumeRoleOutput::builder()
-                    .credentials(
-                        aws_sdk_sts::types::Credentials::builder()
-                            .access_key_id("AKIA")
-                            .secret_access_key("secret")
-                            .session_token("token")
-                            .expiration(aws_smithy_types::DateTime::from_secs(soon))
-                            .build()
-                            .unwrap(),
-                    )
-                    .build(),
-            )
-        });
-        let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[&assume]);
-        let base = SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(Region::new("eu-west-1"))
-            .build();
-        let clients = MemberKmsClients::new(base, sts, "111111111111", "reader", None);
-        let member = AccountRegion::new("222222222222", "eu-west-1");
-        clients.kms(&member).await.unwrap();
-        clients.kms(&member).await.unwrap();
-        assert_eq!(assume.num_calls(), 2, "not reused so close to expiry");
-        // Each account has its own cell: another account is its own call.
-        clients
-            .kms(&AccountRegion::new("333333333333", "eu-west-1"))
+    /// STS and KMS behind one fake connection, through the real SDK
+    /// clients: AssumeRole answers credentials lapsing `lifetime` from now
+    /// (account 333333333333 refuses, as a role without the right trust or
+    /// ExternalId does); KMS ListKeys answers no keys.
+    #[derive(Debug, Clone, Default)]
+    struct FakeAws {
+        lifetime: Duration,
+        assume_bodies: Arc<Mutex<Vec<String>>>,
+        kms_calls: Arc<AtomicUsize>,
+    }
+
+    impl FakeAws {
+        fn new(lifetime: Duration) -> FakeAws {
+            FakeAws {
+                lifetime,
+                ..FakeAws::default()
+            }
+        }
+
+        fn assume_calls(&self) -> usize {
+            self.assume_bodies.lock().unwrap().len()
+        }
+
+        fn answer(&self, body: String) -> HttpResponse {
+            if !body.contains("Action=AssumeRole") {
+                self.kms_calls.fetch_add(1, Ordering::SeqCst);
+                return response(
+                    200,
+                    "application/x-amz-json-1.1",
+                    r#"{"Keys":[],"Truncated":false}"#.into(),
+                );
+            }
+            let refused = body.contains("333333333333");
+            self.assume_bodies.lock().unwrap().push(body);
+            if refused {
+                return response(403, "text/xml", "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>\
+                    <Message>not authorized to perform sts:AssumeRole</Message></Error><RequestId>r</RequestId></ErrorResponse>".into());
+            }
+            let expiry =
+                aws_smithy_types::DateTime::from(std::time::SystemTime::now() + self.lifetime)
+                    .fmt(aws_smithy_types::date_time::Format::DateTime)
+                    .unwrap();
+            response(200, "text/xml", format!(
+                "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>AKIAMEMBER</AccessKeyId>\
+                 <SecretAccessKey>secret</SecretAccessKey><SessionToken>token</SessionToken>\
+                 <Expiration>{expiry}</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>"
+            ))
+        }
+
+        fn config(&self) -> SdkConfig {
+            let fake = self.clone();
+            SdkConfig::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                    "AKIAHOME", "secret", None, None, "home",
+                )))
+                .http_client(http_client_fn(move |_, _| {
+                    SharedHttpConnector::new(fake.clone())
+                }))
+                .build()
+        }
+    }
+
+    fn response(status: u16, content_type: &str, body: String) -> HttpResponse {
+        let mut response = HttpResponse::new(status.try_into().unwrap(), SdkBody::from(body));
+        response
+            .headers_mut()
+            .insert("content-type", content_type.to_string());
+        response
+    }
+
+    impl HttpConnector for FakeAws {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let body =
+                String::from_utf8_lossy(request.body().bytes().unwrap_or_default()).into_owned();
+            HttpConnectorFuture::ready(Ok(self.answer(body)))
+        }
+    }
+
+    async fn list_keys(clients: &MemberKmsClients, account: &str, region: &str) {
+        let kms = clients
+            .kms(&AccountRegion::new(account, region))
             .await
             .unwrap();
-        assert_eq!(assume.num_calls(), 3);
+        kms.list_keys().send().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn member_credentials_about_to_expire_are_assumed_again_by_the_sdk_cache() {
+        // Credentials that lapse in 2 minutes (inside REFRESH_BEFORE_EXPIRY).
+        let aws = FakeAws::new(Duration::from_secs(120));
+        let clients = MemberKmsClients::assuming(aws.config(), "111111111111", "reader", None);
+        list_keys(&clients, "222222222222", "eu-west-1").await;
+        assert_eq!(
+            aws.assume_calls(),
+            1,
+            "the first credentials serve the first call"
+        );
+        list_keys(&clients, "222222222222", "eu-west-1").await;
+        assert_eq!(aws.assume_calls(), 2, "not reused so close to expiry");
+        // Another account has its own role and cache.
+        list_keys(&clients, "444444444444", "eu-west-1").await;
+        assert_eq!(aws.assume_calls(), 3);
+        assert_eq!(aws.kms_calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
     async fn member_roles_are_assumed_once_with_the_external_id_and_refusals_are_access_denied() {
-        let assume = mock!(aws_sdk_sts::Client::assume_role).then_compute_response(|req| {
-            assert_eq!(req.external_id(), Some("ext-123"));
-            assert_eq!(req.role_session_name(), Some(SESSION_NAME));
-            if req.role_arn() == Some("arn:aws:iam::333333333333:role/reader") {
-                return MockResponse::Error(AssumeRoleError::generic(
-                    ErrorMetadata::builder()
-                        .code("AccessDenied")
-                        .message("not authorized to perform sts:AssumeRole")
-                        .build(),
-                ));
-            }
-            MockResponse::Output(
-                AssumeRoleOutput::builder()
-                    .credentials(
-                        aws_sdk_sts::types::Credentials::builder()
-                            .access_key_id("AKIA")
-                            .secret_access_key("secret")
-                            .session_token("token")
-                            .expiration(aws_smithy_types::DateTime::from_secs(4_000_000_000))
-                            .build()
-                            .unwrap(),
-                    )
-                    .build(),
-            )
-        });
-        let sts = mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[&assume]);
-        let base = SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(Region::new("eu-west-1"))
-            .build();
-        let clients =
-            MemberKmsClients::new(base, sts, "111111111111", "reader", Some("ext-123".into()));
+        let aws = FakeAws::new(Duration::from_secs(3600));
+        let clients = MemberKmsClients::assuming(
+            aws.config(),
+            "111111111111",
+            "reader",
+            Some("ext-123".into()),
+        );
         // Home account: no AssumeRole.
-        clients
-            .kms(&AccountRegion::new("111111111111", "eu-west-1"))
-            .await
-            .unwrap();
-        assert_eq!(assume.num_calls(), 0);
-        // A member account, two regions: one AssumeRole.
-        clients
-            .kms(&AccountRegion::new("222222222222", "eu-west-1"))
-            .await
-            .unwrap();
-        clients
-            .kms(&AccountRegion::new("222222222222", "us-east-1"))
-            .await
-            .unwrap();
-        assert_eq!(assume.num_calls(), 1);
-        // A refusing account: access denied, remembered.
+        list_keys(&clients, "111111111111", "eu-west-1").await;
+        assert_eq!(aws.assume_calls(), 0);
+        // A member account, two regions, several calls: one AssumeRole.
+        for _ in 0..3 {
+            for region in ["eu-west-1", "us-east-1"] {
+                list_keys(&clients, "222222222222", region).await;
+            }
+        }
+        assert_eq!(aws.assume_calls(), 1);
+        assert_eq!(aws.kms_calls.load(Ordering::SeqCst), 7);
+        let body = aws.assume_bodies.lock().unwrap()[0].clone();
+        for field in [
+            "RoleArn=arn%3Aaws%3Aiam%3A%3A222222222222%3Arole%2Freader",
+            "ExternalId=ext-123",
+            "RoleSessionName=grantwatch-report",
+            "DurationSeconds=3600",
+        ] {
+            assert!(body.contains(field), "{field} not in {body}");
+        }
+        // A refusing account: access denied before any KMS call, remembered.
         for region in ["eu-west-1", "us-east-1"] {
             let err = clients
                 .kms(&AccountRegion::new("333333333333", region))
                 .await
                 .unwrap_err();
-            assert!(matches!(err, ReadError::AccessDenied(_)), "{err:?}");
+            assert!(
+                matches!(&err, ReadError::AccessDenied(m) if m.contains("cannot assume arn:aws:iam::333333333333:role/reader")),
+                "{err:?}"
+            );
         }
-        assert_eq!(assume.num_calls(), 2);
+        assert_eq!(aws.assume_calls(), 2);
+        assert_eq!(aws.kms_calls.load(Ordering::SeqCst), 7);
         assert_eq!(
             clients.role_arn(&AccountRegion::new("444444444444", "cn-north-1")),
             "arn:aws-cn:iam::444444444444:role/reader"
