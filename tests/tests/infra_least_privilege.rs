@@ -26,14 +26,10 @@ use std::path::{Path, PathBuf};
 /// (function binary, adapter module, workspace file of the entry point, the
 /// type whose impl calls the module). That function gets only the actions
 /// reachable from the methods the impl calls (a call graph of the module's
-/// `fn`s), e.g. the report reads grant records from the ledger and never
-/// writes it.
-const NARROW_USES: &[(&str, &str, &str, &str)] = &[(
-    "grant-report",
-    "ledger",
-    "shared/core/src/ports/inventory.rs",
-    "LedgerProvenance",
-)];
+/// `fn`s). None today: the report used to only read grant records from the
+/// ledger, but it now records its files' hashes and, in its daily reconcile
+/// mode, replays missed events through the watcher's whole ledger.
+const NARROW_USES: &[(&str, &str, &str, &str)] = &[];
 
 /// SDK crates the code may use, with the IAM service prefix of their actions.
 const SDK_CRATES: &[(&str, &str)] = &[
@@ -44,6 +40,7 @@ const SDK_CRATES: &[(&str, &str)] = &[
     ("aws-sdk-sts", "sts"),
     ("aws-sdk-secretsmanager", "secretsmanager"),
     ("aws-sdk-organizations", "organizations"),
+    ("aws-sdk-eventbridge", "events"),
 ];
 
 /// Operations whose IAM action is not named after the operation (AWS Service
@@ -83,6 +80,13 @@ const ALL_FEATURES: &[(&str, &str)] = &[
     ("ReportAccounts", "ORG"),
     ("MemberRoleExternalId", "external-id"),
     ("OrganizationId", "o-abcdef1234"),
+    ("TrustedAccounts", "ORG"),
+    ("EventBusName", "security-bus"),
+    ("ReconcileTrailBucket", "org-trail-logs"),
+    (
+        "ReconcileTrailKeyArn",
+        "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ),
 ];
 
 fn workspace() -> PathBuf {
