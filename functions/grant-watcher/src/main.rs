@@ -84,6 +84,8 @@ async fn init() -> Result<(Deps, String), ConfigError> {
                     settings.ledger_retention_days,
                 )
             }),
+            // TRUSTED_ACCOUNTS resolved here next (h8): until then, no zone.
+            trust_zone: grantwatch_core::trust::TrustZone::Unset,
         },
     };
     Ok((deps, settings.function_name))

@@ -52,6 +52,8 @@ pub struct WatchConfig {
     pub own_resources: Option<crate::tamper::OwnResources>,
     /// The canary grant (`CANARY_KEY_ARN`), checked on each heartbeat.
     pub canary: Option<crate::ports::canary::Canary>,
+    /// The trust zone (`TRUSTED_ACCOUNTS`, resolved once per process).
+    pub trust_zone: crate::trust::TrustZone,
 }
 
 impl Default for WatchConfig {
@@ -63,6 +65,7 @@ impl Default for WatchConfig {
             storm_window_seconds: DEFAULT_STORM_WINDOW_SECONDS,
             own_resources: None,
             canary: None,
+            trust_zone: crate::trust::TrustZone::Unset,
         }
     }
 }
