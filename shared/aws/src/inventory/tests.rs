@@ -690,3 +690,186 @@ fn the_rate_limiter_spaces_calls_evenly() {
     assert_eq!(limiter.reserve(later), later);
     assert_eq!(limiter.reserve(later) - later, Duration::from_millis(50));
 }
+
+/// An organization's KMS, one stand-in client per account-region: each
+/// has `KEYS_PER_REGION` keys, every second with 150 grants (2 pages),
+/// the others none, and one alias. Every call is counted by operation.
+#[derive(Default)]
+struct OrganizationKms {
+    clients: Mutex<HashMap<AccountRegion, aws_sdk_kms::Client>>,
+    list_keys: Arc<Mutex<Vec<AccountRegion>>>,
+    list_aliases: Arc<AtomicUsize>,
+    describe_key: Arc<AtomicUsize>,
+    list_grants: Arc<AtomicUsize>,
+}
+
+const KEYS_PER_REGION: usize = 3;
+
+fn org_grants_of(key: usize) -> usize {
+    if key % 2 == 1 {
+        150
+    } else {
+        0
+    }
+}
+
+impl OrganizationKms {
+    fn client_for(&self, at: &AccountRegion) -> aws_sdk_kms::Client {
+        let arn = {
+            let at = at.clone();
+            move |i: usize| format!("arn:aws:kms:{}:{}:key/k{i:04}", at.region, at.account)
+        };
+        let (seen, here) = (self.list_keys.clone(), at.clone());
+        let keys_arn = arn.clone();
+        let keys = mock!(aws_sdk_kms::Client::list_keys).then_compute_output(move |_| {
+            seen.lock().unwrap().push(here.clone());
+            ListKeysOutput::builder()
+                .set_keys(Some(
+                    (0..KEYS_PER_REGION)
+                        .map(|i| {
+                            KeyListEntry::builder()
+                                .key_id(format!("k{i:04}"))
+                                .key_arn(keys_arn(i))
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .truncated(false)
+                .build()
+        });
+        let count = self.describe_key.clone();
+        let describe = mock!(aws_sdk_kms::Client::describe_key).then_compute_output(move |req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            let id = req.key_id().unwrap_or_default().to_string();
+            let i: usize = id.trim_start_matches('k').parse().unwrap_or(0);
+            DescribeKeyOutput::builder()
+                .key_metadata(
+                    KeyMetadata::builder()
+                        .key_id(&id)
+                        .arn(arn(i))
+                        .key_manager(KeyManagerType::Customer)
+                        .key_state(KeyState::Enabled)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        });
+        let count = self.list_aliases.clone();
+        let aliases = mock!(aws_sdk_kms::Client::list_aliases).then_compute_output(move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+            ListAliasesOutput::builder()
+                .aliases(
+                    AliasListEntry::builder()
+                        .alias_name("alias/app")
+                        .target_key_id("k0001")
+                        .build(),
+                )
+                .truncated(false)
+                .build()
+        });
+        let count = self.list_grants.clone();
+        let grants = mock!(aws_sdk_kms::Client::list_grants).then_compute_output(move |req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            let key = req.key_id().unwrap_or_default().to_string();
+            let i: usize = key.trim_start_matches('k').parse().unwrap_or(0);
+            let (range, next) = page_of(req.marker(), org_grants_of(i), LIST_GRANTS_LIMIT as usize);
+            ListGrantsOutput::builder()
+                .set_grants(Some(range.map(|g| grant_entry(&key, g)).collect()))
+                .truncated(next.is_some())
+                .set_next_marker(next)
+                .build()
+        });
+        mock_client!(
+            aws_sdk_kms,
+            RuleMode::MatchAny,
+            &[&keys, &describe, &aliases, &grants],
+            |c| c.retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        )
+    }
+}
+
+impl KmsClients for Arc<OrganizationKms> {
+    async fn kms(&self, at: &AccountRegion) -> Result<aws_sdk_kms::Client, ReadError> {
+        let mut clients = self.clients.lock().unwrap();
+        Ok(clients
+            .entry(at.clone())
+            .or_insert_with(|| self.client_for(at))
+            .clone())
+    }
+}
+
+#[tokio::test]
+async fn a_scaled_organization_is_covered_in_every_account_region_with_the_fewest_calls() {
+    const ACCOUNTS: usize = 200;
+    const REGIONS: [&str; 5] = [
+        "us-east-1",
+        "us-west-2",
+        "eu-west-1",
+        "eu-central-1",
+        "ap-southeast-2",
+    ];
+    let org = Arc::new(OrganizationKms::default());
+    let inv = KmsInventory::new(org.clone(), 10_000.0, fast());
+    let accounts: Vec<String> = (0..ACCOUNTS)
+        .map(|a| format!("{:012}", 100_000_000_000 + a))
+        .collect();
+    let policy = Policy::new(time::macros::date!(2026 - 11 - 28));
+    let options = ReportOptions::default();
+    let dir = FakeDirectory {
+        this_account: accounts[0].clone(),
+        organization: accounts.clone(),
+    };
+    let store = MemoryStore::default();
+    let deps = ReportDeps {
+        inventory: &inv,
+        provenance: &NoProvenance,
+        store: &store,
+        directory: &dir,
+        policy: &policy,
+        options: &options,
+        deadline: &NoDeadline,
+        progress: &Quiet,
+    };
+    let request = ReportRequest {
+        accounts: AccountSelection::Organization,
+        regions: REGIONS.iter().map(|r| r.to_string()).collect(),
+    };
+    let r = build_report(&request, &deps, "2026-11-28T06:00:00Z")
+        .await
+        .unwrap();
+    let account_regions = ACCOUNTS * REGIONS.len();
+    assert!(!r.partial, "{:?}", r.coverage.gaps.first());
+    // Every account-region covered, each read once.
+    assert_eq!(r.coverage.account_regions.len(), account_regions);
+    assert!(r
+        .coverage
+        .account_regions
+        .iter()
+        .all(|c| c.status == CoverageStatus::Complete));
+    let mut listed = org.list_keys.lock().unwrap().clone();
+    listed.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+    listed.dedup();
+    assert_eq!(listed.len(), account_regions, "every account-region listed");
+    assert_eq!(org.list_keys.lock().unwrap().len(), account_regions, "once");
+    // Every key and grant, with the fewest calls: one page of keys and of
+    // aliases per account-region, one DescribeKey per key, one ListGrants
+    // per page of grants (one for a key without grants).
+    let keys = account_regions * KEYS_PER_REGION;
+    assert_eq!(r.keys.len(), keys);
+    let grants_per_region: usize = (0..KEYS_PER_REGION).map(org_grants_of).sum();
+    assert_eq!(r.summary.grants, account_regions * grants_per_region);
+    let grant_pages_per_region: usize = (0..KEYS_PER_REGION)
+        .map(|k| org_grants_of(k).div_ceil(LIST_GRANTS_LIMIT as usize).max(1))
+        .sum();
+    assert_eq!(org.list_aliases.load(Ordering::SeqCst), account_regions);
+    assert_eq!(org.describe_key.load(Ordering::SeqCst), keys);
+    assert_eq!(
+        org.list_grants.load(Ordering::SeqCst),
+        account_regions * grant_pages_per_region
+    );
+    // Each key filed under its own account-region.
+    assert!(r
+        .keys
+        .iter()
+        .all(|k| k.key_arn.contains(&format!(":{}:{}:", k.region, k.account))));
+}
