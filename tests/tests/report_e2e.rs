@@ -408,7 +408,14 @@ async fn an_organization_report_covers_every_account_with_each_members_credentia
         member_keys.push(key_arn);
     }
 
-    let function = world.function().await;
+    // The organization is the configured scope: an input may narrow it,
+    // never widen it (ScopeRefused).
+    let function = Function::start(
+        &function_binary("grant-report"),
+        world.config.clone().env("REPORT_ACCOUNTS", "ORG"),
+    )
+    .await
+    .expect("start grant-report");
     let outcome = function
         .invoke(json!({"accounts": "ORG"}))
         .await

@@ -13,8 +13,8 @@ use grantwatch_core::ports::inventory::fake::{
     FakeDirectory, FakeInventory, FakeRegion, MemoryStore,
 };
 use grantwatch_core::ports::inventory::{
-    AccountRegion, AccountSelection, AliasEntry, KeyDescription, KeyManager, LedgerProvenance,
-    ListedGrant, NoProvenance, Provenance, ReadError,
+    AccountRegion, AccountSelection, AliasEntry, KeyDescription, KeyManager, ListedGrant,
+    NoProvenance, Provenance, ReadError, StackProvenance,
 };
 use grantwatch_core::ports::ledger::{MemoryLedger, StackLedger};
 use grantwatch_core::report::Report;
@@ -209,7 +209,7 @@ async fn report_json_with_a_ledger_and_a_planted_report_matches_its_schema() {
     // Deployed 2026-11-01: the grants of 2026-11-05 the ledger never
     // recorded are unseen by the watcher.
     ledger.record_deployed(1_793_491_200_000).await.unwrap();
-    let report = two_runs_with(&store, &LedgerProvenance(&ledger), |store| {
+    let report = two_runs_with(&store, &StackProvenance(&ledger), |store| {
         let copy = store.get("reports/2026-11-21/report.json").unwrap();
         store
             .files

@@ -17,7 +17,7 @@ use grantwatch_core::app::report::{
     run_report, DeadlineAt, Quiet, ReportDeps, ReportOptions, ReportOutcome,
 };
 use grantwatch_core::judge::Policy;
-use grantwatch_core::ports::inventory::{AccountDirectory, LedgerProvenance};
+use grantwatch_core::ports::inventory::{AccountDirectory, StackProvenance};
 use grantwatch_core::rules::RuleSet;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
@@ -147,7 +147,7 @@ pub(crate) async fn handle(
     // (a silent endpoint costs its account-region, not the report).
     deps.inventory
         .set_deadline(Some(deadline.0), options.reserve);
-    let provenance = deps.ledger.as_ref().map(LedgerProvenance);
+    let provenance = deps.ledger.as_ref().map(StackProvenance);
     let report_deps = ReportDeps {
         inventory: &deps.inventory,
         provenance: &provenance,

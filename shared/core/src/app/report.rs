@@ -1749,7 +1749,7 @@ mod tests {
 
     // ---- reconciliation, report hashes and scope (issue 10) ----
 
-    use crate::ports::inventory::LedgerProvenance;
+    use crate::ports::inventory::StackProvenance;
     use crate::ports::ledger::{GrantLedger, MemoryLedger, StackLedger};
 
     /// 2026-11-01T00:00:00Z: grants created before it are not the
@@ -1805,7 +1805,7 @@ mod tests {
             .unwrap();
         let r = build(
             &inv,
-            &LedgerProvenance(&ledger),
+            &StackProvenance(&ledger),
             &MemoryStore::default(),
             &NoDeadline,
             &request(),
@@ -1859,7 +1859,7 @@ mod tests {
         let ledger = MemoryLedger::new();
         let r = build(
             &inv,
-            &LedgerProvenance(&ledger),
+            &StackProvenance(&ledger),
             &MemoryStore::default(),
             &NoDeadline,
             &request(),
@@ -1907,7 +1907,7 @@ mod tests {
         let policy = policy();
         let options = ReportOptions::default();
         let dir = directory();
-        let provenance = LedgerProvenance(&ledger);
+        let provenance = StackProvenance(&ledger);
         let deps = ReportDeps {
             inventory: &inv,
             provenance: &provenance,
@@ -1949,7 +1949,7 @@ mod tests {
     fn weeks_with_ledger(between: impl Fn(&MemoryStore)) -> (Report, MemoryLedger) {
         let store = MemoryStore::default();
         let ledger = MemoryLedger::new();
-        let provenance = LedgerProvenance(&ledger);
+        let provenance = StackProvenance(&ledger);
         let policy = policy();
         let options = ReportOptions::default();
         let dir = directory();
@@ -2077,7 +2077,7 @@ mod tests {
         let dir = directory();
         let store = MemoryStore::default();
         let ledger = MemoryLedger::new();
-        let provenance = LedgerProvenance(&ledger);
+        let provenance = StackProvenance(&ledger);
         let run = |configured: AccountSelection, asked: AccountSelection| {
             let options = ReportOptions {
                 configured_accounts: Some(configured),

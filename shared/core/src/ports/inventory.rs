@@ -299,11 +299,25 @@ impl<P: Provenance> Provenance for Option<P> {
     }
 }
 
-/// The watcher's ledger as the report's provenance (one Query on
-/// `GRANT#<key ARN>`) and its bookkeeping (`STACK`, `REPORT` items).
+/// The watcher's ledger as the report's provenance: the records of a key's
+/// grants only (one Query on `GRANT#<key ARN>`). For `grantwatch report`
+/// and `explain`, which write nothing to the ledger and keep their files
+/// elsewhere.
 pub struct LedgerProvenance<'a, L>(pub &'a L);
 
-impl<L: GrantLedger + StackLedger> Provenance for LedgerProvenance<'_, L> {
+impl<L: GrantLedger> Provenance for LedgerProvenance<'_, L> {
+    async fn grant_records(&self, key_arn: &str) -> Result<Vec<GrantRecord>, PortError> {
+        self.0.grants_of_key(key_arn).await
+    }
+}
+
+/// The watcher's ledger as the deployed report sees it: the records of a
+/// key's grants, and grantwatch's bookkeeping (`STACK`/`DEPLOYED`, the
+/// `REPORT` hashes of the files it stores), so the report reconciles and
+/// verifies previous reports.
+pub struct StackProvenance<'a, L>(pub &'a L);
+
+impl<L: GrantLedger + StackLedger> Provenance for StackProvenance<'_, L> {
     async fn grant_records(&self, key_arn: &str) -> Result<Vec<GrantRecord>, PortError> {
         self.0.grants_of_key(key_arn).await
     }
