@@ -456,3 +456,58 @@ impl CanaryKms for KmsCanary {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Option<CanarySettings>, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        CanarySettings::from_env(&Env::new(|name: &str| vars.get(name).cloned()))
+    }
+
+    const KEY: (&str, &str) = (
+        "CANARY_KEY_ARN",
+        "arn:aws:kms:us-east-1:111122223333:key/0000cccc-12ab-34cd-56ef-1234567890ab",
+    );
+    const ROLE: (&str, &str) = (
+        "CANARY_PRINCIPAL_ARN",
+        "arn:aws:iam::111122223333:role/grantwatch-WatcherRole-AbC",
+    );
+
+    #[test]
+    fn the_canary_is_off_unless_its_key_is_set_and_then_needs_its_principal() {
+        assert_eq!(settings(&[]).unwrap(), None);
+        assert_eq!(settings(&[("CANARY_KEY_ARN", " ")]).unwrap(), None);
+        let on = settings(&[KEY, ROLE]).unwrap().expect("on");
+        assert_eq!(on.bound_seconds, 1800);
+        assert_eq!(on.principal, ROLE.1);
+        assert_eq!(
+            settings(&[KEY, ROLE, ("CANARY_BOUND_MINUTES", "45")])
+                .unwrap()
+                .map(|s| s.bound_seconds),
+            Some(2700)
+        );
+        for (vars, name) in [
+            (vec![KEY], "CANARY_PRINCIPAL_ARN"),
+            (
+                vec![("CANARY_KEY_ARN", "alias/canary"), ROLE],
+                "CANARY_KEY_ARN",
+            ),
+            (
+                vec![KEY, ("CANARY_PRINCIPAL_ARN", "WatcherRole")],
+                "CANARY_PRINCIPAL_ARN",
+            ),
+            (
+                vec![KEY, ROLE, ("CANARY_BOUND_MINUTES", "1")],
+                "CANARY_BOUND_MINUTES",
+            ),
+        ] {
+            assert_eq!(settings(&vars).unwrap_err().name, name);
+        }
+    }
+}
