@@ -135,12 +135,13 @@ pub(crate) async fn handle(
     let policy = Policy {
         rules: deps.rules.clone(),
         min_alert_severity: deps.settings.min_alert_severity,
-        today: now.date(),
+        ..Policy::new(now.date())
     };
     // An input naming accounts outside the configuration is refused
     // (ScopeRefused) before anything is read.
     let options = ReportOptions {
         configured_accounts: Some(deps.settings.accounts.clone()),
+        grant_count_threshold: deps.settings.grant_count_threshold,
         ..ReportOptions::default()
     };
     // Every KMS call ends before the deadline less the report's reserve

@@ -102,8 +102,11 @@ fn log_outcome(outcome: &WatchOutcome) {
             event_source = event_source.as_deref().unwrap_or("none"),
             "not a grant event: skipped"
         ),
-        WatchOutcome::Heartbeat { event_id, .. } => {
-            tracing::info!(event_id = %event_id, "heartbeat recorded")
+        WatchOutcome::Heartbeat { event_id, canary } => {
+            tracing::info!(event_id = %event_id, "heartbeat recorded");
+            if let Some(check) = canary {
+                grantwatch_aws::canary::log_check(check);
+            }
         }
         WatchOutcome::Watched {
             event_id,

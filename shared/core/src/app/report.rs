@@ -1145,7 +1145,6 @@ mod tests {
         FakeDirectory, FakeInventory, FakeProvenance, FakeRegion, MemoryStore,
     };
     use crate::ports::inventory::{AliasEntry, KeyManager, ListedGrant, NoProvenance};
-    use crate::rules::RuleSet;
     use crate::verdict::{Origin, Severity};
     use futures::executor::block_on;
 
@@ -1153,11 +1152,7 @@ mod tests {
     const REGION: &str = "eu-west-1";
 
     fn policy() -> Policy {
-        Policy {
-            rules: RuleSet::default(),
-            min_alert_severity: Severity::Medium,
-            today: time::macros::date!(2026 - 11 - 28),
-        }
+        Policy::new(time::macros::date!(2026 - 11 - 28))
     }
 
     fn key(id: &str) -> KeyDescription {
