@@ -15,6 +15,8 @@
 mod convert;
 mod limiter;
 mod retry;
+#[cfg(any(test, feature = "stand-in"))]
+pub mod stand_in;
 #[cfg(test)]
 mod tests;
 

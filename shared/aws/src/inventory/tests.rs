@@ -5,10 +5,7 @@ use aws_sdk_kms::operation::describe_key::{DescribeKeyError, DescribeKeyOutput};
 use aws_sdk_kms::operation::list_aliases::ListAliasesOutput;
 use aws_sdk_kms::operation::list_grants::{ListGrantsError, ListGrantsOutput};
 use aws_sdk_kms::operation::list_keys::ListKeysOutput;
-use aws_sdk_kms::types::{
-    AliasListEntry, GrantConstraints, GrantListEntry, GrantOperation, KeyListEntry, KeyManagerType,
-    KeyMetadata, KeyState,
-};
+use aws_sdk_kms::types::{AliasListEntry, KeyListEntry, KeyManagerType, KeyMetadata, KeyState};
 use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
 use aws_smithy_types::error::ErrorMetadata;
 use grantwatch_core::app::report::{
@@ -21,8 +18,7 @@ use grantwatch_core::report::{CoverageStatus, GapReason, Report};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-const ACCOUNT: &str = "111122223333";
-const REGION: &str = "eu-west-1";
+use super::stand_in::{grant_entry, page_of, OrganizationKms, ACCOUNT, REGION};
 
 fn key_arn(i: usize) -> String {
     format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/k{i:04}")
@@ -38,20 +34,6 @@ fn fast() -> RetryPolicy {
 
 fn at() -> AccountRegion {
     AccountRegion::new(ACCOUNT, REGION)
-}
-
-/// A page of `total` items of which this marker's page is returned.
-fn page_of(
-    marker: Option<&str>,
-    total: usize,
-    size: usize,
-) -> (std::ops::Range<usize>, Option<String>) {
-    let start: usize = marker
-        .and_then(|m| m.strip_prefix("m"))
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    let end = (start + size).min(total);
-    (start..end, (end < total).then(|| format!("m{end}")))
 }
 
 fn list_keys_rule(total: usize) -> aws_smithy_mocks::Rule {
@@ -128,25 +110,6 @@ fn aliases_rule() -> aws_smithy_mocks::Rule {
             .set_next_marker(next)
             .build()
     })
-}
-
-fn grant_entry(key: &str, i: usize) -> GrantListEntry {
-    GrantListEntry::builder()
-        .key_id(key)
-        .grant_id(format!("{key}-g{i:05}"))
-        .grantee_principal(format!("arn:aws:iam::{ACCOUNT}:role/app-{i}"))
-        .retiring_principal("lambda.eu-west-1.amazonaws.com")
-        .operations(GrantOperation::Decrypt)
-        .operations(GrantOperation::RetireGrant)
-        .constraints(
-            GrantConstraints::builder()
-                .encryption_context_equals(
-                    "aws:lambda:FunctionArn",
-                    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:f{i}"),
-                )
-                .build(),
-        )
-        .build()
 }
 
 /// `grants_per_key` grants on every key, 100 per page.
@@ -691,115 +654,10 @@ fn the_rate_limiter_spaces_calls_evenly() {
     assert_eq!(limiter.reserve(later) - later, Duration::from_millis(50));
 }
 
-/// An organization's KMS, one stand-in client per account-region: each
-/// has `KEYS_PER_REGION` keys, every second with 150 grants (2 pages),
-/// the others none, and one alias. Every call is counted by operation.
-#[derive(Default)]
-struct OrganizationKms {
-    clients: Mutex<HashMap<AccountRegion, aws_sdk_kms::Client>>,
-    list_keys: Arc<Mutex<Vec<AccountRegion>>>,
-    list_aliases: Arc<AtomicUsize>,
-    describe_key: Arc<AtomicUsize>,
-    list_grants: Arc<AtomicUsize>,
-}
-
-const KEYS_PER_REGION: usize = 3;
-
-fn org_grants_of(key: usize) -> usize {
-    if key % 2 == 1 {
-        150
-    } else {
-        0
-    }
-}
-
-impl OrganizationKms {
-    fn client_for(&self, at: &AccountRegion) -> aws_sdk_kms::Client {
-        let arn = {
-            let at = at.clone();
-            move |i: usize| format!("arn:aws:kms:{}:{}:key/k{i:04}", at.region, at.account)
-        };
-        let (seen, here) = (self.list_keys.clone(), at.clone());
-        let keys_arn = arn.clone();
-        let keys = mock!(aws_sdk_kms::Client::list_keys).then_compute_output(move |_| {
-            seen.lock().unwrap().push(here.clone());
-            ListKeysOutput::builder()
-                .set_keys(Some(
-                    (0..KEYS_PER_REGION)
-                        .map(|i| {
-                            KeyListEntry::builder()
-                                .key_id(format!("k{i:04}"))
-                                .key_arn(keys_arn(i))
-                                .build()
-                        })
-                        .collect(),
-                ))
-                .truncated(false)
-                .build()
-        });
-        let count = self.describe_key.clone();
-        let describe = mock!(aws_sdk_kms::Client::describe_key).then_compute_output(move |req| {
-            count.fetch_add(1, Ordering::SeqCst);
-            let id = req.key_id().unwrap_or_default().to_string();
-            let i: usize = id.trim_start_matches('k').parse().unwrap_or(0);
-            DescribeKeyOutput::builder()
-                .key_metadata(
-                    KeyMetadata::builder()
-                        .key_id(&id)
-                        .arn(arn(i))
-                        .key_manager(KeyManagerType::Customer)
-                        .key_state(KeyState::Enabled)
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-        });
-        let count = self.list_aliases.clone();
-        let aliases = mock!(aws_sdk_kms::Client::list_aliases).then_compute_output(move |_| {
-            count.fetch_add(1, Ordering::SeqCst);
-            ListAliasesOutput::builder()
-                .aliases(
-                    AliasListEntry::builder()
-                        .alias_name("alias/app")
-                        .target_key_id("k0001")
-                        .build(),
-                )
-                .truncated(false)
-                .build()
-        });
-        let count = self.list_grants.clone();
-        let grants = mock!(aws_sdk_kms::Client::list_grants).then_compute_output(move |req| {
-            count.fetch_add(1, Ordering::SeqCst);
-            let key = req.key_id().unwrap_or_default().to_string();
-            let i: usize = key.trim_start_matches('k').parse().unwrap_or(0);
-            let (range, next) = page_of(req.marker(), org_grants_of(i), LIST_GRANTS_LIMIT as usize);
-            ListGrantsOutput::builder()
-                .set_grants(Some(range.map(|g| grant_entry(&key, g)).collect()))
-                .truncated(next.is_some())
-                .set_next_marker(next)
-                .build()
-        });
-        mock_client!(
-            aws_sdk_kms,
-            RuleMode::MatchAny,
-            &[&keys, &describe, &aliases, &grants],
-            |c| c.retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-        )
-    }
-}
-
-impl KmsClients for Arc<OrganizationKms> {
-    async fn kms(&self, at: &AccountRegion) -> Result<aws_sdk_kms::Client, ReadError> {
-        let mut clients = self.clients.lock().unwrap();
-        Ok(clients
-            .entry(at.clone())
-            .or_insert_with(|| self.client_for(at))
-            .clone())
-    }
-}
-
 #[tokio::test]
 async fn a_scaled_organization_is_covered_in_every_account_region_with_the_fewest_calls() {
+    const KEYS_PER_REGION: usize = 3;
+    const GRANTS_ON_ODD_KEYS: usize = 150;
     const ACCOUNTS: usize = 200;
     const REGIONS: [&str; 5] = [
         "us-east-1",
@@ -808,7 +666,7 @@ async fn a_scaled_organization_is_covered_in_every_account_region_with_the_fewes
         "eu-central-1",
         "ap-southeast-2",
     ];
-    let org = Arc::new(OrganizationKms::default());
+    let org = Arc::new(OrganizationKms::new(KEYS_PER_REGION, GRANTS_ON_ODD_KEYS));
     let inv = KmsInventory::new(org.clone(), 10_000.0, fast());
     let accounts: Vec<String> = (0..ACCOUNTS)
         .map(|a| format!("{:012}", 100_000_000_000 + a))
@@ -846,20 +704,20 @@ async fn a_scaled_organization_is_covered_in_every_account_region_with_the_fewes
         .account_regions
         .iter()
         .all(|c| c.status == CoverageStatus::Complete));
-    let mut listed = org.list_keys.lock().unwrap().clone();
+    let mut listed = org.list_keys_calls().clone();
     listed.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
     listed.dedup();
     assert_eq!(listed.len(), account_regions, "every account-region listed");
-    assert_eq!(org.list_keys.lock().unwrap().len(), account_regions, "once");
+    assert_eq!(org.list_keys_calls().len(), account_regions, "once");
     // Every key and grant, with the fewest calls: one page of keys and of
     // aliases per account-region, one DescribeKey per key, one ListGrants
     // per page of grants (one for a key without grants).
     let keys = account_regions * KEYS_PER_REGION;
     assert_eq!(r.keys.len(), keys);
-    let grants_per_region: usize = (0..KEYS_PER_REGION).map(org_grants_of).sum();
+    let grants_per_region: usize = (0..KEYS_PER_REGION).map(|k| org.grants_of(k)).sum();
     assert_eq!(r.summary.grants, account_regions * grants_per_region);
     let grant_pages_per_region: usize = (0..KEYS_PER_REGION)
-        .map(|k| org_grants_of(k).div_ceil(LIST_GRANTS_LIMIT as usize).max(1))
+        .map(|k| org.grants_of(k).div_ceil(LIST_GRANTS_LIMIT as usize).max(1))
         .sum();
     assert_eq!(org.list_aliases.load(Ordering::SeqCst), account_regions);
     assert_eq!(org.describe_key.load(Ordering::SeqCst), keys);

@@ -1,0 +1,187 @@
+//! KMS stand-ins (aws-smithy-mocks) for the inventory's tests and the
+//! organization bench (`benches/organization.rs`, feature `stand-in`).
+// A stand-in answers what the test set up; a broken setup panics (tests only).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::{KmsClients, LIST_GRANTS_LIMIT};
+use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
+use aws_sdk_kms::operation::list_aliases::ListAliasesOutput;
+use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
+use aws_sdk_kms::operation::list_keys::ListKeysOutput;
+use aws_sdk_kms::types::{
+    AliasListEntry, GrantConstraints, GrantListEntry, GrantOperation, KeyListEntry, KeyManagerType,
+    KeyMetadata, KeyState,
+};
+use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use grantwatch_core::ports::inventory::{AccountRegion, ReadError};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub const ACCOUNT: &str = "111122223333";
+pub const REGION: &str = "eu-west-1";
+
+/// A page of `total` items of which this marker's page is returned.
+pub fn page_of(
+    marker: Option<&str>,
+    total: usize,
+    size: usize,
+) -> (std::ops::Range<usize>, Option<String>) {
+    let start: usize = marker
+        .and_then(|m| m.strip_prefix("m"))
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    let end = (start + size).min(total);
+    (start..end, (end < total).then(|| format!("m{end}")))
+}
+
+pub fn grant_entry(key: &str, i: usize) -> GrantListEntry {
+    GrantListEntry::builder()
+        .key_id(key)
+        .grant_id(format!("{key}-g{i:05}"))
+        .grantee_principal(format!("arn:aws:iam::{ACCOUNT}:role/app-{i}"))
+        .retiring_principal("lambda.eu-west-1.amazonaws.com")
+        .operations(GrantOperation::Decrypt)
+        .operations(GrantOperation::RetireGrant)
+        .constraints(
+            GrantConstraints::builder()
+                .encryption_context_equals(
+                    "aws:lambda:FunctionArn",
+                    format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:f{i}"),
+                )
+                .build(),
+        )
+        .build()
+}
+
+/// An organization's KMS, one stand-in client per account-region: each
+/// has `KEYS_PER_REGION` keys, every second with 150 grants (2 pages),
+/// the others none, and one alias. Every call is counted by operation.
+#[derive(Default)]
+pub struct OrganizationKms {
+    keys_per_region: usize,
+    grants_on_odd_keys: usize,
+    clients: Mutex<HashMap<AccountRegion, aws_sdk_kms::Client>>,
+    list_keys: Arc<Mutex<Vec<AccountRegion>>>,
+    pub list_aliases: Arc<AtomicUsize>,
+    pub describe_key: Arc<AtomicUsize>,
+    pub list_grants: Arc<AtomicUsize>,
+}
+
+fn grants_of(key: usize, grants_on_odd_keys: usize) -> usize {
+    if key % 2 == 1 {
+        grants_on_odd_keys
+    } else {
+        0
+    }
+}
+
+impl OrganizationKms {
+    /// `keys_per_region` keys in every account-region; the odd ones have
+    /// `grants_on_odd_keys` grants, the others none.
+    pub fn new(keys_per_region: usize, grants_on_odd_keys: usize) -> OrganizationKms {
+        OrganizationKms {
+            keys_per_region,
+            grants_on_odd_keys,
+            ..OrganizationKms::default()
+        }
+    }
+
+    pub fn grants_of(&self, key: usize) -> usize {
+        grants_of(key, self.grants_on_odd_keys)
+    }
+
+    /// The account-regions ListKeys was called in, one entry per call.
+    pub fn list_keys_calls(&self) -> Vec<AccountRegion> {
+        self.list_keys.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn client_for(&self, at: &AccountRegion) -> aws_sdk_kms::Client {
+        let arn = {
+            let at = at.clone();
+            move |i: usize| format!("arn:aws:kms:{}:{}:key/k{i:04}", at.region, at.account)
+        };
+        let (seen, here) = (self.list_keys.clone(), at.clone());
+        let keys_per_region = self.keys_per_region;
+        let keys_arn = arn.clone();
+        let keys = mock!(aws_sdk_kms::Client::list_keys).then_compute_output(move |_| {
+            seen.lock().unwrap().push(here.clone());
+            ListKeysOutput::builder()
+                .set_keys(Some(
+                    (0..keys_per_region)
+                        .map(|i| {
+                            KeyListEntry::builder()
+                                .key_id(format!("k{i:04}"))
+                                .key_arn(keys_arn(i))
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .truncated(false)
+                .build()
+        });
+        let count = self.describe_key.clone();
+        let describe = mock!(aws_sdk_kms::Client::describe_key).then_compute_output(move |req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            let id = req.key_id().unwrap_or_default().to_string();
+            let i: usize = id.trim_start_matches('k').parse().unwrap_or(0);
+            DescribeKeyOutput::builder()
+                .key_metadata(
+                    KeyMetadata::builder()
+                        .key_id(&id)
+                        .arn(arn(i))
+                        .key_manager(KeyManagerType::Customer)
+                        .key_state(KeyState::Enabled)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        });
+        let count = self.list_aliases.clone();
+        let aliases = mock!(aws_sdk_kms::Client::list_aliases).then_compute_output(move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+            ListAliasesOutput::builder()
+                .aliases(
+                    AliasListEntry::builder()
+                        .alias_name("alias/app")
+                        .target_key_id("k0001")
+                        .build(),
+                )
+                .truncated(false)
+                .build()
+        });
+        let count = self.list_grants.clone();
+        let grants_on_odd_keys = self.grants_on_odd_keys;
+        let grants = mock!(aws_sdk_kms::Client::list_grants).then_compute_output(move |req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            let key = req.key_id().unwrap_or_default().to_string();
+            let i: usize = key.trim_start_matches('k').parse().unwrap_or(0);
+            let (range, next) = page_of(
+                req.marker(),
+                grants_of(i, grants_on_odd_keys),
+                LIST_GRANTS_LIMIT as usize,
+            );
+            ListGrantsOutput::builder()
+                .set_grants(Some(range.map(|g| grant_entry(&key, g)).collect()))
+                .truncated(next.is_some())
+                .set_next_marker(next)
+                .build()
+        });
+        mock_client!(
+            aws_sdk_kms,
+            RuleMode::MatchAny,
+            &[&keys, &describe, &aliases, &grants],
+            |c| c.retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
+        )
+    }
+}
+
+impl KmsClients for Arc<OrganizationKms> {
+    async fn kms(&self, at: &AccountRegion) -> Result<aws_sdk_kms::Client, ReadError> {
+        let mut clients = self.clients.lock().unwrap();
+        Ok(clients
+            .entry(at.clone())
+            .or_insert_with(|| self.client_for(at))
+            .clone())
+    }
+}
