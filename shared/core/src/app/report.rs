@@ -254,27 +254,8 @@ pub async fn resolve_scope<D: AccountDirectory>(
     request: &ReportRequest,
     directory: &D,
 ) -> Result<ReportScope, ReportError> {
-    let (accounts, organization) = match &request.accounts {
-        AccountSelection::This => (
-            vec![directory
-                .this_account()
-                .await
-                .map_err(|e| ReportError::Scope(e.to_string()))?],
-            false,
-        ),
-        AccountSelection::List(list) => (list.clone(), false),
-        AccountSelection::Organization => (
-            directory
-                .organization_accounts()
-                .await
-                .map_err(|e| ReportError::Scope(e.to_string()))?,
-            true,
-        ),
-    };
-    let mut accounts: Vec<String> = accounts.into_iter().map(|a| a.trim().to_string()).collect();
-    accounts.retain(|a| !a.is_empty());
-    accounts.sort();
-    accounts.dedup();
+    let accounts = resolve_accounts(&request.accounts, directory).await?;
+    let organization = request.accounts == AccountSelection::Organization;
     let mut regions: Vec<String> = request
         .regions
         .iter()
@@ -294,6 +275,29 @@ pub async fn resolve_scope<D: AccountDirectory>(
         regions,
         organization,
     })
+}
+
+/// The accounts a selection names (trimmed, sorted, unique).
+async fn resolve_accounts<D: AccountDirectory>(
+    selection: &AccountSelection,
+    directory: &D,
+) -> Result<Vec<String>, ReportError> {
+    let accounts = match selection {
+        AccountSelection::This => vec![directory
+            .this_account()
+            .await
+            .map_err(|e| ReportError::Scope(e.to_string()))?],
+        AccountSelection::List(list) => list.clone(),
+        AccountSelection::Organization => directory
+            .organization_accounts()
+            .await
+            .map_err(|e| ReportError::Scope(e.to_string()))?,
+    };
+    let mut accounts: Vec<String> = accounts.into_iter().map(|a| a.trim().to_string()).collect();
+    accounts.retain(|a| !a.is_empty());
+    accounts.sort();
+    accounts.dedup();
+    Ok(accounts)
 }
 
 /// Inventory the scope and build the report (diff and trend included),
@@ -647,18 +651,12 @@ pub async fn refuse_out_of_scope<D: AccountDirectory>(
     if request.accounts == *configured {
         return Ok(());
     }
-    let accounts_of = |selection: &AccountSelection| ReportRequest {
-        accounts: selection.clone(),
-        regions: vec!["-".into()],
-    };
-    let allowed: BTreeSet<String> = resolve_scope(&accounts_of(configured), directory)
+    let allowed: BTreeSet<String> = resolve_accounts(configured, directory)
         .await?
-        .accounts
         .into_iter()
         .collect();
-    let asked = resolve_scope(&accounts_of(&request.accounts), directory).await?;
-    let outside: Vec<String> = asked
-        .accounts
+    let outside: Vec<String> = resolve_accounts(&request.accounts, directory)
+        .await?
         .into_iter()
         .filter(|a| !allowed.contains(a))
         .collect();
