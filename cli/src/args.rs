@@ -1,7 +1,9 @@
 //! Value parsers shared by the subcommands' flags (one wording each).
 
-use grantwatch_aws::config::Env;
+use grantwatch_aws::config::{resolve_trust_zone, Env};
+use grantwatch_aws::scope::AwsDirectory;
 use grantwatch_core::assess::DEFAULT_GRANT_COUNT_THRESHOLD;
+use grantwatch_core::ports::inventory::AccountDirectory;
 use grantwatch_core::rules::RuleSet;
 use grantwatch_core::trust::{TrustSetting, TrustZone};
 use grantwatch_core::verdict::Severity;
@@ -77,5 +79,26 @@ impl PolicyArgs {
                 TrustZone::Unset
             }
         }
+    }
+
+    /// The trust zone, `ORG` listed through `directory` once; when it
+    /// cannot be listed the zone is unset (default severities) and stderr
+    /// says why.
+    pub async fn trust_zone(&self, command: &str, directory: &impl AccountDirectory) -> TrustZone {
+        let (zone, error) = resolve_trust_zone(&self.trusted_accounts, directory).await;
+        if let Some(error) = error {
+            eprintln!("{command}: {error}");
+        }
+        zone
+    }
+
+    /// [`Self::trust_zone`] with the caller's credentials (`ORG`: AWS
+    /// Organizations `ListAccounts`).
+    pub async fn aws_trust_zone(&self, command: &str, config: &aws_config::SdkConfig) -> TrustZone {
+        let directory = AwsDirectory {
+            sts: aws_sdk_sts::Client::new(config),
+            organizations: aws_sdk_organizations::Client::new(config),
+        };
+        self.trust_zone(command, &directory).await
     }
 }

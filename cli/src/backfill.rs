@@ -133,10 +133,15 @@ pub fn run(args: Args) -> ExitCode {
         _ => None,
     };
     let today = time::OffsetDateTime::now_utc().date();
+    let trust_zone = match &config {
+        Some(config) => runtime.block_on(args.policy.aws_trust_zone(NAME, config)),
+        None => args.policy.offline_trust_zone(NAME),
+    };
     let policy = Policy {
         rules,
         min_alert_severity: args.policy.min_severity,
         today,
+        trust_zone,
     };
     let mut replay = Replay {
         policy,

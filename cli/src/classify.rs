@@ -13,7 +13,6 @@ use grantwatch_core::judge::{judge_event_with, judge_key, Policy};
 use grantwatch_core::ports::ledger::{GrantLedger, MemoryLedger};
 use grantwatch_core::record::GrantRecord;
 use grantwatch_core::render;
-use grantwatch_core::trust::TrustZone;
 use grantwatch_core::verdict::Verdict;
 use std::io::{self, BufWriter, Read, Write};
 use std::process::ExitCode;
@@ -180,8 +179,8 @@ pub fn run(args: Args) -> ExitCode {
         today: args
             .today
             .unwrap_or_else(|| time::OffsetDateTime::now_utc().date()),
+        trust_zone: args.policy.offline_trust_zone("grantwatch classify"),
     };
-    let zone = args.policy.offline_trust_zone("grantwatch classify");
     let paths = if args.paths.is_empty() {
         vec![STDIN.to_string()]
     } else {
@@ -212,7 +211,6 @@ pub fn run(args: Args) -> ExitCode {
         };
         let judging = Judging {
             policy: &policy,
-            zone: &zone,
             grant_count_threshold: args.policy.grant_count_threshold,
         };
         match classify_input(path, &judging, &format, &mut out, &mut counts, &seen) {
@@ -274,7 +272,6 @@ fn read_input(path: &str) -> Result<Vec<u8>, String> {
 /// What every event is judged with.
 struct Judging<'a> {
     policy: &'a Policy,
-    zone: &'a TrustZone,
     grant_count_threshold: usize,
 }
 
@@ -307,7 +304,6 @@ fn classify_input(
                     known.as_ref(),
                     &live,
                     policy,
-                    judging.zone,
                     &CorrelationSettings::default(),
                 );
                 seen.remember(&event, &verdict);

@@ -195,6 +195,10 @@ async fn explain(args: Args) -> Result<bool, String> {
     let policy = Policy {
         rules,
         min_alert_severity: args.policy.min_severity,
+        trust_zone: args
+            .policy
+            .aws_trust_zone("grantwatch explain", &config)
+            .await,
         ..Policy::new(time::OffsetDateTime::now_utc().date())
     };
 

@@ -205,6 +205,10 @@ async fn report(args: Args) -> Result<ExitCode, String> {
     let policy = Policy {
         rules,
         min_alert_severity: args.policy.min_severity,
+        trust_zone: args
+            .policy
+            .trust_zone("grantwatch report", &directory)
+            .await,
         ..Policy::new(now.date())
     };
     let options = ReportOptions {

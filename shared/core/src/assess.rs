@@ -604,6 +604,7 @@ pub fn assess_standing(
     grant: &StandingGrant,
     origin: &OriginVerdict,
     provenance: Option<&GrantRecord>,
+    zone: Option<&TrustZone>,
 ) -> Vec<Finding> {
     let caller_account = provenance
         .and_then(|p| p.created_by.account.as_deref())
@@ -613,7 +614,7 @@ pub fn assess_standing(
         caller_account,
         key_spec: grant.key_spec.as_deref(),
         standing: provenance.is_none(),
-        zone: None,
+        zone,
     };
     assess_grant(&grant.facts, origin, &ctx)
 }

@@ -11,13 +11,19 @@ use crate::verdict::{Finding, FindingCode, Severity, Verdict};
 use crate::{assess, principal};
 use serde::{Deserialize, Serialize};
 
-/// How to judge: suppression rules, the alert threshold, and today's date
-/// (for rule expiry).
+/// How to judge: suppression rules, the alert threshold, today's date
+/// (for rule expiry) and the trust zone. Every entry point (watcher,
+/// report, `classify`, `explain`, `report`, `backfill`, `redrive`) builds
+/// it from the same settings (`MIN_ALERT_SEVERITY`, `RULES_S3_URI` or
+/// `--rules`, `TRUSTED_ACCOUNTS`), so they agree on one grant.
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub rules: RuleSet,
     pub min_alert_severity: Severity,
     pub today: time::Date,
+    /// `TRUSTED_ACCOUNTS`, resolved (`ORG` listed once per process):
+    /// cross-account inside the zone rates lower, outside it higher.
+    pub trust_zone: TrustZone,
 }
 
 pub use crate::grant::StandingGrant;
@@ -33,31 +39,13 @@ pub struct Judgement {
 }
 
 /// Judge one grant event. `known` is the ledger's record of the grant, for
-/// Retire/Revoke (what was removed). No trust zone: see [`judge_event_in`].
+/// Retire/Revoke (what was removed). Cross-account findings are judged
+/// against the key's real owner (its ARN) and the policy's trust zone.
 pub fn judge_event(event: &GrantEvent, known: Option<&GrantRecord>, policy: &Policy) -> Verdict {
-    judge_event_in(event, known, policy, &TrustZone::Unset)
+    judge_event_with(event, known, &[], policy, &CorrelationSettings::default())
 }
 
-/// Judge one grant event with the trust zone (`TRUSTED_ACCOUNTS`):
-/// cross-account findings are judged against the key's real owner (its
-/// ARN), inside the zone they rate lower, outside it higher.
-pub fn judge_event_in(
-    event: &GrantEvent,
-    known: Option<&GrantRecord>,
-    policy: &Policy,
-    zone: &TrustZone,
-) -> Verdict {
-    judge_event_with(
-        event,
-        known,
-        &[],
-        policy,
-        zone,
-        &CorrelationSettings::default(),
-    )
-}
-
-/// Judge one grant event with the trust zone and the ledger's records of
+/// Judge one grant event with the ledger's records of
 /// the key's grants (`live`: live and recently removed), for correlation
 /// (`duplicate-grant`, `grant-burst`, `grant-persistence`, `self-grant`,
 /// `over-broad`; see [`crate::correlate`]). The correlation findings count
@@ -67,14 +55,14 @@ pub fn judge_event_with(
     known: Option<&GrantRecord>,
     live: &[GrantRecord],
     policy: &Policy,
-    zone: &TrustZone,
     correlation: &CorrelationSettings,
 ) -> Verdict {
     let (origin, findings, facts, removed_grant) = match (event.action, event.grant.as_ref()) {
         (GrantAction::CreateGrant, grant) => {
             let facts = grant.cloned().unwrap_or_default();
             let origin = origin::classify_grant(&facts, Some(&event.caller));
-            let mut findings = assess::assess_create_in(event, &facts, &origin, Some(zone));
+            let mut findings =
+                assess::assess_create_in(event, &facts, &origin, Some(&policy.trust_zone));
             if event.succeeded() && !event.dry_run {
                 findings.extend(correlate::correlate(
                     event,
@@ -204,7 +192,8 @@ pub fn judge_standing_with(
     policy: &Policy,
 ) -> Judgement {
     let origin = origin::classify_grant(&grant.facts, provenance.map(|p| &p.created_by));
-    let mut findings = assess::assess_standing(grant, &origin, provenance);
+    let mut findings =
+        assess::assess_standing(grant, &origin, provenance, Some(&policy.trust_zone));
     findings.extend(key_findings);
     let codes: Vec<FindingCode> = findings.iter().map(|f| f.code).collect();
     let subject = RuleSubject {
@@ -306,6 +295,7 @@ impl Policy {
             rules: RuleSet::default(),
             min_alert_severity: Severity::Medium,
             today,
+            trust_zone: TrustZone::Unset,
         }
     }
 }
@@ -513,5 +503,74 @@ mod tests {
         let j = judge_standing(&manual, None, &policy(""));
         assert_eq!(j.origin.origin, Origin::Unknown);
         assert_eq!(j.severity, Severity::High);
+    }
+
+    #[test]
+    fn the_trust_zone_comes_with_the_policy_for_events_and_standing_grants() {
+        // A person's constrained grant to a role of another account.
+        let cross = event(serde_json::json!({
+            "eventName": "CreateGrant", "eventSource": "kms.amazonaws.com", "eventID": "z1",
+            "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "accountId": "111122223333"},
+            "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.22.0",
+            "requestParameters": {"keyId": "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                                  "granteePrincipal": "arn:aws:iam::444455556666:role/app",
+                                  "retiringPrincipal": "arn:aws:iam::111122223333:role/admin",
+                                  "operations": ["Decrypt"], "constraints": {"encryptionContextSubset": {"app": "x"}}},
+            "responseElements": {"grantId": "g1"}
+        }));
+        let zone = |accounts: &[&str]| Policy {
+            trust_zone: TrustZone::from_accounts(accounts.iter().copied()),
+            ..policy("[[rule]]\nid = \"partner\"\nreason = \"r\"\ngrantee = \"*444455556666*\"\n")
+        };
+        let cross_account = |v: &Verdict| {
+            v.findings
+                .iter()
+                .find(|f| f.code == FindingCode::CrossAccountGrantee)
+                .map(|f| f.severity)
+        };
+        let inside = zone(&["111122223333", "444455556666"]);
+        let outside = zone(&["111122223333"]);
+        let v = judge_event(&cross, None, &policy(""));
+        assert_eq!(cross_account(&v), Some(Severity::High), "no zone: default");
+        let v = judge_event(&cross, None, &inside);
+        assert_eq!(cross_account(&v), Some(Severity::Medium));
+        assert_eq!(
+            v.suppressed_by.as_deref(),
+            Some("partner"),
+            "inside: a rule may suppress it"
+        );
+        let v = judge_event(&cross, None, &outside);
+        assert_eq!(cross_account(&v), Some(Severity::High));
+        assert_eq!(
+            v.suppressed_by, None,
+            "outside: not below high without allow_critical"
+        );
+        assert!(v.alert && v.severity >= Severity::High);
+        // The same grant standing (report, explain): the same zone applies.
+        let standing = StandingGrant {
+            account: "111122223333".into(),
+            region: "us-east-1".into(),
+            key_arn: "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+                .into(),
+            key_spec: Some("SYMMETRIC_DEFAULT".into()),
+            grant_id: "g1".into(),
+            created: None,
+            issuing_account: Some("arn:aws:iam::111122223333:root".into()),
+            facts: cross.grant.clone().unwrap_or_default(),
+        };
+        let of = |p: &Policy| {
+            judge_standing(&standing, None, p)
+                .findings
+                .iter()
+                .find(|f| f.code == FindingCode::CrossAccountGrantee)
+                .map(|f| f.severity)
+        };
+        assert_eq!(of(&inside), Some(Severity::Medium));
+        assert_eq!(of(&outside), Some(Severity::High));
+        assert_eq!(
+            judge_standing(&standing, None, &outside).suppressed_by,
+            None
+        );
     }
 }

@@ -8,6 +8,7 @@ use grantwatch_core::judge::{judge_event, judge_key, judge_standing, Policy, Sta
 use grantwatch_core::origin::{classify_call, classify_grant};
 use grantwatch_core::principal::{key_arn_for, Principal};
 use grantwatch_core::rules::{glob_match, RuleSet};
+use grantwatch_core::trust::TrustZone;
 use grantwatch_core::verdict::{FindingCode, Severity};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
@@ -296,7 +297,18 @@ proptest! {
         context in prop::option::of(prop::collection::btree_map(interesting_string(), interesting_string(), 0..3)),
         key_spec in prop::option::of(prop::sample::select(vec!["SYMMETRIC_DEFAULT", "RSA_2048", "HMAC_256"])),
         issuing in prop::option::of(interesting_string()),
+        zone in 0u8..3,
     ) {
+        // The trust zone comes with the policy: unset, this account, or
+        // this account and a partner's.
+        let policy = Policy {
+            trust_zone: match zone {
+                0 => TrustZone::Unset,
+                1 => TrustZone::from_accounts(["111122223333"]),
+                _ => TrustZone::from_accounts(["111122223333", "444455556666"]),
+            },
+            ..policy()
+        };
         let facts = GrantFacts {
             grantee,
             retiring_principal: retiring,
@@ -317,19 +329,19 @@ proptest! {
             issuing_account: issuing,
             facts: facts.clone(),
         };
-        let j = judge_standing(&grant, None, &policy());
+        let j = judge_standing(&grant, None, &policy);
         prop_assert!(j.findings.iter().all(|f| f.severity <= Severity::Critical));
         let _ = classify_grant(&facts, None);
         // One judgement everywhere: the report (judge_key, per key) and
         // explain (judge_standing, one grant) agree on a grant alone on its key.
-        let by_key = judge_key(std::slice::from_ref(&grant), |_| None, &policy(), 40_000);
+        let by_key = judge_key(std::slice::from_ref(&grant), |_| None, &policy, 40_000);
         prop_assert_eq!(&by_key[0], &j);
         // With a duplicate on the key, the duplicate's judgement is the lone
         // grant's plus duplicate-grant, counted before the rules: a rule that
         // suppresses the grant suppresses its duplicate too.
         let mut twin = grant.clone();
         twin.grant_id = "h".into();
-        let pair = judge_key(&[grant.clone(), twin], |_| None, &policy(), 40_000);
+        let pair = judge_key(&[grant.clone(), twin], |_| None, &policy, 40_000);
         prop_assert_eq!(&pair[0], &j);
         prop_assert!(pair[1].findings.iter().any(|f| f.code == FindingCode::DuplicateGrant));
         prop_assert_eq!(&pair[1].suppressed_by, &j.suppressed_by);
