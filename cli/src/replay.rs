@@ -33,6 +33,9 @@ pub struct WatcherArgs {
     /// so tamper and key lifecycle events are judged, not skipped.
     #[arg(long, env = "OWN_RESOURCES", value_name = "JSON")]
     pub own_resources: Option<String>,
+    /// The trust zone: account ids (comma-separated) or ORG (see docs/classify.md).
+    #[arg(long, env = "TRUSTED_ACCOUNTS", value_name = "ACCOUNTS|ORG", default_value = "", value_parser = crate::args::trusted_accounts)]
+    pub trusted_accounts: grantwatch_core::trust::TrustSetting,
 }
 
 /// The watcher's dependencies as the CLI builds them.
@@ -76,7 +79,8 @@ pub async fn watcher_deps(
         "OWN_RESOURCES" => args.own_resources.clone(),
         other => std::env::var(other).ok(),
     });
-    let settings = WatcherSettings::from_env(&env).map_err(|e| e.to_string())?;
+    let mut settings = WatcherSettings::from_env(&env).map_err(|e| e.to_string())?;
+    settings.trusted_accounts = args.trusted_accounts.clone();
     let rules = match args.rules.as_deref().filter(|r| !r.is_empty()) {
         Some(uri) if uri.starts_with("s3://") => sdk::load_rules(&sdk::s3_client(config), uri)
             .await
@@ -87,5 +91,7 @@ pub async fn watcher_deps(
             .map_err(|e| format!("--rules {path}: {e}"))?,
         None => RuleSet::default(),
     };
-    trail::watcher_deps(config, settings, rules).map_err(|e| e.to_string())
+    trail::watcher_deps(config, settings, rules)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -125,7 +125,7 @@ async fn deps() -> Result<&'static ReconcileDeps, ConfigError> {
                 .map_err(|e| bad("RULES_S3_URI", e))?,
             None => RuleSet::default(),
         };
-        let watch = watcher_deps(&config, settings.watcher.clone(), rules)?;
+        let watch = watcher_deps(&config, settings.watcher.clone(), rules).await?;
         let seen = LedgerEvents::new(
             aws_sdk_dynamodb::Client::new(&config),
             &settings.watcher.ledger_table,

@@ -3,8 +3,9 @@
 //! itself ([`Reconcile`]: `grantwatch reconcile` and the report Lambda's
 //! daily mode).
 
-use crate::config::{bad, ConfigError, Env};
+use crate::config::{bad, resolve_trust_zone, ConfigError, Env};
 use crate::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
+use crate::scope::AwsDirectory;
 use crate::sdk::{self, SystemClock};
 use crate::secrets::SecretsManagerSource;
 use crate::slack::{AllowedHosts, SlackNotifier, SlackPolicy};
@@ -21,6 +22,7 @@ use grantwatch_core::ports::notify::{ChannelClass, DynNotifier, WithClass};
 use grantwatch_core::ports::PortError;
 use grantwatch_core::rules::RuleSet;
 use grantwatch_core::tamper::{OwnResources, OWN_RESOURCES_ENV};
+use grantwatch_core::trust::TrustSetting;
 use grantwatch_core::verdict::Severity;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -215,11 +217,14 @@ pub struct WatcherSettings {
     pub min_alert_severity: Severity,
     /// `None` when `OWN_RESOURCES` is unset: tamper events are skipped.
     pub own_resources: Option<OwnResources>,
+    /// `TRUSTED_ACCOUNTS`, resolved by [`watcher_deps`].
+    pub trusted_accounts: TrustSetting,
 }
 
 impl WatcherSettings {
     /// `ALERT_TOPIC_ARN`, `LEDGER_TABLE` (required); `SLACK_WEBHOOK_SECRET_ARN`,
-    /// `SLACK_ALLOWED_HOSTS`, `MIN_ALERT_SEVERITY`, `OWN_RESOURCES`.
+    /// `SLACK_ALLOWED_HOSTS`, `MIN_ALERT_SEVERITY`, `OWN_RESOURCES`,
+    /// `TRUSTED_ACCOUNTS`.
     pub fn from_env<F: Fn(&str) -> Option<String>>(
         env: &Env<F>,
     ) -> Result<WatcherSettings, ConfigError> {
@@ -237,13 +242,16 @@ impl WatcherSettings {
             slack_allowed_hosts: env.slack_allowed_hosts()?,
             min_alert_severity: env.min_alert_severity()?,
             own_resources,
+            trusted_accounts: env.trusted_accounts()?,
         })
     }
 }
 
 /// The watcher's ledger, SNS (mandatory) and Slack (best effort, pinned
-/// like the watcher's) channels, and its judgement settings.
-pub fn watcher_deps(
+/// like the watcher's) channels, and its judgement settings. A trust zone
+/// of `ORG` that cannot be listed stays unset (default severities: nothing
+/// silenced) with a warning, as in every command that judges.
+pub async fn watcher_deps(
     config: &aws_config::SdkConfig,
     settings: WatcherSettings,
     rules: RuleSet,
@@ -264,6 +272,14 @@ pub fn watcher_deps(
         .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
         notifiers.push(Box::new(WithClass(slack, ChannelClass::BestEffort)));
     }
+    let directory = AwsDirectory {
+        sts: aws_sdk_sts::Client::new(config),
+        organizations: aws_sdk_organizations::Client::new(config),
+    };
+    let (trust_zone, unresolved) = resolve_trust_zone(&settings.trusted_accounts, &directory).await;
+    if let Some(problem) = unresolved {
+        tracing::warn!(setting = problem.name, problem = %problem.problem, "trust zone unresolved");
+    }
     Ok(WatchDeps {
         ledger: DynamoLedger::new(
             aws_sdk_dynamodb::Client::new(config),
@@ -276,6 +292,7 @@ pub fn watcher_deps(
             rules,
             min_alert_severity: settings.min_alert_severity,
             own_resources: settings.own_resources,
+            trust_zone,
             ..WatchConfig::default()
         },
     })
