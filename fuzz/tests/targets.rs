@@ -131,3 +131,36 @@ fn every_target_is_tested() {
     let names: Vec<&str> = grantwatch_fuzz::TARGETS.iter().map(|t| t.name).collect();
     assert_eq!(names, tested);
 }
+
+/// The typed corpora still read as what they seed: a model change that made
+/// them unreadable would leave their targets returning early on every
+/// input. Reseed with `cargo run -p grantwatch-fuzz -- seed`
+/// (`demo-report.json` comes from the demo's run: docs/fuzzing.md).
+#[test]
+fn typed_corpora_still_parse() {
+    use grantwatch_core::report::model::Report;
+    use grantwatch_core::rules::RuleSet;
+    use grantwatch_core::verdict::Verdict;
+    let corpus = |name: &str| inputs(&grantwatch_fuzz::fuzz_dir().join("corpus").join(name));
+    for (path, bytes) in corpus("reports") {
+        Report::from_json(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    for (path, bytes) in corpus("verdicts") {
+        serde_json::from_slice::<Verdict>(&bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    for (path, bytes) in corpus("rules") {
+        let text = String::from_utf8(bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        RuleSet::parse_toml(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    let events = corpus("events");
+    let with_grant_events = events
+        .iter()
+        .filter(|(_, bytes)| !grantwatch_fuzz::targets::events::grant_events(bytes).is_empty())
+        .count();
+    assert!(
+        with_grant_events * 4 >= events.len() * 3,
+        "only {with_grant_events} of {} event inputs hold a grant event",
+        events.len()
+    );
+}
