@@ -380,7 +380,20 @@ mod tests {
                 );
             }
             let refused = body.contains("333333333333");
-            self.assume_bodies.lock().unwrap().push(body);
+            let mut bodies = self.assume_bodies.lock().unwrap();
+            // Account 555555555555: STS is briefly unavailable on the first try.
+            let unavailable =
+                body.contains("555555555555") && !bodies.iter().any(|b| b.contains("555555555555"));
+            bodies.push(body);
+            if unavailable {
+                return response(
+                    503,
+                    "text/xml",
+                    "<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code>\
+                    <Message>try again</Message></Error><RequestId>r</RequestId></ErrorResponse>"
+                        .into(),
+                );
+            }
             if refused {
                 return response(403, "text/xml", "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code>\
                     <Message>not authorized to perform sts:AssumeRole</Message></Error><RequestId>r</RequestId></ErrorResponse>".into());
@@ -401,6 +414,8 @@ mod tests {
             SdkConfig::builder()
                 .behavior_version(aws_config::BehaviorVersion::latest())
                 .region(Region::new("eu-west-1"))
+                // A failure reaches MemberKmsClients on the first try.
+                .retry_config(RetryConfig::disabled())
                 .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
                     "AKIAHOME", "secret", None, None, "home",
                 )))
@@ -496,6 +511,15 @@ mod tests {
         }
         assert_eq!(aws.assume_calls(), 2);
         assert_eq!(aws.kms_calls.load(Ordering::SeqCst), 7);
+        // A transient failure is not remembered: the next call assumes again.
+        let unavailable = AccountRegion::new("555555555555", "eu-west-1");
+        let err = clients.kms(&unavailable).await.unwrap_err();
+        assert!(
+            matches!(&err, ReadError::Failed(p) if p.is_transient()),
+            "{err:?}"
+        );
+        list_keys(&clients, "555555555555", "eu-west-1").await;
+        assert_eq!(aws.assume_calls(), 4);
         assert_eq!(
             clients.role_arn(&AccountRegion::new("444444444444", "cn-north-1")),
             "arn:aws-cn:iam::444444444444:role/reader"
