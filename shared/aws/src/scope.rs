@@ -5,7 +5,8 @@
 //! [`MemberKmsClients`] hands the inventory a KMS client per account-region:
 //! the process's own credentials in its own account, and in any other
 //! account the credentials of `arn:<partition>:iam::<account>:role/<role>`
-//! (with the ExternalId when configured), assumed once per account.
+//! (with the ExternalId when configured), through aws-config's
+//! `AssumeRoleProvider`: assumed once per account, refreshed by the SDK.
 //! A role that cannot be assumed makes that account's account-regions
 //! `access-denied` in the report's coverage.
 
