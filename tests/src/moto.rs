@@ -201,11 +201,23 @@ impl Moto {
     /// which keeps the Subject (raw delivery drops it) and the message
     /// attributes.
     pub async fn subscribe_queue(&self, topic_arn: &str) -> SnsInbox {
-        let sqs = self.sqs().await;
         let name = format!("inbox-{}", topic_arn.rsplit(':').next().unwrap_or("topic"));
+        self.subscribe_queue_filtered(topic_arn, &name, None).await
+    }
+
+    /// [`Moto::subscribe_queue`] with a queue name of its own and, when
+    /// given, a subscription filter policy (scope `MessageAttributes`);
+    /// moto applies filter policies as SNS does.
+    pub async fn subscribe_queue_filtered(
+        &self,
+        topic_arn: &str,
+        name: &str,
+        filter_policy: Option<&Value>,
+    ) -> SnsInbox {
+        let sqs = self.sqs().await;
         let queue_url = sqs
             .create_queue()
-            .queue_name(&name)
+            .queue_name(name)
             .send()
             .await
             .expect("create queue")
@@ -223,15 +235,17 @@ impl Moto {
             .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
             .cloned()
             .expect("queue arn");
-        self.sns()
+        let mut subscribe = self
+            .sns()
             .await
             .subscribe()
             .topic_arn(topic_arn)
             .protocol("sqs")
-            .endpoint(&queue_arn)
-            .send()
-            .await
-            .expect("subscribe queue");
+            .endpoint(&queue_arn);
+        if let Some(policy) = filter_policy {
+            subscribe = subscribe.attributes("FilterPolicy", policy.to_string());
+        }
+        subscribe.send().await.expect("subscribe queue");
         SnsInbox { sqs, queue_url }
     }
 }
