@@ -5,6 +5,7 @@ use grantwatch_aws::ledger::DEFAULT_RETENTION_DAYS;
 use grantwatch_aws::slack::AllowedHosts;
 use grantwatch_core::app::watch::{DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW_SECONDS};
 use grantwatch_core::tamper::{OwnResources, OWN_RESOURCES_ENV};
+use grantwatch_core::trust::TrustSetting;
 use grantwatch_core::verdict::Severity;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,8 @@ pub struct Settings {
     pub own_resources: Option<OwnResources>,
     /// The canary grant (`CANARY_KEY_ARN`, ...): unset, no canary.
     pub canary: Option<grantwatch_aws::canary::CanarySettings>,
+    /// The trust zone (`TRUSTED_ACCOUNTS`: account ids or `ORG`).
+    pub trusted_accounts: TrustSetting,
     /// The opt-in channels, redaction and runbook links (channels.rs).
     pub channels: crate::channels::ChannelSettings,
     pub function_name: String,
@@ -60,6 +63,7 @@ impl Settings {
                     })?)
                 }
             },
+            trusted_accounts: env.trusted_accounts()?,
             canary: grantwatch_aws::canary::CanarySettings::from_env(&env)?,
             channels: crate::channels::ChannelSettings::from_env(&env)?,
             function_name: env
@@ -98,6 +102,16 @@ mod tests {
         assert_eq!(s.storm_threshold, DEFAULT_STORM_THRESHOLD);
         assert_eq!(s.storm_window_seconds, DEFAULT_STORM_WINDOW_SECONDS);
         assert_eq!(s.slack_webhook_secret_arn, None, "unset means no Slack");
+        assert_eq!(
+            s.trusted_accounts,
+            grantwatch_core::trust::TrustSetting::Unset
+        );
+        assert_eq!(
+            settings(&[TOPIC, TABLE, ("TRUSTED_ACCOUNTS", "111122223333,x")])
+                .unwrap_err()
+                .name,
+            "TRUSTED_ACCOUNTS"
+        );
         assert_eq!(
             settings(&[TOPIC, TABLE, ("SLACK_WEBHOOK_SECRET_ARN", "")])
                 .unwrap()
