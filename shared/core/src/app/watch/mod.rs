@@ -524,6 +524,7 @@ pub fn policy(config: &WatchConfig, now_ms: i64) -> Policy {
     Policy {
         rules: config.rules.clone(),
         min_alert_severity: config.min_alert_severity,
+        trust_zone: config.trust_zone.clone(),
         ..Policy::new(today)
     }
 }
