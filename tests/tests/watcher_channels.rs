@@ -68,3 +68,51 @@ async fn machines_get_the_verdict_and_a_filter_policy_matches_one_finding_code()
         "a code the alert does not have filters it out"
     );
 }
+
+/// `REDACT_ENCRYPTION_CONTEXT=true`: the alert topic and Slack show the
+/// context's keys with `‹redacted›` values; the ledger keeps the values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redaction_hides_context_values_from_people_and_the_ledger_keeps_them() {
+    let world = World::new(&[]).await;
+    let function = grantwatch_e2e::runtime_api::Function::start(
+        &grantwatch_e2e::runtime_api::function_binary("grant-watcher"),
+        world
+            .config
+            .clone()
+            .env("REDACT_ENCRYPTION_CONTEXT", "true"),
+    )
+    .await
+    .expect("start grant-watcher");
+    let mut event = fixture("manual-cross-account-grant");
+    event["detail"]["requestParameters"]["constraints"] =
+        json!({"encryptionContextSubset": {"tenant": "acme-corp-4471"}});
+    let outcome = function.invoke(event).await.unwrap();
+    assert_eq!(outcome["alert"], true);
+
+    let messages = world.inbox.receive().await;
+    assert_eq!(messages.len(), 1);
+    let sns = &messages[0].message;
+    assert!(!sns.contains("acme-corp-4471"), "{sns}");
+    assert!(
+        sns.contains("tenant") && sns.contains("‹redacted›"),
+        "{sns}"
+    );
+    let posted = world.slack.accepted();
+    assert_eq!(posted.len(), 1);
+    let slack = posted[0].to_string();
+    assert!(!slack.contains("acme-corp-4471"), "{slack}");
+
+    let items = world
+        .moto
+        .dynamodb()
+        .await
+        .scan()
+        .table_name(&world.table)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        format!("{:?}", items.items()).contains("acme-corp-4471"),
+        "the ledger keeps the value"
+    );
+}
