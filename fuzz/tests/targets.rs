@@ -112,7 +112,6 @@ crash_tests!(
     renderers,
     report,
     rules,
-    #[ignore = "bug: glob_match(\"a*\", \"a*b\") is false: a `*` facing a literal `*` in the text is taken as a literal (rules.rs glob_match; /tmp/gw/h1-requests.md)"]
     glob,
 );
 

@@ -494,12 +494,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        // `*` first: a `*` in the pattern facing a `*` in the text is a
+        // wildcard (with a backtrack point), not a literal.
+        if pi < p.len() && p[pi] == '*' {
             star = Some((pi, ti));
             pi += 1;
+        } else if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
         } else if let Some((sp, st)) = star {
             pi = sp + 1;
             ti = st + 1;
@@ -515,6 +517,9 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 mod tests {
     use super::*;
 
+    use std::collections::BTreeMap;
+    use time::macros::date;
+
     #[test]
     fn live_rules_are_shared_by_their_clones() {
         let live = LiveRules::default();
@@ -527,8 +532,16 @@ mod tests {
         live.set(std::sync::Arc::new(reloaded.clone()));
         assert_eq!(*judge_side.get(), reloaded);
     }
-    use std::collections::BTreeMap;
-    use time::macros::date;
+
+    #[test]
+    fn a_star_in_the_text_is_matched_by_a_star_in_the_pattern() {
+        // Found by the fuzzer: `*` was taken as a literal against a `*`.
+        assert!(glob_match("a*", "a*b"));
+        assert!(glob_match("alias/dr-*", "alias/dr-*x"));
+        assert!(glob_match("*", "*"));
+        assert!(glob_match("a*b", "a*xb"));
+        assert!(!glob_match("a*c", "a*b"));
+    }
 
     fn subject<'a>(ops: &'a [Operation], constraints: Option<&'a Constraints>) -> RuleSubject<'a> {
         RuleSubject {
