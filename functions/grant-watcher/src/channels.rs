@@ -4,6 +4,9 @@
 //!
 //! - `EVENT_BUS_NAME` (unset: no EventBridge channel) and
 //!   `EVENT_BUS_MIN_SEVERITY` (unset: every alert): verdicts put on a bus.
+//! - `CHATBOT_TOPIC_ARN` (unset: off): an SNS topic for Amazon Q Developer
+//!   in chat applications, which gets each alert and digest in its
+//!   custom-notification format (a channel people read).
 //! - `REDACT_ENCRYPTION_CONTEXT` (`true`/`false`, default `false`):
 //!   encryption-context values redacted on the channels people read (the
 //!   alert topic, Slack); the ledger, the report and the bus keep them.
@@ -12,6 +15,7 @@
 
 use grantwatch_aws::config::{bad, ConfigError, Env};
 use grantwatch_aws::eventbridge::EventBridgeNotifier;
+use grantwatch_aws::sns::{ChatbotNotifier, SnsNotifier};
 use grantwatch_core::ports::notify::{ChannelClass, DynNotifier, Notifier, WithClass};
 use grantwatch_core::render::links::{LinkSettings, DEFAULT_RUNBOOK_BASE_URL};
 use grantwatch_core::render::redact::ForPeople;
@@ -24,6 +28,8 @@ pub struct ChannelSettings {
     pub event_bus_name: Option<String>,
     /// `EVENT_BUS_MIN_SEVERITY`: the least severe verdict put on the bus.
     pub event_bus_min_severity: Severity,
+    /// `CHATBOT_TOPIC_ARN`: the Q Developer topic.
+    pub chatbot_topic_arn: Option<String>,
     /// `REDACT_ENCRYPTION_CONTEXT`.
     pub redact_encryption_context: bool,
     /// `RUNBOOK_BASE_URL`.
@@ -73,6 +79,7 @@ impl ChannelSettings {
         Ok(ChannelSettings {
             event_bus_name: env.optional("EVENT_BUS_NAME"),
             event_bus_min_severity,
+            chatbot_topic_arn: env.optional("CHATBOT_TOPIC_ARN"),
             redact_encryption_context,
             links,
         })
@@ -89,6 +96,15 @@ impl ChannelSettings {
         } else {
             Box::new(WithClass(notifier, class))
         }
+    }
+
+    /// The Q Developer topic, when configured (best effort, for people).
+    pub fn chatbot_channel(&self, sns: aws_sdk_sns::Client) -> Option<Box<dyn DynNotifier>> {
+        let topic = self.chatbot_topic_arn.as_ref()?;
+        Some(self.for_people(
+            ChatbotNotifier::new(SnsNotifier::new(sns, topic).with_links(self.links.clone())),
+            ChannelClass::BestEffort,
+        ))
     }
 
     /// The opt-in machine channels, in order (each best effort).
@@ -125,6 +141,7 @@ mod tests {
     fn every_channel_is_opt_in() {
         let c = channels(&[]).unwrap();
         assert_eq!(c.event_bus_name, None);
+        assert_eq!(c.chatbot_topic_arn, None);
         assert_eq!(c.event_bus_min_severity, Severity::Info);
         assert!(!c.redact_encryption_context);
         assert_eq!(c.links, LinkSettings::default());
@@ -139,12 +156,17 @@ mod tests {
         let c = channels(&[
             ("EVENT_BUS_NAME", "security"),
             ("EVENT_BUS_MIN_SEVERITY", "high"),
+            ("CHATBOT_TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:q"),
             ("REDACT_ENCRYPTION_CONTEXT", "TRUE"),
             ("RUNBOOK_BASE_URL", "https://wiki.example.com/grantwatch/"),
         ])
         .unwrap();
         assert_eq!(c.event_bus_name.as_deref(), Some("security"));
         assert_eq!(c.event_bus_min_severity, Severity::High);
+        assert_eq!(
+            c.chatbot_topic_arn.as_deref(),
+            Some("arn:aws:sns:us-east-1:123456789012:q")
+        );
         assert!(c.redact_encryption_context);
         assert_eq!(
             c.links.runbook_base_url,

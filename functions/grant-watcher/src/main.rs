@@ -53,6 +53,7 @@ async fn init() -> Result<(Deps, String), ConfigError> {
         .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
         notifiers.push(channels.for_people(slack, ChannelClass::BestEffort));
     }
+    notifiers.extend(channels.chatbot_channel(aws_sdk_sns::Client::new(&config)));
     notifiers.extend(channels.machine_channels(aws_sdk_eventbridge::Client::new(&config)));
     tracing::info!(
         ledger_table = %settings.ledger_table,

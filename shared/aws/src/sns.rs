@@ -55,6 +55,64 @@ impl SnsNotifier {
     }
 }
 
+/// Amazon Q Developer in chat applications: an opt-in topic that gets each
+/// notice in Q Developer's custom-notification format
+/// (`render::chatbot`), the key ARN as thread id. Best effort.
+pub struct ChatbotNotifier(SnsNotifier);
+
+impl ChatbotNotifier {
+    pub fn new(sns: SnsNotifier) -> Self {
+        ChatbotNotifier(sns)
+    }
+}
+
+impl Notifier for ChatbotNotifier {
+    fn channel(&self) -> &str {
+        "chatbot"
+    }
+
+    fn class(&self) -> ChannelClass {
+        ChannelClass::BestEffort
+    }
+
+    async fn send(&self, notice: Notice<'_>, deadline_ms: i64) -> Result<(), PortError> {
+        use grantwatch_core::render::chatbot;
+        let (kind, severity, body) = match notice {
+            Notice::Alert(v) => (
+                "alert",
+                v.severity,
+                chatbot::custom_notification(v, &self.0.links),
+            ),
+            Notice::Digest(d) => (
+                "digest",
+                d.alerts
+                    .iter()
+                    .map(|v| v.severity)
+                    .max()
+                    .unwrap_or(grantwatch_core::verdict::Severity::Info),
+                chatbot::digest_notification(d),
+            ),
+        };
+        let mut attributes = BTreeMap::new();
+        attributes.insert("kind".to_string(), kind.to_string());
+        attributes.insert("severity".to_string(), severity.as_str().to_string());
+        let message = SnsMessage {
+            subject: "grantwatch".to_string(),
+            message: body.to_string(),
+            attributes,
+        };
+        let now = SystemClock.now_ms();
+        let timeouts = sdk::call_timeouts("Publish", deadline_ms, now)?;
+        sdk::before_deadline(
+            "Publish",
+            deadline_ms,
+            now,
+            self.0.publish_with(&Plain(&message), Some(timeouts)),
+        )
+        .await
+    }
+}
+
 /// One body for every protocol (`Message` as is, attributes all `String`).
 struct Plain<'a>(&'a SnsMessage);
 
@@ -319,6 +377,33 @@ mod tests {
         let client = mock_client!(aws_sdk_sns, [&rule]);
         SnsNotifier::new(client, "t")
             .publish(&message)
+            .await
+            .unwrap();
+        assert_eq!(rule.num_calls(), 1);
+    }
+
+    /// The Q Developer topic gets the custom-notification JSON, plain.
+    #[tokio::test]
+    async fn the_chatbot_topic_gets_a_custom_notification() {
+        let verdict = sample_verdict();
+        let key = grantwatch_core::render::describe::key_for_command(&verdict)
+            .unwrap_or("grantwatch")
+            .to_string();
+        let rule = mock!(aws_sdk_sns::Client::publish)
+            .match_requests(move |req| {
+                req.message_structure().is_none()
+                    && req.message().is_some_and(|m| {
+                        serde_json::from_str::<serde_json::Value>(m).is_ok_and(|n| {
+                            n["source"] == "custom" && n["metadata"]["threadId"] == key.as_str()
+                        })
+                    })
+            })
+            .then_output(|| PublishOutput::builder().message_id("m-3").build());
+        let client = mock_client!(aws_sdk_sns, [&rule]);
+        let notifier = ChatbotNotifier::new(SnsNotifier::new(client, "t"));
+        assert_eq!(notifier.class(), ChannelClass::BestEffort);
+        notifier
+            .send(Notice::Alert(&verdict), in_ms(20_000))
             .await
             .unwrap();
         assert_eq!(rule.num_calls(), 1);

@@ -34,6 +34,46 @@ pub fn custom_notification(v: &Verdict, link_settings: &LinkSettings) -> Value {
     build(v, link_settings, 16)
 }
 
+/// The custom notification for a storm digest: one message for the
+/// window (counted from the ledger's tallies), naming its five most severe
+/// alerts; every alert is in the e-mail digest and the ledger.
+pub fn digest_notification(d: &crate::ports::notify::Digest) -> Value {
+    let email = super::sns::digest_notice(d);
+    let mut lines: Vec<String> = d
+        .alerts
+        .iter()
+        .take(5)
+        .map(|v| {
+            format!(
+                "• *{}* {}",
+                severity_label(v.severity),
+                prose(&describe::summary(v), 200)
+            )
+        })
+        .collect();
+    let total = d.tally.total.max(d.alerts.len() as u64);
+    if total > lines.len() as u64 {
+        lines.push(format!(
+            "…and {} more: see the e-mail digest or the grant ledger",
+            total - lines.len() as u64
+        ));
+    }
+    json!({
+        "version": "1.0",
+        "source": "custom",
+        "content": {
+            "textType": "client-markdown",
+            "title": escape(&email.subject),
+            "description": lines.join("\n"),
+        },
+        "metadata": {
+            "threadId": "grantwatch-storm",
+            "summary": escape(&email.subject),
+            "eventType": EVENT_TYPE,
+        }
+    })
+}
+
 fn build(v: &Verdict, link_settings: &LinkSettings, n: usize) -> Value {
     let c = |s: &str| code(&truncate(s, n));
     let mut lines = vec![
@@ -192,5 +232,28 @@ mod tests {
         assert_escaped(n["content"]["description"].as_str().expect("description"));
         assert_escaped(n["content"]["title"].as_str().expect("title"));
         assert!(serde_json::to_vec(&n).expect("json").len() <= MAX_NOTIFICATION_BYTES);
+    }
+
+    #[test]
+    fn a_digest_is_one_notification_naming_the_worst_and_counting_the_rest() {
+        let mut tally = crate::ports::ledger::DigestTally::default();
+        let carried = vec![crate::render::testkit::manual_grant(); 7];
+        for _ in 0..40 {
+            tally.add(&carried[0]);
+        }
+        let d = crate::ports::notify::Digest {
+            window_start: 1_795_000_000,
+            window_seconds: 60,
+            alerts: carried,
+            tally,
+        };
+        let n = digest_notification(&d);
+        assert_eq!(n["source"], "custom");
+        let text = n["content"]["description"].as_str().unwrap_or_default();
+        assert_eq!(text.matches("• *HIGH*").count(), 5, "{text}");
+        assert!(text.contains("and 35 more"), "{text}");
+        assert!(n["content"]["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("40")));
     }
 }
