@@ -108,7 +108,6 @@ crash_tests!(
     event_parser,
     event_gzip,
     judgement,
-    #[ignore = "bug: render::chatbot's title is cut with truncate, not truncate_mrkdwn, so an escaped entity can be cut (`&g…`), leaving a bare `&` (/tmp/gw/h1-requests.md)"]
     renderers,
     report,
     rules,

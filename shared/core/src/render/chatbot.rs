@@ -13,7 +13,7 @@
 use super::commands::{commands, Purpose};
 use super::describe::{self, is_removal};
 use super::links::{self, LinkSettings};
-use super::mrkdwn::{code, escape, prose, truncate};
+use super::mrkdwn::{code, escape, prose, truncate, truncate_mrkdwn};
 use super::slack::{severity_emoji, severity_label};
 use crate::verdict::Verdict;
 use serde_json::{json, Value};
@@ -155,7 +155,8 @@ fn build(v: &Verdict, link_settings: &LinkSettings, n: usize) -> Value {
         "id": truncate(&v.event_id, n.min(256)),
         "content": {
             "textType": "client-markdown",
-            "title": truncate(
+            // Escaped text: cut never inside an entity (a bare `&`).
+            "title": truncate_mrkdwn(
                 &format!(
                     "{} {} · {}",
                     severity_emoji(v.severity),
@@ -232,6 +233,26 @@ mod tests {
         assert_escaped(n["content"]["description"].as_str().expect("description"));
         assert_escaped(n["content"]["title"].as_str().expect("title"));
         assert!(serde_json::to_vec(&n).expect("json").len() <= MAX_NOTIFICATION_BYTES);
+    }
+
+    #[test]
+    fn a_long_title_is_never_cut_inside_an_entity() {
+        // Every offset of the cut against `&gt;` (found by the fuzzer).
+        for pad in 0..5 {
+            let mut v = manual_grant();
+            v.grantee = Some(format!("{}{}", "x".repeat(pad), ">".repeat(300)));
+            let n = custom_notification(&v, &LinkSettings::default());
+            let title = n["content"]["title"].as_str().expect("title");
+            for (at, _) in title.match_indices('&') {
+                let entity = &title[at..];
+                assert!(
+                    ["&amp;", "&lt;", "&gt;"]
+                        .iter()
+                        .any(|e| entity.starts_with(e)),
+                    "pad {pad}: a bare & in {title}"
+                );
+            }
+        }
     }
 
     #[test]
