@@ -184,6 +184,10 @@ impl SdkOperations {
     fn actions_in(&self, source: &str) -> BTreeSet<String> {
         let code = code_without_tests_and_comments(source);
         let mut actions = BTreeSet::new();
+        // aws-config's credential provider calls STS AssumeRole for the code.
+        if code.contains("AssumeRoleProvider") {
+            actions.insert("sts:AssumeRole".to_string());
+        }
         for (crate_name, service) in SDK_CRATES {
             let crate_path = crate_name.replace('-', "_");
             if !code.contains(&crate_path) {
@@ -204,9 +208,28 @@ impl SdkOperations {
 
 /// The source before `#[cfg(test)]`, without comment lines (doc examples).
 fn code_without_tests_and_comments(source: &str) -> String {
-    let before_tests = source.split("#[cfg(test)]").next().unwrap_or_default();
-    before_tests
-        .lines()
+    // Code stops at the first inline test module; a `#[cfg(test)] mod x;`
+    // declaration (its file is left out by `rust_files`) is only skipped.
+    let mut code = String::new();
+    let mut rest = source;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        code.push_str(&rest[..at]);
+        let after = &rest[at + "#[cfg(test)]".len()..];
+        let item = after.trim_start();
+        let declaration = item
+            .strip_prefix("mod ")
+            .and_then(|m| m.split_once(';'))
+            .filter(|(name, _)| name.trim().chars().all(|c| c.is_alphanumeric() || c == '_'));
+        match declaration {
+            Some((_, tail)) => rest = tail,
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    code.push_str(rest);
+    code.lines()
         .filter(|line| !line.trim_start().starts_with("//"))
         .collect::<Vec<_>>()
         .join("\n")
@@ -238,6 +261,11 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
         };
         for entry in entries.filter_map(|e| e.ok()) {
             let path = entry.path();
+            // A module's `tests.rs` (or `tests/`) is test code, not the function's.
+            let is_tests = path.file_stem().is_some_and(|s| s == "tests");
+            if is_tests {
+                continue;
+            }
             if path.is_dir() {
                 pending.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
@@ -484,6 +512,9 @@ fn code_actions(binary: &str, sdk: &SdkOperations) -> (BTreeSet<String>, BTreeSe
 struct Grant {
     actions: Vec<String>,
     resources: Vec<Value>,
+    /// `kms:ViaService`: a service uses the key on the function's behalf
+    /// (S3 decrypting the trail's objects), not the function's own code.
+    via_service: bool,
 }
 
 fn as_list(value: &Value) -> Vec<Value> {
@@ -546,6 +577,9 @@ fn role_grants(template: &Value, role: &str) -> Vec<Grant> {
                     .map(|a| a.as_str().expect("action string").to_string())
                     .collect(),
                 resources: as_list(&statement["Resource"]),
+                via_service: statement["Condition"]["StringEquals"]
+                    .get("kms:ViaService")
+                    .is_some(),
             });
         }
     }
@@ -583,6 +617,9 @@ fn check_platform_and_resources(function: &str, grants: &[Grant]) -> BTreeSet<St
                 !action.contains('*'),
                 "{function}: wildcard action {action}; name the exact actions"
             );
+            if grant.via_service && action.starts_with("kms:") {
+                continue;
+            }
             if let Some((_, target)) = PLATFORM_ACTIONS.iter().find(|(a, _)| a == action) {
                 for resource in &grant.resources {
                     let attribute_of = resource["Fn::GetAtt"][0].as_str().unwrap_or_default();
@@ -625,6 +662,14 @@ fn scanner_finds_sdk_calls_and_ignores_the_rest() {
         .map(str::to_string)
         .collect();
     assert_eq!(actions, expected);
+    // A `#[cfg(test)] mod tests;` declaration does not hide the code after it.
+    let split_module = "use aws_sdk_kms::Client;\n#[cfg(test)]\nmod tests;\n\
+                        fn f(c: &Client) { c.list_keys().send(); }\n\
+                        #[cfg(test)]\nmod more { fn t(c: &Client) { c.create_grant(); } }";
+    assert_eq!(
+        sdk.actions_in(split_module).into_iter().collect::<Vec<_>>(),
+        ["kms:ListKeys"]
+    );
     // A file that does not name the SDK crate calls none of its operations.
     assert!(sdk
         .actions_in("fn f(x: &X) { x.list_grants(); }")

@@ -430,6 +430,16 @@ async fn every_configured_option_reaches_the_functions() {
             ("MemberRoleName", "gw-reader"),
             ("MemberRoleExternalId", "ext-123"),
             ("ListGrantsRatePerSecond", "10"),
+            ("TrustedAccounts", "111122223333,444455556666"),
+            ("GrantCountThreshold", "1000"),
+            ("EventBusName", "security-bus"),
+            ("EventBusMinSeverity", "high"),
+            ("RedactEncryptionContext", "true"),
+            ("RunbookBaseUrl", "https://wiki.example.com/grantwatch"),
+            ("EnableQDeveloperTopic", "true"),
+            ("CanaryBoundMinutes", "45"),
+            ("ReconcileTrailBucket", "org-trail-logs"),
+            ("ReconcileTrailPrefix", "o-abc123/AWSLogs/"),
         ],
     );
     let watcher = stack.function_env(WATCHER);
@@ -442,6 +452,19 @@ async fn every_configured_option_reaches_the_functions() {
     assert_eq!(env_value(&watcher, "LEDGER_RETENTION_DAYS"), "30");
     assert_eq!(env_value(&watcher, "STORM_THRESHOLD"), "25");
     assert_eq!(env_value(&watcher, "STORM_WINDOW_SECONDS"), "120");
+    assert_eq!(
+        env_value(&watcher, "TRUSTED_ACCOUNTS"),
+        "111122223333,444455556666"
+    );
+    assert_eq!(env_value(&watcher, "EVENT_BUS_NAME"), "security-bus");
+    assert_eq!(env_value(&watcher, "EVENT_BUS_MIN_SEVERITY"), "high");
+    assert_eq!(env_value(&watcher, "REDACT_ENCRYPTION_CONTEXT"), "true");
+    assert_eq!(
+        env_value(&watcher, "RUNBOOK_BASE_URL"),
+        "https://wiki.example.com/grantwatch"
+    );
+    assert_eq!(env_value(&watcher, "CANARY_BOUND_MINUTES"), "45");
+    assert!(env_value(&watcher, "CHATBOT_TOPIC_ARN").starts_with("arn:aws:sns:"));
     let report = stack.function_env(REPORT);
     assert_eq!(env_value(&report, "SLACK_WEBHOOK_SECRET_ARN"), secret);
     assert_eq!(env_value(&report, "REPORT_REGIONS"), "us-east-1,eu-west-1");
@@ -450,6 +473,9 @@ async fn every_configured_option_reaches_the_functions() {
     assert_eq!(env_value(&report, "MEMBER_ROLE_EXTERNAL_ID"), "ext-123");
     assert_eq!(env_value(&report, "LISTGRANTS_RATE_PER_SECOND"), "10");
     assert_eq!(env_value(&report, "MIN_ALERT_SEVERITY"), "high");
+    assert_eq!(env_value(&report, "GRANT_COUNT_THRESHOLD"), "1000");
+    assert_eq!(env_value(&report, "TRAIL_BUCKET"), "org-trail-logs");
+    assert_eq!(env_value(&report, "TRAIL_PREFIX"), "o-abc123/AWSLogs/");
 
     // With every option set, the template sets exactly the variables each
     // function's code reads (Lambda's own AWS_* variables aside).
@@ -500,6 +526,12 @@ fn variables_read_by(binary: &str) -> BTreeSet<String> {
             .into_iter()
             .filter(|name| code.contains(name.as_str()) || code.contains(&name.to_lowercase()))
             .collect();
+    }
+    // An adapter module that reads its own settings (`CanarySettings::from_env`).
+    if texts.iter().any(|t| t.contains("grantwatch_aws::canary")) {
+        let canary = std::fs::read_to_string(workspace.join("shared/aws/src/canary.rs"))
+            .expect("canary settings");
+        shared.extend(variables_in(&[canary]));
     }
     if binary == "grant-watcher" && watcher_reads_own_resources() {
         texts.push(tamper_module());
@@ -883,23 +915,27 @@ async fn the_email_filter_passes_severe_alerts_and_alarm_notifications() {
         .send()
         .await
         .unwrap_or_else(|e| panic!("subscribe with filter policy {policy}: {e:?}"));
-    for (message, severity) in [
-        ("critical alert", Some("critical")),
-        ("high alert", Some("high")),
-        ("medium alert", Some("medium")),
-        ("info alert", Some("info")),
-        ("alarm notification", None),
+    // A quiet week's report (kind report, severity info) still arrives.
+    for (message, severity, kind) in [
+        ("critical alert", Some("critical"), Some("alert")),
+        ("high alert", Some("high"), Some("alert")),
+        ("medium alert", Some("medium"), Some("alert")),
+        ("info alert", Some("info"), Some("alert")),
+        ("quiet weekly report", Some("info"), Some("report")),
+        ("alarm notification", None, None),
     ] {
         let mut publish = sns.publish().topic_arn(&topic).message(message);
-        if let Some(severity) = severity {
-            publish = publish.message_attributes(
-                "severity",
-                aws_sdk_sns::types::MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(severity)
-                    .build()
-                    .expect("attribute"),
-            );
+        for (name, value) in [("severity", severity), ("kind", kind)] {
+            if let Some(value) = value {
+                publish = publish.message_attributes(
+                    name,
+                    aws_sdk_sns::types::MessageAttributeValue::builder()
+                        .data_type("String")
+                        .string_value(value)
+                        .build()
+                        .expect("attribute"),
+                );
+            }
         }
         publish.send().await.expect("publish");
     }
@@ -928,11 +964,60 @@ async fn the_email_filter_passes_severe_alerts_and_alarm_notifications() {
     received.sort();
     assert_eq!(
         received,
-        ["alarm notification", "critical alert", "high alert"]
+        [
+            "alarm notification",
+            "critical alert",
+            "high alert",
+            "quiet weekly report"
+        ]
     );
 }
 
 // ------------------------------------------------ issue 10: the alarm path
+
+#[tokio::test]
+async fn the_canary_is_on_by_default_alarmed_on_the_alarm_topic_and_can_be_turned_off() {
+    let moto = Moto::start().await;
+    let stack = deploy(&moto, &[]);
+    let resource = |id: &str| stack.template_resource(id).cloned();
+    let missed = resource("CanaryMissedAlarm").expect("CanaryMissedAlarm");
+    let completed = resource("CanaryCompletedAlarm").expect("CanaryCompletedAlarm");
+    for (alarm, metric) in [(&missed, "CanaryMissed"), (&completed, "CanaryCompleted")] {
+        let p = &alarm["Properties"];
+        assert_eq!(p["MetricName"], metric);
+        assert_eq!(p["AlarmActions"], json!([{"Ref": "AlarmTopic"}]));
+    }
+    assert_eq!(missed["Properties"]["TreatMissingData"], "notBreaching");
+    // No completed round trip for a day and more is the failure itself.
+    let c = &completed["Properties"];
+    assert_eq!(c["TreatMissingData"], "breaching");
+    assert_eq!(c["ComparisonOperator"], "LessThanThreshold");
+    let covered =
+        c["Period"].as_u64().expect("period") * c["EvaluationPeriods"].as_u64().expect("n");
+    assert!(covered > 86_400, "{covered} s");
+    let watcher = stack.function_env(WATCHER);
+    assert!(env_value(&watcher, "CANARY_KEY_ARN").contains(":key/"));
+    assert!(env_value(&watcher, "CANARY_PRINCIPAL_ARN").contains(":role/"));
+    // The watcher may make canary grants on the canary key only.
+    let policy = stack
+        .template_resource("WatcherPolicy")
+        .expect("WatcherPolicy");
+    let statements = policy["Properties"]["PolicyDocument"]["Statement"].to_string();
+    assert!(statements.contains("CanaryGrant"), "{statements}");
+    assert!(statements.contains("kms:GrantOperations"), "{statements}");
+    moto.reset().await;
+
+    let off = deploy(&moto, &[("CanaryEnabled", "false")]);
+    for id in ["CanaryKey", "CanaryMissedAlarm", "CanaryCompletedAlarm"] {
+        assert!(
+            off.template_resource(id).is_none(),
+            "{id} with the canary off"
+        );
+    }
+    let watcher = off.function_env(WATCHER);
+    assert!(!watcher.contains_key("CANARY_KEY_ARN"), "{watcher:?}");
+    assert!(!watcher.contains_key("CANARY_PRINCIPAL_ARN"), "{watcher:?}");
+}
 
 /// The central template with every optional resource on (Slack, an
 /// organization), as the deployer would send it.
@@ -1596,28 +1681,35 @@ async fn own_resources_name_the_deployed_stacks_resources() {
 }
 
 /// The channel name an adapter reports (`fn channel(&self) -> &str { "sns" }`).
-fn adapter_channel(file: &str) -> String {
+fn adapter_channels(file: &str) -> Vec<String> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/aws/src")
         .join(file);
     let text = std::fs::read_to_string(&path).expect("adapter source");
-    let after = text
+    let channels: Vec<String> = text
         .split("fn channel(&self) -> &str {")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{file}: no fn channel"));
-    after
-        .split('"')
-        .nth(1)
-        .expect("a channel literal")
-        .to_string()
+        .skip(1)
+        .map(|after| {
+            after
+                .split('"')
+                .nth(1)
+                .expect("a channel literal")
+                .to_string()
+        })
+        .collect();
+    assert!(!channels.is_empty(), "{file}: no fn channel");
+    channels
 }
 
 #[test]
 fn each_emf_alarm_watches_a_metric_the_watcher_emits() {
     use grantwatch_core::app::watch::{Metrics, METRICS_NAMESPACE};
-    let channels = [adapter_channel("sns.rs"), adapter_channel("slack.rs")];
+    let channels: Vec<String> = ["sns.rs", "slack.rs", "eventbridge.rs"]
+        .into_iter()
+        .flat_map(adapter_channels)
+        .collect();
     let metrics = Metrics {
-        rejected_channels: channels.to_vec(),
+        rejected_channels: channels,
         alert_latency_ms: Some(1),
         ..Metrics::default()
     };
