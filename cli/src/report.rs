@@ -177,9 +177,8 @@ async fn report(args: Args) -> Result<ExitCode, String> {
         .this_account()
         .await
         .map_err(|e| format!("cannot tell which account the credentials are for: {e}"))?;
-    let clients = MemberKmsClients::new(
+    let clients = MemberKmsClients::assuming(
         config.clone(),
-        aws_sdk_sts::Client::new(&config),
         home,
         args.role.clone(),
         args.external_id.clone(),

@@ -69,9 +69,8 @@ pub(crate) async fn init() -> Result<Deps, ConfigError> {
         .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
         channels.push(Channel::Slack(slack));
     }
-    let clients = MemberKmsClients::new(
+    let clients = MemberKmsClients::assuming(
         config.clone(),
-        aws_sdk_sts::Client::new(&config),
         home_account.clone(),
         settings.member_role_name.clone(),
         settings.member_role_external_id.clone(),

@@ -118,18 +118,8 @@ pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(300);
 pub const SESSION_LENGTH: Duration = Duration::from_secs(3600);
 
 impl MemberKmsClients {
-    /// `_sts` is unused: [`AssumeRoleProvider`] makes its STS client from
-    /// `base` (kept for the callers; [`MemberKmsClients::assuming`] is the same without it).
-    pub fn new(
-        base: SdkConfig,
-        _sts: aws_sdk_sts::Client,
-        home_account: impl Into<String>,
-        role_name: impl Into<String>,
-        external_id: Option<String>,
-    ) -> Self {
-        Self::assuming(base, home_account, role_name, external_id)
-    }
-
+    /// Member accounts' KMS clients through `role_name` (aws-config's
+    /// [`AssumeRoleProvider`], one per account, its STS client from `base`).
     pub fn assuming(
         base: SdkConfig,
         home_account: impl Into<String>,
