@@ -111,8 +111,9 @@ demo: $(VENV_STAMP) ## the whole story against a local AWS emulator (moto); no A
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: ## criterion benchmarks, then the backfill table (against zcat and Python in the same run)
+bench: ## criterion benchmarks, the 2,000 x 17 organization, then the backfill table (against zcat and Python in the same run)
 	$(CARGO) bench -p grantwatch-core
+	$(CARGO) bench -p grantwatch-aws --features stand-in --bench organization
 	$(CARGO) build --release -p grantwatch
 	bench/backfill.sh target/release/grantwatch
 
