@@ -116,6 +116,9 @@ async fn the_heartbeat_is_recorded_and_counted() {
     });
     let outcome = function.invoke(heartbeat).await.unwrap();
     assert_eq!(outcome["outcome"], "heartbeat", "{outcome}");
+    // The EMF line comes before this log line on stdout, which the harness
+    // reads in the background: wait for the log line, then read metrics.
+    assert!(function.wait_for_stdout("heartbeat recorded").await);
     assert_eq!(function.metric_sum("Heartbeats"), 1.0);
     assert!(world
         .item("EVENT#heartbeat:heartbeat-e2e-0001", "EVENT")
