@@ -7,14 +7,8 @@
 //! (`GW_BENCH_ACCOUNTS` and `GW_BENCH_REGIONS` scale it down). Not run by
 //! `cargo test`.
 
-use grantwatch_aws::inventory::stand_in::OrganizationKms;
-use grantwatch_aws::inventory::{KmsInventory, RetryPolicy, LIST_GRANTS_LIMIT};
-use grantwatch_core::app::report::{
-    build_report, NoDeadline, Quiet, ReportDeps, ReportOptions, ReportRequest,
-};
-use grantwatch_core::judge::Policy;
-use grantwatch_core::ports::inventory::fake::{FakeDirectory, MemoryStore};
-use grantwatch_core::ports::inventory::{AccountSelection, NoProvenance};
+use grantwatch_aws::inventory::stand_in::{organization_report, OrganizationKms};
+use grantwatch_aws::inventory::{RetryPolicy, LIST_GRANTS_LIMIT};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,35 +50,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let org = Arc::new(OrganizationKms::new(KEYS_PER_REGION, GRANTS_ON_ODD_KEYS));
-    // The rate limit is per account-region and the stand-in answers at
-    // once: what is measured is the use case and the adapter.
-    let inventory = KmsInventory::new(org.clone(), 10_000.0, RetryPolicy::default());
-    let ids: Vec<String> = (0..accounts)
-        .map(|a| format!("{:012}", 100_000_000_000 + a))
-        .collect();
-    let policy = Policy::new(time::macros::date!(2026 - 11 - 28));
-    let options = ReportOptions::default();
-    let directory = FakeDirectory {
-        this_account: ids[0].clone(),
-        organization: ids.clone(),
-    };
-    let store = MemoryStore::default();
-    let deps = ReportDeps {
-        inventory: &inventory,
-        provenance: &NoProvenance,
-        store: &store,
-        directory: &directory,
-        policy: &policy,
-        options: &options,
-        deadline: &NoDeadline,
-        progress: &Quiet,
-    };
-    let request = ReportRequest {
-        accounts: AccountSelection::Organization,
-        regions: REGIONS[..regions].iter().map(|r| r.to_string()).collect(),
-    };
     let started = Instant::now();
-    let report = runtime.block_on(build_report(&request, &deps, "2026-11-28T06:00:00Z"))?;
+    let report = runtime.block_on(organization_report(
+        org.clone(),
+        accounts,
+        &REGIONS[..regions],
+        RetryPolicy::default(),
+    ))?;
     let elapsed = started.elapsed();
 
     let account_regions = accounts * regions;

@@ -3,7 +3,7 @@
 // A stand-in answers what the test set up; a broken setup panics (tests only).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::{KmsClients, LIST_GRANTS_LIMIT};
+use super::{KmsClients, KmsInventory, RetryPolicy, LIST_GRANTS_LIMIT};
 use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
 use aws_sdk_kms::operation::list_aliases::ListAliasesOutput;
 use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
@@ -184,4 +184,47 @@ impl KmsClients for Arc<OrganizationKms> {
             .or_insert_with(|| self.client_for(at))
             .clone())
     }
+}
+
+/// The report of an organization of `accounts` accounts (ids from
+/// 100000000000) over `regions`, every account-region answered by `org`
+/// at once and no rate limit worth the name: what runs is the use case and
+/// the adapter. Shared by the scaled-organization test and the bench.
+pub async fn organization_report(
+    org: Arc<OrganizationKms>,
+    accounts: usize,
+    regions: &[&str],
+    retry: RetryPolicy,
+) -> Result<grantwatch_core::report::Report, grantwatch_core::app::report::ReportError> {
+    use grantwatch_core::app::report::{
+        build_report, NoDeadline, Quiet, ReportDeps, ReportOptions, ReportRequest,
+    };
+    use grantwatch_core::ports::inventory::fake::{FakeDirectory, MemoryStore};
+    use grantwatch_core::ports::inventory::{AccountSelection, NoProvenance};
+    let inventory = KmsInventory::new(org, 10_000.0, retry);
+    let ids: Vec<String> = (0..accounts)
+        .map(|a| format!("{:012}", 100_000_000_000 + a))
+        .collect();
+    let policy = grantwatch_core::judge::Policy::new(time::macros::date!(2026 - 11 - 28));
+    let options = ReportOptions::default();
+    let directory = FakeDirectory {
+        this_account: ids.first().cloned().unwrap_or_default(),
+        organization: ids,
+    };
+    let store = MemoryStore::default();
+    let deps = ReportDeps {
+        inventory: &inventory,
+        provenance: &NoProvenance,
+        store: &store,
+        directory: &directory,
+        policy: &policy,
+        options: &options,
+        deadline: &NoDeadline,
+        progress: &Quiet,
+    };
+    let request = ReportRequest {
+        accounts: AccountSelection::Organization,
+        regions: regions.iter().map(|r| r.to_string()).collect(),
+    };
+    build_report(&request, &deps, "2026-11-28T06:00:00Z").await
 }

@@ -667,32 +667,7 @@ async fn a_scaled_organization_is_covered_in_every_account_region_with_the_fewes
         "ap-southeast-2",
     ];
     let org = Arc::new(OrganizationKms::new(KEYS_PER_REGION, GRANTS_ON_ODD_KEYS));
-    let inv = KmsInventory::new(org.clone(), 10_000.0, fast());
-    let accounts: Vec<String> = (0..ACCOUNTS)
-        .map(|a| format!("{:012}", 100_000_000_000 + a))
-        .collect();
-    let policy = Policy::new(time::macros::date!(2026 - 11 - 28));
-    let options = ReportOptions::default();
-    let dir = FakeDirectory {
-        this_account: accounts[0].clone(),
-        organization: accounts.clone(),
-    };
-    let store = MemoryStore::default();
-    let deps = ReportDeps {
-        inventory: &inv,
-        provenance: &NoProvenance,
-        store: &store,
-        directory: &dir,
-        policy: &policy,
-        options: &options,
-        deadline: &NoDeadline,
-        progress: &Quiet,
-    };
-    let request = ReportRequest {
-        accounts: AccountSelection::Organization,
-        regions: REGIONS.iter().map(|r| r.to_string()).collect(),
-    };
-    let r = build_report(&request, &deps, "2026-11-28T06:00:00Z")
+    let r = super::stand_in::organization_report(org.clone(), ACCOUNTS, &REGIONS, fast())
         .await
         .unwrap();
     let account_regions = ACCOUNTS * REGIONS.len();
