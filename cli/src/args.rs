@@ -1,7 +1,7 @@
 //! Value parsers shared by the subcommands' flags (one wording each).
 
 use grantwatch_aws::config::{resolve_trust_zone, Env};
-use grantwatch_aws::scope::AwsDirectory;
+use grantwatch_aws::directory::AwsDirectory;
 use grantwatch_core::assess::DEFAULT_GRANT_COUNT_THRESHOLD;
 use grantwatch_core::ports::inventory::AccountDirectory;
 use grantwatch_core::rules::RuleSet;

@@ -8,7 +8,8 @@
 
 use grantwatch_aws::inventory::{KmsInventory, RetryPolicy, DEFAULT_LISTGRANTS_RATE};
 use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
-use grantwatch_aws::scope::{AwsDirectory, MemberKmsClients, DEFAULT_MEMBER_ROLE};
+use grantwatch_aws::directory::AwsDirectory;
+use grantwatch_aws::scope::{MemberKmsClients, DEFAULT_MEMBER_ROLE};
 use grantwatch_aws::sdk;
 use grantwatch_core::app::report::{
     run_report, NoChannel, NoDeadline, Progress, ReportDeps, ReportOptions, ReportRequest,

@@ -3,6 +3,7 @@
 
 pub mod canary;
 pub mod config;
+pub mod directory;
 pub mod eventbridge;
 pub mod inventory;
 pub mod ledger;

@@ -1,7 +1,6 @@
-//! Accounts x regions: STS AssumeRole into member accounts, AWS Organizations listing.
+//! Member accounts: STS AssumeRole for the report's KMS reads (the
+//! accounts themselves come from [`crate::directory`]).
 //!
-//! [`AwsDirectory`] answers "which account am I" (GetCallerIdentity) and
-//! "which accounts does the organization have" (ListAccounts, ACTIVE only).
 //! [`MemberKmsClients`] hands the inventory a KMS client per account-region:
 //! the process's own credentials in its own account, and in any other
 //! account the credentials of `arn:<partition>:iam::<account>:role/<role>`
@@ -24,7 +23,7 @@ use aws_smithy_async::time::SharedTimeSource;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::display::DisplayErrorContext;
-use grantwatch_core::ports::inventory::{AccountDirectory, AccountRegion, ReadError};
+use grantwatch_core::ports::inventory::{AccountRegion, ReadError};
 use grantwatch_core::ports::PortError;
 use grantwatch_core::principal::partition_of_region;
 use std::collections::HashMap;
@@ -36,53 +35,6 @@ use tokio::sync::OnceCell;
 pub const DEFAULT_MEMBER_ROLE: &str = "grantwatch-report-reader";
 /// Session name seen in the member accounts' CloudTrail.
 pub const SESSION_NAME: &str = "grantwatch-report";
-
-/// STS + Organizations.
-pub struct AwsDirectory {
-    pub sts: aws_sdk_sts::Client,
-    pub organizations: aws_sdk_organizations::Client,
-}
-
-impl AccountDirectory for AwsDirectory {
-    async fn this_account(&self) -> Result<String, PortError> {
-        let out = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| crate::sdk::classify("GetCallerIdentity", &e))?;
-        out.account()
-            .map(str::to_string)
-            .ok_or_else(|| PortError::Permanent("GetCallerIdentity: no account".into()))
-    }
-
-    async fn organization_accounts(&self) -> Result<Vec<String>, PortError> {
-        // The SDK's paginator: one ListAccounts per page, no deadline to check
-        // between pages (an organization lists in a few calls).
-        let pages = self
-            .organizations
-            .list_accounts()
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|e| crate::sdk::classify("ListAccounts", &e))?;
-        Ok(pages
-            .iter()
-            .flat_map(|page| page.accounts())
-            .filter(|a| is_active(a))
-            .filter_map(|a| a.id().map(str::to_string))
-            .collect())
-    }
-}
-
-/// `State` (2025+) when given, else the older `Status`.
-fn is_active(account: &aws_sdk_organizations::types::Account) -> bool {
-    match account.state() {
-        Some(state) => state.as_str() == "ACTIVE",
-        None => account.status().is_some_and(|s| s.as_str() == "ACTIVE"),
-    }
-}
 
 /// KMS clients per account-region, assuming the member role where needed.
 ///
@@ -275,9 +227,6 @@ impl KmsClients for MemberKmsClients {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_organizations::operation::list_accounts::ListAccountsOutput;
-    use aws_sdk_organizations::types::{Account, AccountState, AccountStatus};
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use aws_smithy_runtime_api::client::http::{
         http_client_fn, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
     };
@@ -285,58 +234,6 @@ mod tests {
     use aws_smithy_types::body::SdkBody;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
-
-    fn account(id: &str, state: Option<AccountState>, status: AccountStatus) -> Account {
-        Account::builder()
-            .id(id)
-            .set_state(state)
-            .status(status)
-            .build()
-    }
-
-    #[tokio::test]
-    async fn organization_accounts_are_every_active_account_on_every_page() {
-        let list =
-            mock!(aws_sdk_organizations::Client::list_accounts).then_compute_output(
-                |req| match req.next_token() {
-                    None => ListAccountsOutput::builder()
-                        .accounts(account("111111111111", None, AccountStatus::Active))
-                        .accounts(account(
-                            "222222222222",
-                            Some(AccountState::Suspended),
-                            AccountStatus::Suspended,
-                        ))
-                        .next_token("p2")
-                        .build(),
-                    Some(_) => ListAccountsOutput::builder()
-                        .accounts(account(
-                            "333333333333",
-                            Some(AccountState::Active),
-                            AccountStatus::Active,
-                        ))
-                        .accounts(account(
-                            "444444444444",
-                            Some(AccountState::PendingClosure),
-                            AccountStatus::Active,
-                        ))
-                        .build(),
-                },
-            );
-        let dir = AwsDirectory {
-            sts: mock_client!(
-                aws_sdk_sts,
-                RuleMode::MatchAny,
-                &[] as &[&aws_smithy_mocks::Rule]
-            ),
-            organizations: mock_client!(aws_sdk_organizations, RuleMode::MatchAny, &[&list]),
-        };
-        let accounts = dir.organization_accounts().await.unwrap();
-        assert_eq!(
-            accounts,
-            vec!["111111111111".to_string(), "333333333333".to_string()]
-        );
-        assert_eq!(list.num_calls(), 2);
-    }
 
     /// STS and KMS behind one fake connection, through the real SDK
     /// clients: AssumeRole answers credentials lapsing `lifetime` from now

@@ -4,8 +4,8 @@
 //! daily mode).
 
 use crate::config::{bad, resolve_trust_zone, ConfigError, Env};
+use crate::directory::AwsDirectory;
 use crate::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
-use crate::scope::AwsDirectory;
 use crate::sdk::{self, SystemClock};
 use crate::secrets::SecretsManagerSource;
 use crate::slack::{AllowedHosts, SlackNotifier, SlackPolicy};
@@ -289,7 +289,7 @@ pub async fn watcher_deps(
         notifiers,
         clock: SystemClock,
         config: WatchConfig {
-            rules,
+            rules: grantwatch_core::rules::LiveRules::new(rules),
             min_alert_severity: settings.min_alert_severity,
             own_resources: settings.own_resources,
             trust_zone,
