@@ -4,10 +4,12 @@
 
 use crate::delivery::Channel;
 use crate::settings::{request_for, Settings};
-use grantwatch_aws::config::{bad, ConfigError};
+use grantwatch_aws::config::{bad, resolve_trust_zone, ConfigError};
+use grantwatch_aws::directory::AwsDirectory;
 use grantwatch_aws::inventory::{KmsInventory, RetryPolicy};
 use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
-use grantwatch_aws::scope::{AwsDirectory, MemberKmsClients};
+use grantwatch_aws::rules_source::RulesSource;
+use grantwatch_aws::scope::MemberKmsClients;
 use grantwatch_aws::sdk::{self, SystemClock};
 use grantwatch_aws::secrets::SecretsManagerSource;
 use grantwatch_aws::slack::{SlackNotifier, SlackPolicy};
@@ -19,6 +21,7 @@ use grantwatch_core::app::report::{
 use grantwatch_core::judge::Policy;
 use grantwatch_core::ports::inventory::{AccountDirectory, StackProvenance};
 use grantwatch_core::rules::RuleSet;
+use grantwatch_core::trust::TrustZone;
 use lambda_runtime::{Diagnostic, LambdaEvent};
 use serde_json::Value;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -31,23 +34,30 @@ pub(crate) struct Deps {
     store: S3ReportStore,
     ledger: Option<DynamoLedger>,
     channels: Vec<Channel>,
-    rules: RuleSet,
+    /// The rules file, read again when it changed (a warm container).
+    rules: Option<RulesSource>,
+    /// `TRUSTED_ACCOUNTS`, resolved once per process.
+    trust_zone: TrustZone,
 }
 
 pub(crate) async fn init() -> Result<Deps, ConfigError> {
     let settings = Settings::from_lookup(|name| std::env::var(name).ok())?;
     let config = sdk::load_config().await;
     let s3 = sdk::s3_client(&config);
+    // A rules file that cannot be loaded is logged at each run and the
+    // report judges without it: never a failed start.
     let rules = match &settings.rules_s3_uri {
-        Some(uri) => sdk::load_rules(&s3, uri)
-            .await
-            .map_err(|e| bad("RULES_S3_URI", e))?,
-        None => RuleSet::default(),
+        Some(uri) => Some(RulesSource::new(s3.clone(), uri).map_err(|e| bad("RULES_S3_URI", e))?),
+        None => None,
     };
     let directory = AwsDirectory {
         sts: aws_sdk_sts::Client::new(&config),
         organizations: aws_sdk_organizations::Client::new(&config),
     };
+    let (trust_zone, unresolved) = resolve_trust_zone(&settings.trusted_accounts, &directory).await;
+    if let Some(problem) = unresolved {
+        tracing::error!(setting = problem.name, problem = %problem.problem, "trust zone not resolved: judging without one");
+    }
     let home_account = directory.this_account().await.map_err(|e| {
         bad(
             "credentials",
@@ -83,7 +93,6 @@ pub(crate) async fn init() -> Result<Deps, ConfigError> {
         ledger = settings.ledger_table.is_some(),
         slack = settings.slack_webhook_secret_arn.is_some(),
         listgrants_rate = settings.listgrants_rate,
-        rules = rules.rules.len(),
         "grant-report configured"
     );
     Ok(Deps {
@@ -99,6 +108,7 @@ pub(crate) async fn init() -> Result<Deps, ConfigError> {
         }),
         channels,
         rules,
+        trust_zone,
         settings,
     })
 }
@@ -131,9 +141,18 @@ pub(crate) async fn handle(
     let deadline = DeadlineAt(
         Instant::now() + Duration::from_millis(event.context.deadline.saturating_sub(now_ms())),
     );
+    let rules = match &deps.rules {
+        Some(source) => {
+            // RulesSource logs a file it cannot load; the last good rules
+            // (or none) judge this report.
+            (*source.current(Instant::now()).await.rules).clone()
+        }
+        None => RuleSet::default(),
+    };
     let policy = Policy {
-        rules: deps.rules.clone(),
+        rules,
         min_alert_severity: deps.settings.min_alert_severity,
+        trust_zone: deps.trust_zone.clone(),
         ..Policy::new(now.date())
     };
     // An input naming accounts outside the configuration is refused

@@ -5,6 +5,7 @@
 //! flags grants created after it that the watcher never saw.
 
 use grantwatch_aws::ledger::DynamoLedger;
+use grantwatch_aws::rules_source::RulesSource;
 use grantwatch_aws::sdk::SystemClock;
 use grantwatch_core::app::watch::METRICS_NAMESPACE;
 use grantwatch_core::app::watch::{
@@ -24,6 +25,7 @@ pub type Deps = WatchDeps<DynamoLedger, SystemClock>;
 pub async fn handle(
     event: LambdaEvent<Value>,
     deps: &Deps,
+    rules: Option<&RulesSource>,
     function_name: &str,
 ) -> Result<WatchOutcome, Diagnostic> {
     let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
@@ -32,11 +34,21 @@ pub async fn handle(
         deadline_ms,
     };
     record_deployed_once(deps, function_name).await;
+    // A changed rules file is in force from this event on; while it cannot
+    // be loaded the last good rules judge (RulesSource logs why) and every
+    // such invocation is counted (RulesLoadFailed, alarmed).
+    let mut rules_load_failed = false;
+    if let Some(source) = rules {
+        let current = source.current(std::time::Instant::now()).await;
+        rules_load_failed = current.failing;
+        deps.config.rules.set(current.rules);
+    }
     let result = watch_event(&event.payload, deps, &invocation).await;
-    let metrics = match &result {
+    let mut metrics = match &result {
         Ok(outcome) => outcome.metrics(),
         Err(error) => error.metrics(),
     };
+    metrics.rules_load_failed = u64::from(rules_load_failed);
     // EMF: each object on its own stdout line, not inside a log record.
     for line in metrics.emf_lines(function_name, deps.clock.now_ms()) {
         println!("{line}");

@@ -43,6 +43,9 @@ pub enum RulesCheck {
 pub struct CurrentRules {
     pub rules: Arc<RuleSet>,
     pub check: RulesCheck,
+    /// The last check failed: until a check succeeds, every judgement runs
+    /// on the last good rules (or none), and the caller counts each one.
+    pub failing: bool,
 }
 
 #[derive(Default)]
@@ -51,6 +54,8 @@ struct State {
     /// The ETag of the version in use; `None` until one loads.
     etag: Option<String>,
     checked_at: Option<Instant>,
+    /// The last check could not load the file.
+    failing: bool,
 }
 
 /// The rules file at an `s3://bucket/key`, with the last good version.
@@ -94,6 +99,7 @@ impl RulesSource {
             return CurrentRules {
                 rules: state.rules.clone(),
                 check: RulesCheck::NotDue,
+                failing: state.failing,
             };
         }
         state.checked_at = Some(now);
@@ -116,9 +122,11 @@ impl RulesSource {
                 RulesCheck::Failed(error)
             }
         };
+        state.failing = matches!(check, RulesCheck::Failed(_));
         CurrentRules {
             rules: state.rules.clone(),
             check,
+            failing: state.failing,
         }
     }
 
@@ -254,7 +262,12 @@ mod tests {
                 now.check
             );
             assert_eq!(ids(&now), ["backup"], "the last good rules stay");
+            assert!(now.failing);
         }
+        // Between checks the source is still failing (each judgement counted).
+        let between = s.current(start + Duration::from_secs(150)).await;
+        assert_eq!(between.check, RulesCheck::NotDue);
+        assert!(between.failing);
         // The bad version's ETag is not taken: it is read (and reported) again.
         assert_eq!(broken.num_calls(), 2);
     }

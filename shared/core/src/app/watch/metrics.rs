@@ -42,6 +42,9 @@ pub struct Metrics {
     pub dedup_unavailable: u64,
     /// Event time → alert sent, for an alert this invocation sent.
     pub alert_latency_ms: Option<u64>,
+    /// The rules file could not be (re)loaded: the last good rules (or
+    /// none) judged this event. Set by the Lambda, which loads the file.
+    pub rules_load_failed: u64,
 }
 
 impl WatchOutcome {
@@ -191,6 +194,7 @@ impl Metrics {
             ),
             ("LedgerErrors".into(), self.ledger_errors, "Count"),
             ("DedupUnavailable".into(), self.dedup_unavailable, "Count"),
+            ("RulesLoadFailed".into(), self.rules_load_failed, "Count"),
         ];
         for severity in Severity::ALL {
             let count = u64::from(self.alert_severity == Some(severity) && self.alerts > 0);

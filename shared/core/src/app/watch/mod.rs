@@ -35,14 +35,14 @@ use crate::ports::ledger::{AlertMode, Delivery, EventLedger, GrantLedger, StormL
 use crate::ports::notify::{ChannelClass, Digest, DynNotifier, Notice};
 use crate::ports::PortError;
 use crate::record::{GrantRecord, Removal};
-use crate::rules::RuleSet;
 use crate::verdict::{Severity, Verdict};
 use serde::Serialize;
 
 /// The watcher's settings (from the environment, validated by `main`).
 #[derive(Debug, Clone)]
 pub struct WatchConfig {
-    pub rules: RuleSet,
+    /// The rules in force, replaced when the rules file changes.
+    pub rules: crate::rules::LiveRules,
     pub min_alert_severity: Severity,
     /// Alerts per window announced one by one; the rest go to a digest.
     pub storm_threshold: u64,
@@ -59,7 +59,7 @@ pub struct WatchConfig {
 impl Default for WatchConfig {
     fn default() -> Self {
         WatchConfig {
-            rules: RuleSet::default(),
+            rules: crate::rules::LiveRules::default(),
             min_alert_severity: Severity::Medium,
             storm_threshold: DEFAULT_STORM_THRESHOLD,
             storm_window_seconds: DEFAULT_STORM_WINDOW_SECONDS,
@@ -522,7 +522,7 @@ pub fn policy(config: &WatchConfig, now_ms: i64) -> Policy {
         .map(|t| t.date())
         .unwrap_or(time::Date::MIN);
     Policy {
-        rules: config.rules.clone(),
+        rules: (*config.rules.get()).clone(),
         min_alert_severity: config.min_alert_severity,
         trust_zone: config.trust_zone.clone(),
         ..Policy::new(today)
