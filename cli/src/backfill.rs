@@ -19,6 +19,7 @@
 
 use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
 use grantwatch_aws::sdk;
+use grantwatch_aws::trail::S3Logs;
 use grantwatch_core::app::watch::{grant_record, record_event};
 use grantwatch_core::event::{GrantAction, GrantEvent};
 use grantwatch_core::judge::{judge_event, Policy};
@@ -115,8 +116,14 @@ pub fn run(args: Args) -> ExitCode {
     }
     if let Some(config) = &config {
         for uri in s3_uris {
-            match runtime.block_on(S3Logs::list(config, uri, &options)) {
-                Ok(objects) => sources.push(Box::new(objects.with(runtime.handle().clone()))),
+            let listed = S3Logs::list(
+                sdk::s3_client(config),
+                uri,
+                &options,
+                runtime.handle().clone(),
+            );
+            match runtime.block_on(listed) {
+                Ok(objects) => sources.push(Box::new(objects)),
                 Err(e) => {
                     eprintln!("{NAME}: {uri}: {e}");
                     return ExitCode::from(2);
@@ -405,92 +412,5 @@ impl Progress {
 
     fn finish(&mut self) {
         self.clear();
-    }
-}
-
-/// Log files in S3 (`s3://bucket/prefix`), listed with the SDK's paginator;
-/// read by the reader's threads through the runtime's handle.
-struct S3Logs {
-    client: aws_sdk_s3::Client,
-    bucket: String,
-    keys: Vec<String>,
-    handle: Option<tokio::runtime::Handle>,
-}
-
-impl S3Logs {
-    async fn list(
-        config: &aws_config::SdkConfig,
-        uri: &str,
-        options: &Options,
-    ) -> Result<S3Logs, String> {
-        let (bucket, prefix) = sdk::parse_s3_uri(uri)?;
-        let client = sdk::s3_client(config);
-        let mut pages = client
-            .list_objects_v2()
-            .bucket(&bucket)
-            .prefix(&prefix)
-            .into_paginator()
-            .send();
-        let mut keys = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk::classify("ListObjectsV2", &e).to_string())?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|object| object.key())
-                    .filter(|key| {
-                        logs::is_log_name(key)
-                            && logs::file_may_hold(logs::layout_day(key), options)
-                    })
-                    .map(str::to_string),
-            );
-        }
-        keys.sort();
-        Ok(S3Logs {
-            client,
-            bucket,
-            keys,
-            handle: None,
-        })
-    }
-
-    fn with(mut self, handle: tokio::runtime::Handle) -> S3Logs {
-        self.handle = Some(handle);
-        self
-    }
-}
-
-impl LogSource for S3Logs {
-    fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    fn name(&self, index: usize) -> String {
-        let key = self.keys.get(index).map_or("", String::as_str);
-        format!("s3://{}/{key}", self.bucket)
-    }
-
-    fn read(&self, index: usize, buf: &mut Vec<u8>, limit: usize) -> Result<(), String> {
-        let key = self.keys.get(index).ok_or("no such object")?;
-        let handle = self.handle.as_ref().ok_or("no runtime")?;
-        buf.clear();
-        handle.block_on(async {
-            let object = self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| sdk::classify("GetObject", &e).to_string())?;
-            let mut body = object.body;
-            while let Some(chunk) = body.try_next().await.map_err(|e| e.to_string())? {
-                buf.extend_from_slice(&chunk);
-                if buf.len() > limit {
-                    break;
-                }
-            }
-            Ok(())
-        })
     }
 }
