@@ -236,7 +236,9 @@ pub fn parse_eventbridge_event(event: &Value) -> Result<Parsed, ParseError> {
     parse_record(detail, &envelope)
 }
 
-fn decompress(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ParseError> {
+/// Gzip (magic bytes) is inflated, plain input passed through; both
+/// bounded by `MAX_INPUT_BYTES` (gzip bombs included).
+pub(crate) fn decompress(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ParseError> {
     if bytes.len() > MAX_INPUT_BYTES {
         return Err(ParseError::TooLarge(format!(
             "{} bytes, more than the {} MiB limit",

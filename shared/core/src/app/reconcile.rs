@@ -8,13 +8,12 @@
 //! writing through [`SeenEvents`]; a grant record written by `backfill`
 //! does not count (backfill never alerts).
 
-use crate::event::{GrantEvent, MAX_INPUT_BYTES};
+use crate::event::GrantEvent;
 use crate::ports::ledger::MemoryLedger;
 use crate::ports::PortError;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::io::Read;
 
 /// Read-only view of the ledger's event records.
 pub trait SeenEvents: Send + Sync {
@@ -67,7 +66,8 @@ pub async fn missed<'a, L: SeenEvents>(
 /// EventBridge event or a bare record), in file order: what the watcher
 /// is given to replay them.
 pub fn records_with_ids(bytes: &[u8], ids: &BTreeSet<String>) -> Result<Vec<Value>, String> {
-    let text = inflate(bytes)?;
+    // Gzip inflated, bounded like every other read of log files.
+    let text = crate::event::decompress(bytes).map_err(|e| e.to_string())?;
     let document: Value =
         serde_json::from_slice(&text).map_err(|e| format!("not a JSON log file: {e}"))?;
     let records = match document {
@@ -90,25 +90,6 @@ pub fn records_with_ids(bytes: &[u8], ids: &BTreeSet<String>) -> Result<Vec<Valu
                 .is_some_and(|id| ids.contains(id))
         })
         .collect())
-}
-
-/// Gzip is inflated (bounded like every other read of log files).
-fn inflate(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return Ok(std::borrow::Cow::Borrowed(bytes));
-    }
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .take(MAX_INPUT_BYTES as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("bad gzip: {e}"))?;
-    if out.len() > MAX_INPUT_BYTES {
-        return Err(format!(
-            "decompresses to more than the {} MiB limit",
-            MAX_INPUT_BYTES / (1024 * 1024)
-        ));
-    }
-    Ok(std::borrow::Cow::Owned(out))
 }
 
 #[cfg(test)]
