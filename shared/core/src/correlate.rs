@@ -69,10 +69,7 @@ fn finding(code: FindingCode, severity: Severity, message: String) -> Finding {
 
 /// Seconds since the epoch of an RFC 3339 time.
 fn epoch(t: Option<&str>) -> Option<i64> {
-    let t = t?;
-    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
+    Some(crate::event::epoch_ms(t?)?.div_euclid(1000))
 }
 
 fn sorted_ops(ops: &[Operation]) -> Vec<&str> {

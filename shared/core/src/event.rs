@@ -236,6 +236,13 @@ pub fn parse_eventbridge_event(event: &Value) -> Result<Parsed, ParseError> {
     parse_record(detail, &envelope)
 }
 
+/// Epoch milliseconds of an RFC 3339 time (CloudTrail's `eventTime`, the
+/// report's timestamps); `None` when it is not one.
+pub fn epoch_ms(t: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
 /// Gzip (magic bytes) is inflated, plain input passed through; both
 /// bounded by `MAX_INPUT_BYTES` (gzip bombs included).
 pub(crate) fn decompress(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ParseError> {

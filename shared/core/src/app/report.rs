@@ -24,6 +24,7 @@
 //!   before anything is read ([`ReportError::ScopeRefused`]).
 
 use crate::assess::{assess_key_grants, DEFAULT_GRANT_COUNT_THRESHOLD};
+use crate::event::epoch_ms;
 use crate::judge::{judge_standing, judge_standing_with, Judgement, Policy, StandingGrant};
 use crate::ports::inventory::{
     AccountDirectory, AccountRegion, AccountSelection, Inventory, KeyDescription, ListedKey,
@@ -711,12 +712,6 @@ fn unseen_finding(created: &str, window: &WatchWindow) -> Finding {
             rfc3339(window.deployed_ms)
         ),
     }
-}
-
-/// Milliseconds since the epoch of an RFC 3339 time.
-fn epoch_ms(t: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// RFC 3339 (UTC, seconds) of epoch milliseconds.

@@ -11,6 +11,7 @@
 use super::attack::techniques;
 use super::describe::{self, is_removal};
 use super::links;
+use crate::event::epoch_ms;
 use crate::verdict::{Severity, Verdict};
 use serde_json::{json, Value};
 
@@ -37,12 +38,6 @@ fn severity_name(s: Severity) -> &'static str {
         Severity::High => "High",
         Severity::Critical => "Critical",
     }
-}
-
-/// Milliseconds since the epoch of an RFC 3339 time.
-fn epoch_ms(t: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
 /// The Detection Finding for `v`; `now_ms` is the time when the event has

@@ -262,10 +262,7 @@ fn capitalised(s: &str) -> String {
 /// Milliseconds from the event's time (CloudTrail `eventTime`, RFC 3339)
 /// to `now_ms`; `None` when the time is missing or unreadable.
 pub fn latency_ms(event_time: Option<&str>, now_ms: i64) -> Option<u64> {
-    let at =
-        time::OffsetDateTime::parse(event_time?, &time::format_description::well_known::Rfc3339)
-            .ok()?;
-    let at_ms = i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()?;
+    let at_ms = crate::event::epoch_ms(event_time?)?;
     u64::try_from(now_ms.saturating_sub(at_ms)).ok()
 }
 
