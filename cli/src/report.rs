@@ -6,9 +6,9 @@
 //! base. Exit status: 0 complete, 1 written but partial (see its
 //! coverage), 2 error.
 
+use grantwatch_aws::directory::AwsDirectory;
 use grantwatch_aws::inventory::{KmsInventory, RetryPolicy, DEFAULT_LISTGRANTS_RATE};
 use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
-use grantwatch_aws::directory::AwsDirectory;
 use grantwatch_aws::scope::{MemberKmsClients, DEFAULT_MEMBER_ROLE};
 use grantwatch_aws::sdk;
 use grantwatch_core::app::report::{
