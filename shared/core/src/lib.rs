@@ -8,6 +8,7 @@
 pub mod app;
 pub mod assess;
 pub mod correlate;
+pub mod emf;
 pub mod event;
 pub mod grant;
 pub mod judge;

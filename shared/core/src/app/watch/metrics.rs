@@ -3,11 +3,10 @@
 //! channel (dimension `Channel`) so each channel can be alarmed on.
 
 use super::{ChannelStatus, WatchError, WatchOutcome};
+use crate::emf::line as emf_line;
+pub use crate::emf::METRICS_NAMESPACE;
 use crate::ports::ledger::AlertMode;
 use crate::verdict::Severity;
-
-/// The EMF namespace of every grantwatch metric.
-pub const METRICS_NAMESPACE: &str = "grantwatch";
 
 /// Counters of one invocation (CloudWatch Embedded Metric Format).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -213,42 +212,6 @@ impl Metrics {
             .collect();
         emf_line(function_name, now_ms, &[], &values)
     }
-}
-
-/// One EMF object: `FunctionName` plus `dimensions`, and `values`
-/// (name, value, unit).
-fn emf_line(
-    function_name: &str,
-    now_ms: i64,
-    dimensions: &[(&str, &str)],
-    values: &[(&str, u64, &str)],
-) -> serde_json::Value {
-    let definitions: Vec<serde_json::Value> = values
-        .iter()
-        .map(|(name, _, unit)| serde_json::json!({ "Name": name, "Unit": unit }))
-        .collect();
-    let mut dimension_names = vec!["FunctionName"];
-    dimension_names.extend(dimensions.iter().map(|(name, _)| *name));
-    let mut line = serde_json::json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": METRICS_NAMESPACE,
-                "Dimensions": [dimension_names],
-                "Metrics": definitions,
-            }],
-        },
-        "FunctionName": function_name,
-    });
-    if let Some(object) = line.as_object_mut() {
-        for (name, value) in dimensions {
-            object.insert(name.to_string(), (*value).into());
-        }
-        for (name, value, _) in values {
-            object.insert(name.to_string(), (*value).into());
-        }
-    }
-    line
 }
 
 fn capitalised(s: &str) -> String {
