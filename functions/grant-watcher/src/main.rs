@@ -12,11 +12,7 @@ use grantwatch_aws::directory::AwsDirectory;
 use grantwatch_aws::ledger::DynamoLedger;
 use grantwatch_aws::rules_source::RulesSource;
 use grantwatch_aws::sdk::{self, SystemClock};
-use grantwatch_aws::secrets::SecretsManagerSource;
-use grantwatch_aws::slack::{SlackNotifier, SlackPolicy};
-use grantwatch_aws::sns::SnsNotifier;
 use grantwatch_core::app::watch::{WatchConfig, WatchDeps};
-use grantwatch_core::ports::notify::{ChannelClass, DynNotifier};
 use grantwatch_core::rules::LiveRules;
 use handler::Deps;
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -55,32 +51,12 @@ async fn init() -> Result<(Deps, Option<RulesSource>, String), ConfigError> {
     if let Some(problem) = unresolved {
         tracing::error!(setting = problem.name, problem = %problem.problem, "trust zone not resolved: judging without one");
     }
-    // The channels, in order, each with its class (docs/watcher.md,
-    // "Reliability"): SNS is mandatory; Slack, EventBridge best effort.
-    let channels = &settings.channels;
-    let mut notifiers: Vec<Box<dyn DynNotifier>> = vec![channels.for_people(
-        SnsNotifier::new(aws_sdk_sns::Client::new(&config), &settings.alert_topic_arn)
-            .with_links(channels.links.clone()),
-        ChannelClass::Mandatory,
-    )];
-    if let Some(secret) = &settings.slack_webhook_secret_arn {
-        let secrets =
-            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&config), secret);
-        // Pinned to hooks.slack.com (+ SLACK_ALLOWED_HOSTS), no redirects.
-        let slack = SlackNotifier::pinned(
-            secrets,
-            SystemClock,
-            SlackPolicy::default(),
-            settings.slack_allowed_hosts.clone(),
-        )
-        .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
-        notifiers.push(channels.for_people(slack, ChannelClass::BestEffort));
-    }
-    notifiers.extend(channels.chatbot_channel(aws_sdk_sns::Client::new(&config)));
-    notifiers.extend(channels.machine_channels(aws_sdk_eventbridge::Client::new(&config)));
+    // Every channel, in order, each with its class (docs/watcher.md,
+    // "Reliability"), built as the replays build them.
+    let notifiers = settings.channels.build(&config)?;
     tracing::info!(
         ledger_table = %settings.ledger_table,
-        channels = notifiers.len(),
+        channels = ?grantwatch_aws::channels::describe(&notifiers),
         min_alert_severity = %settings.min_alert_severity,
         rules = rules.get().rules.len(),
         storm_threshold = settings.storm_threshold,

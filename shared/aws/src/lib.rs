@@ -2,6 +2,7 @@
 //! AWS SDK and Slack's incoming webhook.
 
 pub mod canary;
+pub mod channels;
 pub mod config;
 pub mod directory;
 pub mod eventbridge;
@@ -11,6 +12,7 @@ pub mod rules_source;
 pub mod scope;
 pub mod sdk;
 pub mod secrets;
+pub mod securityhub;
 pub mod slack;
 pub mod sns;
 pub mod store;

@@ -3,13 +3,11 @@
 //! itself ([`Reconcile`]: `grantwatch reconcile` and the report Lambda's
 //! daily mode).
 
+use crate::channels::ChannelSettings;
 use crate::config::{bad, resolve_trust_zone, ConfigError, Env};
 use crate::directory::AwsDirectory;
 use crate::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
 use crate::sdk::{self, SystemClock};
-use crate::secrets::SecretsManagerSource;
-use crate::slack::{AllowedHosts, SlackNotifier, SlackPolicy};
-use crate::sns::SnsNotifier;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use grantwatch_core::app::reconcile::{self, SeenEvents};
 use grantwatch_core::app::watch::{
@@ -18,7 +16,6 @@ use grantwatch_core::app::watch::{
 use grantwatch_core::event::MAX_INPUT_BYTES;
 use grantwatch_core::logs::{self, FileResult, LogSource, Options};
 use grantwatch_core::ports::ledger::{EventLedger, GrantLedger, StormLedger};
-use grantwatch_core::ports::notify::{ChannelClass, DynNotifier, WithClass};
 use grantwatch_core::ports::PortError;
 use grantwatch_core::rules::RuleSet;
 use grantwatch_core::tamper::{OwnResources, OWN_RESOURCES_ENV};
@@ -210,10 +207,9 @@ impl SeenEvents for LedgerEvents {
 /// under the watcher's names.
 #[derive(Debug, Clone)]
 pub struct WatcherSettings {
-    pub alert_topic_arn: String,
     pub ledger_table: String,
-    pub slack_webhook_secret_arn: Option<String>,
-    pub slack_allowed_hosts: AllowedHosts,
+    /// Every channel, as the watcher builds them.
+    pub channels: ChannelSettings,
     pub min_alert_severity: Severity,
     /// `None` when `OWN_RESOURCES` is unset: tamper events are skipped.
     pub own_resources: Option<OwnResources>,
@@ -222,9 +218,9 @@ pub struct WatcherSettings {
 }
 
 impl WatcherSettings {
-    /// `ALERT_TOPIC_ARN`, `LEDGER_TABLE` (required); `SLACK_WEBHOOK_SECRET_ARN`,
-    /// `SLACK_ALLOWED_HOSTS`, `MIN_ALERT_SEVERITY`, `OWN_RESOURCES`,
-    /// `TRUSTED_ACCOUNTS`.
+    /// `LEDGER_TABLE` (required), `MIN_ALERT_SEVERITY`, `OWN_RESOURCES`,
+    /// `TRUSTED_ACCOUNTS`, and the channels' settings
+    /// ([`ChannelSettings::from_env`]: `ALERT_TOPIC_ARN` required).
     pub fn from_env<F: Fn(&str) -> Option<String>>(
         env: &Env<F>,
     ) -> Result<WatcherSettings, ConfigError> {
@@ -235,11 +231,11 @@ impl WatcherSettings {
             ),
             None => None,
         };
+        // The alert topic is named first when missing, as in the watcher.
+        let channels = ChannelSettings::from_env(env)?;
         Ok(WatcherSettings {
-            alert_topic_arn: env.alert_topic_arn()?,
             ledger_table: env.required("LEDGER_TABLE")?,
-            slack_webhook_secret_arn: env.optional("SLACK_WEBHOOK_SECRET_ARN"),
-            slack_allowed_hosts: env.slack_allowed_hosts()?,
+            channels,
             min_alert_severity: env.min_alert_severity()?,
             own_resources,
             trusted_accounts: env.trusted_accounts()?,
@@ -247,31 +243,17 @@ impl WatcherSettings {
     }
 }
 
-/// The watcher's ledger, SNS (mandatory) and Slack (best effort, pinned
-/// like the watcher's) channels, and its judgement settings. A trust zone
-/// of `ORG` that cannot be listed stays unset (default severities: nothing
-/// silenced) with a warning, as in every command that judges.
+/// The watcher's ledger, every channel (built by
+/// [`ChannelSettings::build`], as the watcher's), and its judgement
+/// settings. A trust zone of `ORG` that cannot be listed stays unset
+/// (default severities: nothing silenced) with a warning, as in every
+/// command that judges.
 pub async fn watcher_deps(
     config: &aws_config::SdkConfig,
     settings: WatcherSettings,
     rules: RuleSet,
 ) -> Result<WatchDeps<DynamoLedger, SystemClock>, ConfigError> {
-    let mut notifiers: Vec<Box<dyn DynNotifier>> = vec![Box::new(WithClass(
-        SnsNotifier::new(aws_sdk_sns::Client::new(config), &settings.alert_topic_arn),
-        ChannelClass::Mandatory,
-    ))];
-    if let Some(secret) = &settings.slack_webhook_secret_arn {
-        let secrets =
-            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(config), secret);
-        let slack = SlackNotifier::pinned(
-            secrets,
-            SystemClock,
-            SlackPolicy::default(),
-            settings.slack_allowed_hosts,
-        )
-        .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
-        notifiers.push(Box::new(WithClass(slack, ChannelClass::BestEffort)));
-    }
+    let notifiers = settings.channels.build(config)?;
     let directory = AwsDirectory {
         sts: aws_sdk_sts::Client::new(config),
         organizations: aws_sdk_organizations::Client::new(config),
