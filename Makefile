@@ -111,10 +111,17 @@ demo: $(VENV_STAMP) ## the whole story against a local AWS emulator (moto); no A
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: ## criterion benchmarks, the 2,000 x 17 organization, then the backfill table (against zcat and Python in the same run)
+# The cold start (tests/examples/coldstart.rs: the release watcher and the
+# Python/boto3 baseline bench/coldstart_baseline.py behind the Runtime API
+# harness, ledger on moto) and the Lambda artifacts' sizes are rows of the
+# same table; docs/bench.md has every figure and the command behind it.
+bench: $(VENV_STAMP) ## criterion benchmarks, the 2,000 x 17 organization, cold start and artifact sizes, then the backfill table (against zcat and Python in the same run)
 	$(CARGO) bench -p grantwatch-core
 	$(CARGO) bench -p grantwatch-aws --features stand-in --bench organization
-	$(CARGO) build --release -p grantwatch
+	$(CARGO) build --release -p grantwatch -p grant-watcher
+	$(CARGO) run --quiet -p grantwatch-e2e --example coldstart -- --watcher target/release/grant-watcher
+	$(MAKE) --no-print-directory lambda-artifacts
+	bench/artifacts.sh target/lambda
 	bench/backfill.sh target/release/grantwatch
 
 # make test replays the fuzz corpora and crashes (cargo test -p grantwatch-fuzz);
