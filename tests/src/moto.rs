@@ -252,7 +252,9 @@ impl Moto {
 
 /// Python that binds 127.0.0.1:0 itself, prints the port, and runs
 /// moto_server on that very socket (werkzeug serves an inherited socket
-/// when `WERKZEUG_RUN_MAIN` and `WERKZEUG_SERVER_FD` are set).
+/// when `WERKZEUG_RUN_MAIN` and `WERKZEUG_SERVER_FD` are set), with
+/// moto's DynamoDB transactions made isolated and O(items named) rather
+/// than O(table) (tests/tests/moto_transactions.rs).
 const SERVE_ON_OWN_SOCKET: &str = r#"
 import os, socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -264,12 +266,12 @@ os.environ["MOTO_PORT"] = str(port)
 os.environ["WERKZEUG_RUN_MAIN"] = "true"
 os.environ["WERKZEUG_SERVER_FD"] = str(s.fileno())
 print(port, flush=True)
-# moto's TransactWriteItems deep-copies the tables and restores the copy
-# when a transaction is cancelled, wiping writes other threads made
-# meanwhile; DynamoDB isolates transactions. Serialising moto's DynamoDB
-# requests restores that isolation (the concurrency under test is the
-# watcher's, not the emulator's).
-import threading
+# DynamoDB isolates transactions; moto (5.x) applies a TransactWriteItems
+# item by item, so another request could see half of one, or have its
+# write wiped when a cancelled one is rolled back. moto's DynamoDB
+# therefore serves one request at a time (the concurrency under test is
+# the watcher's, not the emulator's).
+import copy, threading
 from moto.dynamodb.responses import DynamoHandler
 _dynamodb = threading.Lock()
 _call_action = DynamoHandler.call_action
@@ -277,6 +279,55 @@ def _one_at_a_time(self, *args, **kwargs):
     with _dynamodb:
         return _call_action(self, *args, **kwargs)
 DynamoHandler.call_action = _one_at_a_time
+# moto backs up a transaction by deep-copying every table it names and
+# restores the copy when it is cancelled: O(table size) per transaction
+# (about 1 s at 8,000 items), and every DynamoDB call queues behind it.
+# The 5,000-event burst then outlasted the watcher's 3 s attempt timeout.
+# Instead: save just the items the transaction names, put them back if
+# it fails, and let moto's own "copy" of a table be the table itself.
+from moto.dynamodb import models as _models
+from moto.dynamodb.models import DynamoDBBackend, DynamoType
+from moto.dynamodb.models.table import Table
+class _TablesNotCopied:
+    @staticmethod
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+_models.copy = _TablesNotCopied
+def _named_items(backend, transact_items):
+    for entry in transact_items:
+        for kind, op in entry.items():
+            try:
+                table = backend.tables[op["TableName"]]
+                key = op["Item" if kind == "Put" else "Key"]
+                hash_value = DynamoType(key[table.hash_key_attr])
+                range_value = table.range_key_attr and DynamoType(key[table.range_key_attr])
+            except Exception:
+                continue  # malformed: moto rejects it before writing anything
+            yield table, hash_value, range_value
+def _item(table, hash_value, range_value):
+    if range_value is None:
+        return table.items.get(hash_value)
+    return table.items.get(hash_value, {}).get(range_value)
+def _put_back(table, hash_value, range_value, item):
+    partition = table.items if range_value is None else table.items[hash_value]
+    key = hash_value if range_value is None else range_value
+    if item is None:
+        partition.pop(key, None)
+    else:
+        partition[key] = item
+_transact_write_items = DynamoDBBackend.transact_write_items
+def _all_or_nothing(self, transact_items):
+    saved = [
+        (table, hash_value, range_value, copy.deepcopy(_item(table, hash_value, range_value)))
+        for table, hash_value, range_value in _named_items(self, transact_items)
+    ]
+    try:
+        return _transact_write_items(self, transact_items)
+    except BaseException:
+        for item in reversed(saved):
+            _put_back(*item)
+        raise
+DynamoDBBackend.transact_write_items = _all_or_nothing
 from moto.server import main
 main(["-H", "127.0.0.1", "-p", str(port)])
 "#;
