@@ -470,3 +470,267 @@ pub async fn import_report_findings(
     findings.extend(render(&removed, true, &now, links));
     hub.import(&findings, deadline_ms).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::slack::stand_in::{self, Reply};
+    use crate::sns::sample_verdict;
+    use aws_credential_types::Credentials;
+
+    fn in_ms(ms: i64) -> i64 {
+        SystemClock.now_ms() + ms
+    }
+
+    fn hub(url: &str) -> SecurityHub {
+        SecurityHub {
+            http: crate::slack::http_client().unwrap(),
+            credentials: Some(SharedCredentialsProvider::new(Credentials::for_tests())),
+            endpoint: Some(url.to_string()),
+        }
+    }
+
+    fn accepted(n: usize) -> Reply {
+        Reply {
+            status: 200,
+            headers: "Content-Type: application/json\r\n".to_string(),
+            body: format!(r#"{{"FailedCount":0,"SuccessCount":{n},"FailedFindings":[]}}"#),
+        }
+    }
+
+    fn findings_sent(received: &[stand_in::Received]) -> Vec<Vec<Value>> {
+        received
+            .iter()
+            .map(|r| {
+                let body: Value = serde_json::from_str(&r.body).unwrap();
+                body["Findings"].as_array().unwrap().clone()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_alert_is_one_signed_valid_finding_sent_to_its_region() {
+        let server = stand_in::serve(vec![accepted(1)]).await;
+        let verdict = sample_verdict();
+        let notifier = SecurityHubNotifier::new(hub(&server.url), Severity::Medium);
+        notifier
+            .send(Notice::Alert(&verdict), in_ms(10_000))
+            .await
+            .unwrap();
+        let received = server.received.lock().unwrap().clone();
+        assert_eq!(received.len(), 1);
+        let head = received[0].head.to_ascii_lowercase();
+        assert!(head.starts_with("post /findings/import "), "{head}");
+        let region = asff::finding(&verdict, "2026-11-30T00:00:00Z", &LinkSettings::default())
+            .unwrap()["ProductArn"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .nth(3)
+            .unwrap()
+            .to_string();
+        assert!(
+            head.contains(&format!("/{region}/securityhub/aws4_request")),
+            "signed for the finding's region: {head}"
+        );
+        let sent = findings_sent(&received);
+        assert_eq!(sent[0].len(), 1);
+        asff::validate(&sent[0][0]).unwrap();
+        assert_eq!(sent[0][0]["Id"], asff::finding_id(&verdict).unwrap());
+        assert_eq!(sent[0][0]["RecordState"], "ACTIVE");
+    }
+
+    #[tokio::test]
+    async fn below_the_threshold_nothing_is_sent_but_a_removal_archives() {
+        let server = stand_in::serve(vec![accepted(1)]).await;
+        let mut verdict = sample_verdict();
+        verdict.severity = Severity::Low;
+        let notifier = SecurityHubNotifier::new(hub(&server.url), Severity::High);
+        notifier
+            .send(Notice::Alert(&verdict), in_ms(10_000))
+            .await
+            .unwrap();
+        assert_eq!(*server.count.lock().unwrap(), 0);
+        verdict.event_name = "RevokeGrant".to_string();
+        notifier
+            .send(Notice::Alert(&verdict), in_ms(10_000))
+            .await
+            .unwrap();
+        let sent = findings_sent(&server.received.lock().unwrap());
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0][0]["RecordState"], "ARCHIVED");
+    }
+
+    #[tokio::test]
+    async fn findings_refused_inside_a_200_answer_are_a_failure() {
+        let server = stand_in::serve(vec![Reply {
+            status: 200,
+            headers: String::new(),
+            body: r#"{"FailedCount":1,"SuccessCount":0,"FailedFindings":[{"Id":"x","ErrorCode":"InvalidInput","ErrorMessage":"Finding is invalid"}]}"#.to_string(),
+        }])
+        .await;
+        let verdict = sample_verdict();
+        let error = SecurityHubNotifier::new(hub(&server.url), Severity::Info)
+            .send(Notice::Alert(&verdict), in_ms(10_000))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, PortError::Permanent(text) if text.contains("1 of 1 findings refused (InvalidInput")),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_transient_error_is_retried_and_a_permanent_one_is_not() {
+        let busy = Reply {
+            status: 503,
+            headers: String::new(),
+            body: String::new(),
+        };
+        let server = stand_in::serve(vec![busy, accepted(1)]).await;
+        let verdict = sample_verdict();
+        SecurityHubNotifier::new(hub(&server.url), Severity::Info)
+            .send(Notice::Alert(&verdict), in_ms(10_000))
+            .await
+            .unwrap();
+        assert_eq!(*server.count.lock().unwrap(), 2);
+
+        let denied = Reply {
+            status: 403,
+            headers: "x-amzn-ErrorType: AccessDeniedException:http://internal.amazon.com/\r\n"
+                .to_string(),
+            body: r#"{"Message":"not authorized to perform securityhub:BatchImportFindings"}"#
+                .to_string(),
+        };
+        let server = stand_in::serve(vec![denied]).await;
+        let error = SecurityHubNotifier::new(hub(&server.url), Severity::Info)
+            .send(Notice::Alert(&verdict), in_ms(10_000))
+            .await
+            .unwrap_err();
+        assert_eq!(*server.count.lock().unwrap(), 1);
+        assert!(
+            matches!(&error, PortError::Permanent(text) if text.contains("AccessDeniedException")),
+            "{error:?}"
+        );
+
+        let server = stand_in::serve(
+            (0..ATTEMPTS)
+                .map(|_| Reply {
+                    status: 429,
+                    headers: String::new(),
+                    body: r#"{"__type":"TooManyRequestsException"}"#.to_string(),
+                })
+                .collect(),
+        )
+        .await;
+        let error = SecurityHubNotifier::new(hub(&server.url), Severity::Info)
+            .send(Notice::Alert(&verdict), in_ms(10_000))
+            .await
+            .unwrap_err();
+        assert_eq!(*server.count.lock().unwrap(), ATTEMPTS as usize);
+        assert!(matches!(error, PortError::Transient(_)), "{error:?}");
+    }
+
+    #[test]
+    fn answers_are_read_as_security_hub_gives_them() {
+        let throttled = answer(
+            200,
+            None,
+            r#"{"FailedCount":2,"SuccessCount":3,"FailedFindings":[{"Id":"a","ErrorCode":"ThrottlingException","ErrorMessage":"slow down"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(throttled.accepted, 3);
+        assert_eq!(
+            throttled.refused.len(),
+            2,
+            "FailedCount counts unlisted ones"
+        );
+        assert!(matches!(
+            throttled.into_result(),
+            Err(PortError::Permanent(_))
+        ));
+        let only_throttled = answer(
+            200,
+            None,
+            r#"{"FailedCount":1,"SuccessCount":0,"FailedFindings":[{"Id":"a","ErrorCode":"ThrottlingException","ErrorMessage":""}]}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            only_throttled.into_result(),
+            Err(PortError::Transient(_))
+        ));
+        assert_eq!(
+            answer(
+                200,
+                None,
+                r#"{"FailedCount":0,"SuccessCount":4,"FailedFindings":[]}"#
+            )
+            .unwrap()
+            .into_result(),
+            Ok(4)
+        );
+        assert!(matches!(
+            answer(200, None, "<html>"),
+            Err(PortError::Transient(_))
+        ));
+        assert!(matches!(
+            answer(400, None, r#"{"__type":"InvalidInputException","Message":"bad"}"#),
+            Err(PortError::Permanent(text)) if text.contains("InvalidInputException: bad")
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_report_imports_in_batches_of_100_and_archives_removed_grants() {
+        let server = stand_in::serve(vec![accepted(100), accepted(100), accepted(51)]).await;
+        let base = sample_verdict();
+        let standing: Vec<Verdict> = (0..250)
+            .map(|i| {
+                let mut v = base.clone();
+                v.grant_id = Some(format!("grant-{i:03}"));
+                v
+            })
+            .chain(std::iter::once({
+                let mut quiet = base.clone();
+                quiet.grant_id = Some("quiet".to_string());
+                quiet.severity = Severity::Info;
+                quiet
+            }))
+            .collect();
+        let mut removed = base.clone();
+        removed.grant_id = Some("gone".to_string());
+        removed.severity = Severity::Info;
+        let imported = import_report_findings(
+            &hub(&server.url),
+            &standing,
+            &[removed],
+            Severity::Medium,
+            &LinkSettings::default(),
+            in_ms(30_000),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            imported,
+            Imported {
+                accepted: 251,
+                refused: vec![]
+            }
+        );
+        let sent = findings_sent(&server.received.lock().unwrap());
+        let sizes: Vec<usize> = sent.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [100, 100, 51]);
+        let all: Vec<&Value> = sent.iter().flatten().collect();
+        assert!(all.iter().all(|f| asff::validate(f).is_ok()));
+        assert!(
+            !all.iter()
+                .any(|f| f["Id"].as_str().unwrap().ends_with("/quiet")),
+            "below the threshold"
+        );
+        let gone: Vec<&&Value> = all
+            .iter()
+            .filter(|f| f["Id"].as_str().unwrap().ends_with("/gone"))
+            .collect();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0]["RecordState"], "ARCHIVED");
+    }
+}

@@ -391,53 +391,23 @@ mod tests {
     use crate::sdk::SystemClock;
     use grantwatch_core::ports::notify::{Secret, StaticSecret};
     use std::sync::{Arc, Mutex};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A webhook that answers each connection with the next scripted
     /// (status, headers) and counts requests.
     async fn webhook(replies: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<usize>>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let count = Arc::new(Mutex::new(0));
-        let seen = count.clone();
-        tokio::spawn(async move {
-            let mut replies = replies.into_iter();
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let mut buffer = vec![0; 65536];
-                let mut read = 0;
-                // Read headers and body (Content-Length) of one request.
-                loop {
-                    let n = stream.read(&mut buffer[read..]).await.unwrap_or(0);
-                    if n == 0 {
-                        break;
-                    }
-                    read += n;
-                    let text = String::from_utf8_lossy(&buffer[..read]).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
-                        if read >= end + 4 + length {
-                            break;
-                        }
-                    }
-                }
-                *seen.lock().unwrap() += 1;
-                let (status, extra) = replies.next().unwrap_or((200, ""));
-                let body = if status == 200 { "ok" } else { "error" };
-                let response = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{extra}\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-            }
-        });
-        (format!("http://{addr}/services/T0/B0/SECRETTOKEN"), count)
+        let replies = replies
+            .into_iter()
+            .map(|(status, headers)| stand_in::Reply {
+                status,
+                headers: headers.to_string(),
+                body: if status == 200 { "ok" } else { "error" }.to_string(),
+            })
+            .collect();
+        let server = stand_in::serve(replies).await;
+        (
+            format!("{}/services/T0/B0/SECRETTOKEN", server.url),
+            server.count,
+        )
     }
 
     fn notifier(url: &str) -> SlackNotifier<StaticSecret, SystemClock> {
@@ -768,5 +738,97 @@ mod tests {
         assert!(error.is_transient(), "{error}");
         assert!(error.to_string().contains("GetSecretValue"), "{error}");
         assert!(accepted.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    }
+}
+
+/// An HTTP server on loopback for adapter tests (Slack's webhook, Security
+/// Hub): answers each request with the next scripted reply (then `200 ok`)
+/// and keeps what it was sent.
+#[cfg(test)]
+pub(crate) mod stand_in {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    pub(crate) struct Reply {
+        pub status: u16,
+        /// Extra header lines, each ending in `\r\n`.
+        pub headers: String,
+        pub body: String,
+    }
+
+    /// One request received: its head (request line and headers) and body.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Received {
+        pub head: String,
+        pub body: String,
+    }
+
+    pub(crate) struct Server {
+        /// `http://127.0.0.1:<port>`.
+        pub url: String,
+        pub count: Arc<Mutex<usize>>,
+        pub received: Arc<Mutex<Vec<Received>>>,
+    }
+
+    pub(crate) async fn serve(replies: Vec<Reply>) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(Mutex::new(0));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (seen, kept) = (count.clone(), received.clone());
+        tokio::spawn(async move {
+            let mut replies = replies.into_iter();
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = vec![0; 1 << 20];
+                let mut read = 0;
+                let mut request = None;
+                // Read headers and body (Content-Length) of one request.
+                loop {
+                    let n = stream.read(&mut buffer[read..]).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    read += n;
+                    let text = String::from_utf8_lossy(&buffer[..read]).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if read >= end + 4 + length {
+                            request = Some(Received {
+                                head: text[..end].to_string(),
+                                body: text[end + 4..].to_string(),
+                            });
+                            break;
+                        }
+                    }
+                }
+                *seen.lock().unwrap() += 1;
+                kept.lock().unwrap().extend(request);
+                let reply = replies.next().unwrap_or(Reply {
+                    status: 200,
+                    headers: String::new(),
+                    body: "ok".to_string(),
+                });
+                let response = format!(
+                    "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n{}",
+                    reply.status,
+                    reply.body.len(),
+                    reply.headers,
+                    reply.body
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            }
+        });
+        Server {
+            url: format!("http://{addr}"),
+            count,
+            received,
+        }
     }
 }
