@@ -34,6 +34,8 @@ pub(crate) struct Settings {
     pub(crate) trusted_accounts: TrustSetting,
     /// `grant-count-high` from this many grants on one key.
     pub(crate) grant_count_threshold: usize,
+    /// The `FunctionName` dimension of the report's metrics.
+    pub(crate) function_name: String,
 }
 
 /// `a, b,,c` → `[a, b, c]`.
@@ -137,6 +139,8 @@ impl Settings {
             listgrants_rate,
             trusted_accounts: env.trusted_accounts()?,
             grant_count_threshold: env.grant_count_threshold()?,
+            function_name: optional("AWS_LAMBDA_FUNCTION_NAME")
+                .unwrap_or_else(|| "grant-report".to_string()),
         })
     }
 }
@@ -220,6 +224,7 @@ mod tests {
         assert_eq!(s.ledger_table, None);
         assert_eq!(s.trusted_accounts, TrustSetting::Unset);
         assert_eq!(s.grant_count_threshold, 40_000);
+        assert_eq!(s.function_name, "grant-report");
         let zone = settings(&[
             TOPIC,
             BUCKET,
