@@ -120,13 +120,9 @@ fn fixture_alerts_examples() {
         "{}",
         msg.subject
     );
-    let runbook = format!(
-        "{}/service-grant-removed.md",
-        crate::render::links::DEFAULT_RUNBOOK_BASE_URL
-    );
     assert!(
-        text::slack_payload_as_text(&payload).contains(&runbook),
-        "the alert links to its runbook"
+        text::slack_payload_as_text(&payload).contains("docs/findings/service-grant-removed.md"),
+        "the alert names its runbook"
     );
     println!(
         "\n{}\n\n{}",

@@ -7,16 +7,21 @@
 
 use crate::verdict::{FindingCode, Verdict};
 
-/// Where the runbooks (`docs/findings/<code>.md`) are published, unless the
-/// deployment says otherwise (`RUNBOOK_BASE_URL`).
-pub const DEFAULT_RUNBOOK_BASE_URL: &str =
-    "https://github.com/grantwatch/grantwatch/blob/main/docs/findings";
+/// Where the runbook pages live in the grantwatch source.
+pub const RUNBOOK_DOCS_PATH: &str = "docs/findings";
+
+/// No default host: grantwatch has no public URL of its own, and a link to
+/// a made-up host would send a responder nowhere. Unset (this empty value),
+/// alerts give no runbook button or URL and name the page's path in the
+/// grantwatch source instead ([`LinkSettings::runbook`]); a deployment
+/// links them with `RUNBOOK_BASE_URL`.
+pub const DEFAULT_RUNBOOK_BASE_URL: &str = "";
 
 /// The settings links depend on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkSettings {
     /// Base URL of the runbook pages, without a trailing slash: the page of
-    /// a code is `<base>/<code>.md`.
+    /// a code is `<base>/<code>.md`. Empty: not set (no link).
     pub runbook_base_url: String,
 }
 
@@ -30,7 +35,7 @@ impl Default for LinkSettings {
 
 impl LinkSettings {
     /// Settings with a runbook base URL (a trailing `/` is dropped); an
-    /// empty or non-http(s) value keeps the default.
+    /// empty or non-http(s) value keeps the default (no link).
     pub fn with_runbook_base(base: &str) -> Self {
         let base = base.trim().trim_end_matches('/');
         if (base.starts_with("https://") || base.starts_with("http://"))
@@ -44,9 +49,17 @@ impl LinkSettings {
         }
     }
 
-    /// The runbook page of a finding code.
+    /// The runbook page's URL, when the deployment set a base URL.
+    pub fn runbook_url(&self, code: FindingCode) -> Option<String> {
+        (!self.runbook_base_url.is_empty())
+            .then(|| format!("{}/{}.md", self.runbook_base_url, code.as_str()))
+    }
+
+    /// The runbook page: its URL, or without a base URL its path in the
+    /// grantwatch source (`docs/findings/<code>.md`).
     pub fn runbook(&self, code: FindingCode) -> String {
-        format!("{}/{}.md", self.runbook_base_url, code.as_str())
+        self.runbook_url(code)
+            .unwrap_or_else(|| format!("{RUNBOOK_DOCS_PATH}/{}.md", code.as_str()))
     }
 }
 
@@ -177,8 +190,12 @@ mod tests {
     }
 
     #[test]
-    fn runbook_base_is_a_setting_with_a_safe_default() {
+    fn runbook_base_is_a_setting_and_unset_links_nowhere() {
         let s = LinkSettings::with_runbook_base("https://wiki.example.com/runbooks/");
+        assert_eq!(
+            s.runbook_url(FindingCode::ManualGrant).as_deref(),
+            Some("https://wiki.example.com/runbooks/manual-grant.md")
+        );
         assert_eq!(
             s.runbook(FindingCode::ManualGrant),
             "https://wiki.example.com/runbooks/manual-grant.md"
@@ -189,6 +206,12 @@ mod tests {
                 LinkSettings::default()
             );
         }
+        let unset = LinkSettings::default();
+        assert_eq!(unset.runbook_url(FindingCode::ManualGrant), None);
+        assert_eq!(
+            unset.runbook(FindingCode::ManualGrant),
+            "docs/findings/manual-grant.md"
+        );
         assert_eq!(
             worst_finding(&manual_grant()),
             Some(FindingCode::CrossAccountGrantee)

@@ -58,7 +58,8 @@ const ALERT_TOP_FINDINGS: usize = 3;
 ///
 /// At most [`MAX_ALERT_BLOCKS`] blocks and [`MAX_ALERT_BYTES`] bytes: values
 /// are cut shorter until the payload fits. The e-mail body keeps every
-/// detail. Runbook links use the default base URL; see [`alert_with`].
+/// detail. Without a runbook base URL ([`alert_with`]) there is no runbook
+/// button: the findings name the page's path in the grantwatch source.
 pub fn alert(v: &Verdict) -> Value {
     alert_with(v, &LinkSettings::default())
 }
@@ -95,7 +96,17 @@ fn build_alert(v: &Verdict, links: &LinkSettings, n: usize, extras: bool) -> Val
         describe::summary(v)
     ));
     blocks.fields(alert_fields(v, n));
-    blocks.section(&findings_text(v, n));
+    let mut findings = findings_text(v, n);
+    if let Some(code) = super::links::worst_finding(v) {
+        if links.runbook_url(code).is_none() {
+            // No runbook site configured: name the page, link nowhere.
+            findings.push_str(&format!(
+                "\n*Runbook*: {} in the grantwatch source",
+                code_n(&links.runbook(code), n)
+            ));
+        }
+    }
+    blocks.section(&findings);
     if extras {
         if let Some(cmd) = revoke_command(v) {
             blocks.section(&cmd);
@@ -260,7 +271,8 @@ fn findings_text(v: &Verdict, n: usize) -> String {
             plural(more, "finding", "findings")
         ));
     }
-    fit_lines(&lines, MAX_SECTION_TEXT - 20, "findings")
+    // Room for the runbook line.
+    fit_lines(&lines, MAX_SECTION_TEXT - 120, "findings")
 }
 
 /// The revoke command in a code block, when the grant exists and the
@@ -281,8 +293,8 @@ fn alert_buttons(v: &Verdict, links: &LinkSettings) -> Vec<(&'static str, String
     if let Some(url) = super::links::cloudtrail_event(v) {
         buttons.push(("CloudTrail event", url));
     }
-    if let Some(code) = super::links::worst_finding(v) {
-        buttons.push(("Runbook", links.runbook(code)));
+    if let Some(url) = super::links::worst_finding(v).and_then(|code| links.runbook_url(code)) {
+        buttons.push(("Runbook", url));
     }
     buttons
 }
@@ -662,8 +674,21 @@ mod tests {
             [
                 ("Key in KMS console", "https://eu-west-1.console.aws.amazon.com/kms/home?region=eu-west-1#/kms/keys/1234abcd-12ab-34cd-56ef-1234567890ab"),
                 ("CloudTrail event", "https://eu-west-1.console.aws.amazon.com/cloudtrailv2/home?region=eu-west-1#/events/11111111-2222-3333-4444-555555555555"),
-                ("Runbook", "https://github.com/grantwatch/grantwatch/blob/main/docs/findings/cross-account-grantee.md"),
-            ]
+            ],
+            "no RUNBOOK_BASE_URL: no runbook button"
+        );
+        let findings = blocks_of(&payload, "section")
+            .iter()
+            .filter_map(|b| b["text"]["text"].as_str())
+            .find(|t| t.contains("*Runbook*"))
+            .expect("the runbook is named");
+        assert!(
+            findings.contains("docs/findings/cross-account-grantee.md"),
+            "{findings}"
+        );
+        assert!(
+            !payload.to_string().contains("github.com"),
+            "no made-up host"
         );
     }
 

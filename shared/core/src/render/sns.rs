@@ -144,7 +144,15 @@ pub fn alert_with(v: &Verdict, links: &LinkSettings) -> SnsMessage {
             one_line(&f.message, MAX_VALUE_CHARS)
         ));
         body.line(&format!("      {}", describe::finding_explanation(f.code)));
-        body.line(&format!("      Runbook: {}", links.runbook(f.code)));
+        body.line(&format!(
+            "      Runbook: {}{}",
+            links.runbook(f.code),
+            if links.runbook_url(f.code).is_none() {
+                " (in the grantwatch source)"
+            } else {
+                ""
+            }
+        ));
     }
 
     if !v.evidence.is_empty() {
@@ -905,7 +913,7 @@ mod tests {
         );
         assert_eq!(m.subject, text.subject);
         assert!(text.message.contains(
-            "Runbook: https://github.com/grantwatch/grantwatch/blob/main/docs/findings/cross-account-grantee.md"
+            "Runbook: docs/findings/cross-account-grantee.md (in the grantwatch source)"
         ));
     }
 

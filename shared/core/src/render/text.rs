@@ -180,7 +180,7 @@ mod tests {
             "  Key                 `alias/payments`\n",
             "*Revoke*\n    aws kms revoke-grant --key-id arn:",
             "  Key in KMS console  https://eu-west-1.console.aws.amazon.com/kms/home?region=eu-west-1#/kms/keys/1234abcd",
-            "  Runbook             https://github.com/grantwatch/grantwatch/blob/main/docs/findings/cross-account-grantee.md\n",
+            "*Runbook*: `docs/findings/cross-account-grantee.md` in the grantwatch source",
             "event `11111111-2222-3333-4444-555555555555` · grantwatch",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
