@@ -1,0 +1,191 @@
+//! Build the report model: inventory results → coverage, summary,
+//! reconciliation, diff and trend; one standing grant → its report entry.
+
+use super::history::{rfc3339, trend_after, verified_previous, WatchWindow};
+use super::inventory::{inventory_account_region, RegionInventory};
+use super::scope::{refuse_out_of_scope, resolve_scope, start_where_last_run_was_cut};
+use super::{ReportDeps, ReportError, ReportRequest};
+use crate::event::epoch_ms;
+use crate::judge::{judge_standing, Judgement, Policy, StandingGrant};
+use crate::ports::inventory::{
+    AccountDirectory, AccountRegion, Inventory, Provenance, ReportStore,
+};
+use crate::record::GrantRecord;
+use crate::report::diff;
+use crate::report::model::{
+    summarise, Coverage, CoverageStatus, CreatedBy, GrantReport, Reconciliation, Report,
+    SilentAccountRegion, SCHEMA_VERSION,
+};
+use crate::verdict::FindingCode;
+use futures::stream::{self, StreamExt};
+
+/// Inventory the scope and build the report (diff and trend included),
+/// without storing it.
+pub async fn build_report<I, P, S, D>(
+    request: &ReportRequest,
+    deps: &ReportDeps<'_, I, P, S, D>,
+    generated_at: &str,
+) -> Result<Report, ReportError>
+where
+    I: Inventory,
+    P: Provenance,
+    S: ReportStore,
+    D: AccountDirectory,
+{
+    refuse_out_of_scope(
+        request,
+        deps.options.configured_accounts.as_ref(),
+        deps.directory,
+    )
+    .await?;
+    let scope = resolve_scope(request, deps.directory).await?;
+    // Only the newest verified previous report is used (the diff's base): it
+    // carries the trend of the runs before it, so past reports are never
+    // reloaded.
+    let (previous, integrity) = verified_previous(deps.store, deps.provenance, generated_at).await;
+    let history: Vec<Report> = previous.into_iter().collect();
+    let now_ms = epoch_ms(generated_at).unwrap_or(0);
+    let (watch, reconcile_problem) = match deps.provenance.deployed_at(now_ms).await {
+        Ok(deployed) => (
+            deployed.map(|deployed_ms| WatchWindow::new(deployed_ms, history.first(), now_ms)),
+            None,
+        ),
+        Err(e) => (None, Some(format!("the ledger could not be read: {e}"))),
+    };
+    let watch = watch.as_ref();
+    let mut targets: Vec<AccountRegion> = scope
+        .accounts
+        .iter()
+        .flat_map(|a| {
+            scope
+                .regions
+                .iter()
+                .map(move |r| AccountRegion::new(a.clone(), r.clone()))
+        })
+        .collect();
+    start_where_last_run_was_cut(&mut targets, history.first());
+
+    let mut results: Vec<RegionInventory> = stream::iter(targets)
+        .map(|at| async move {
+            deps.progress.started(&at);
+            let result = inventory_account_region(&at, deps, watch).await;
+            deps.progress.finished(&result.coverage);
+            result
+        })
+        .buffer_unordered(deps.options.account_region_concurrency.max(1))
+        .collect()
+        .await;
+    results.sort_by(|a, b| {
+        (&a.coverage.account, &a.coverage.region).cmp(&(&b.coverage.account, &b.coverage.region))
+    });
+
+    let mut coverage = Coverage::default();
+    let mut keys = Vec::new();
+    let mut silent = Vec::new();
+    for r in results {
+        if r.grants_created_in_period > 0 && r.ledger_events_in_period == 0 {
+            silent.push(SilentAccountRegion {
+                account: r.coverage.account.clone(),
+                region: r.coverage.region.clone(),
+                grants_created: r.grants_created_in_period,
+            });
+        }
+        coverage.account_regions.push(r.coverage);
+        coverage.gaps.extend(r.gaps);
+        keys.extend(r.keys);
+    }
+    let partial = !coverage.gaps.is_empty()
+        || coverage
+            .account_regions
+            .iter()
+            .any(|c| c.status != CoverageStatus::Complete)
+        || reconcile_problem.is_some()
+        || integrity.as_ref().is_some_and(|i| i.unverified.is_some());
+    let mut summary = summarise(&keys, &coverage);
+    let reconciliation = match (watch, reconcile_problem) {
+        (Some(w), _) => Some(Reconciliation {
+            deployed_at: rfc3339(w.deployed_ms),
+            period_start: rfc3339(w.period_start_ms),
+            period_end: rfc3339(w.cutoff_ms),
+            unseen_by_watcher: summary
+                .by_finding
+                .get(FindingCode::UnseenByWatcher.as_str())
+                .copied()
+                .unwrap_or(0),
+            silent_account_regions: silent,
+            unchecked: None,
+        }),
+        (None, Some(problem)) => Some(Reconciliation {
+            unchecked: Some(problem),
+            ..Reconciliation::default()
+        }),
+        (None, None) => None,
+    };
+    summary.silent_account_regions = reconciliation
+        .as_ref()
+        .map_or(0, |r| r.silent_account_regions.len());
+    summary.pipeline_tampered = integrity.as_ref().map_or(0, |i| i.findings.len());
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        generated_at: generated_at.to_string(),
+        partial,
+        scope,
+        coverage,
+        summary,
+        keys,
+        diff: None,
+        trend: Vec::new(),
+        reconciliation,
+        integrity,
+    };
+
+    diff::apply(&mut report, history.first());
+    report.trend = trend_after(history.first(), &report, deps.options.trend_reports);
+    Ok(report)
+}
+
+/// Judge one standing grant and shape it for the report.
+pub fn grant_report(
+    grant: &StandingGrant,
+    record: Option<&GrantRecord>,
+    policy: &Policy,
+) -> GrantReport {
+    report_of(grant, record, judge_standing(grant, record, policy))
+}
+
+/// A judged standing grant, shaped for the report.
+pub(super) fn report_of(
+    grant: &StandingGrant,
+    record: Option<&GrantRecord>,
+    judgement: Judgement,
+) -> GrantReport {
+    let facts = &grant.facts;
+    GrantReport {
+        grant_id: grant.grant_id.clone(),
+        name: facts.name.clone(),
+        grantee: facts.effective_grantee().map(str::to_string),
+        retiring_principal: facts.effective_retiring_principal().map(str::to_string),
+        operations: facts.operations.clone(),
+        constraints: facts.constraints.clone(),
+        created: grant
+            .created
+            .clone()
+            .or_else(|| record.and_then(|r| r.created_at.clone())),
+        issuing_account: grant.issuing_account.clone(),
+        origin: judgement.origin.origin,
+        service: judgement.origin.service,
+        evidence: judgement.origin.evidence,
+        severity: judgement.severity,
+        findings: judgement.findings,
+        suppressed_by: judgement.suppressed_by,
+        created_by: record.map(|r| CreatedBy {
+            arn: r.created_by.arn.clone(),
+            identity_type: r.created_by.identity_type.clone(),
+            invoked_by: r.created_by.invoked_by.clone(),
+            source_ip: r.created_by.source_ip.clone(),
+            user_agent: r.created_by.user_agent.clone(),
+            at: r.created_at.clone(),
+            event_id: Some(r.created_event_id.clone()),
+        }),
+    }
+}
