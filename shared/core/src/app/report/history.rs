@@ -6,6 +6,7 @@ use crate::event::epoch_ms;
 use crate::ports::inventory::{Provenance, ReportStore};
 use crate::report::model::{Integrity, Report, TrendPoint};
 use crate::verdict::{Finding, FindingCode, Severity};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The trend: the previous report's own trend (its point last; just its
@@ -121,13 +122,13 @@ pub(super) async fn verified_previous<S: ReportStore, P: Provenance>(
 }
 
 /// The times the reconciliation checks against (epoch ms).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct WatchWindow {
-    pub(super) deployed_ms: i64,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchWindow {
+    pub deployed_ms: i64,
     /// Silent account-regions: grants created from here ...
-    pub(super) period_start_ms: i64,
+    pub period_start_ms: i64,
     /// ... to here; and `unseen-by-watcher` only for grants created before it.
-    pub(super) cutoff_ms: i64,
+    pub cutoff_ms: i64,
 }
 
 impl WatchWindow {

@@ -31,7 +31,7 @@ mod scope;
 mod tests;
 
 pub use build::{build_report, grant_report};
-pub use history::{sha256_hex, trend_after, PREVIOUS_REPORTS_CHECKED, UNSEEN_GRACE};
+pub use history::{sha256_hex, trend_after, WatchWindow, PREVIOUS_REPORTS_CHECKED, UNSEEN_GRACE};
 pub use scope::{refuse_out_of_scope, resolve_scope, start_where_last_run_was_cut};
 
 use crate::assess::DEFAULT_GRANT_COUNT_THRESHOLD;
@@ -266,6 +266,21 @@ where
     C: SummaryChannel + ?Sized,
 {
     let report = build_report(request, deps, generated_at).await?;
+    store_and_announce(report, deps, channels).await
+}
+
+/// Store the built report (each file's hash recorded in the ledger), link
+/// it and deliver the summary through every channel.
+pub async fn store_and_announce<I, P, S, D, C>(
+    report: Report,
+    deps: &ReportDeps<'_, I, P, S, D>,
+    channels: &[&C],
+) -> Result<ReportOutcome, ReportError>
+where
+    P: Provenance,
+    S: ReportStore,
+    C: SummaryChannel + ?Sized,
+{
     let mut locations = Vec::new();
     let mut html_location = None;
     // One file rendered and handed to the store at a time.
