@@ -7,7 +7,8 @@
 //! reqwest client, not with `aws-sdk-securityhub`: that crate models every
 //! ASFF resource type and would add megabytes to each Lambda (issue #13).
 //! Each finding goes to the region of its `ProductArn` (the key's region),
-//! or to `AWS_ENDPOINT_URL` when one is set (emulators).
+//! or to `AWS_ENDPOINT_URL_SECURITYHUB` / `AWS_ENDPOINT_URL` when one is set
+//! (emulators, as the SDK clients honour them).
 //!
 //! `BatchImportFindings` answers HTTP 200 with `FailedCount` and
 //! `FailedFindings` when it refuses findings: those are failures, like an
@@ -91,8 +92,8 @@ impl Imported {
 pub struct SecurityHub {
     http: reqwest::Client,
     credentials: Option<SharedCredentialsProvider>,
-    /// `AWS_ENDPOINT_URL`: every call goes there (signed for the finding's
-    /// region).
+    /// `AWS_ENDPOINT_URL_SECURITYHUB` or `AWS_ENDPOINT_URL`: every call goes
+    /// there (signed for the finding's region).
     endpoint: Option<String>,
 }
 
@@ -105,14 +106,18 @@ impl std::fmt::Debug for SecurityHub {
 }
 
 impl SecurityHub {
-    /// Credentials and endpoint from the process's SDK configuration.
+    /// Credentials and endpoint from the process's SDK configuration (and
+    /// `AWS_ENDPOINT_URL_SECURITYHUB`, which the SDK's own clients would
+    /// read for this service).
     pub fn new(config: &aws_config::SdkConfig) -> Result<SecurityHub, PortError> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_SECURITYHUB")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .or_else(|| config.endpoint_url().map(str::to_string));
         Ok(SecurityHub {
             http: crate::slack::http_client()?,
             credentials: config.credentials_provider(),
-            endpoint: config
-                .endpoint_url()
-                .map(|u| u.trim_end_matches('/').to_string()),
+            endpoint: endpoint.map(|u| u.trim_end_matches('/').to_string()),
         })
     }
 
