@@ -152,7 +152,8 @@ pub fn member_template_path() -> PathBuf {
     workspace_dir().join("infra/member-account.yaml")
 }
 
-fn workspace_dir() -> PathBuf {
+/// The workspace root (this crate's parent).
+pub fn workspace_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 

@@ -1822,3 +1822,31 @@ fn a_partial_report_raises_an_alarm_from_its_log_line() {
     assert_eq!(alarm["Threshold"], 1);
     assert_eq!(alarm["AlarmActions"], json!([{"Ref": "AlarmTopic"}]));
 }
+
+/// The Serverless Application Repository metadata names the workspace's
+/// version and licence, and files that exist (sam publish uploads them).
+#[test]
+fn the_serverless_repo_metadata_matches_the_workspace() {
+    let template = stack::transformed_template(&stack::template_path(), &[]).expect("transform");
+    let app = &template["Metadata"]["AWS::ServerlessRepo::Application"];
+    let workspace = std::fs::read_to_string(stack::workspace_dir().join("Cargo.toml")).expect("Cargo.toml");
+    let field = |name: &str| {
+        workspace
+            .lines()
+            .find_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                (key.trim() == name).then(|| value.trim().trim_matches('"').to_string())
+            })
+            .unwrap_or_else(|| panic!("{name} missing from the workspace Cargo.toml"))
+    };
+    assert_eq!(app["SemanticVersion"], json!(field("version")));
+    assert_eq!(app["SpdxLicenseId"], json!(field("license")));
+    for file in ["LicenseUrl", "ReadmeUrl"] {
+        let relative = app[file].as_str().unwrap_or_else(|| panic!("{file} missing"));
+        let path = stack::workspace_dir().join("infra").join(relative);
+        assert!(path.is_file(), "{file} {relative} does not exist");
+    }
+    let description = app["Description"].as_str().expect("Description");
+    assert!(!description.is_empty() && description.len() <= 256);
+    assert!(app["Name"].as_str().is_some_and(|n| !n.is_empty()));
+}
