@@ -1,6 +1,11 @@
 //! The watcher's dependencies in the CLI, for `redrive` and `reconcile`:
 //! one set of flags (the watcher's settings), one way to build the ledger
-//! and notifiers. Replaying an event is [`grantwatch_aws::trail::replay_event`].
+//! and notifiers. The channels are built by `grantwatch_aws::channels`, as
+//! the watcher's are: the opt-in ones (`CHATBOT_TOPIC_ARN`,
+//! `EVENT_BUS_NAME`, `SECURITY_HUB_ENABLED`, ...), redaction
+//! (`REDACT_ENCRYPTION_CONTEXT`) and runbook links (`RUNBOOK_BASE_URL`) are
+//! read from the environment under the watcher's names. Replaying an event
+//! is [`grantwatch_aws::trail::replay_event`].
 
 use grantwatch_aws::config::Env;
 use grantwatch_aws::ledger::DynamoLedger;

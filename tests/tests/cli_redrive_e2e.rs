@@ -231,3 +231,49 @@ async fn a_queue_of_handled_messages_only_exits_zero_and_empties_the_queue() {
     assert!(refused.stderr.contains("--alert-topic-arn"), "{refused}");
     assert_eq!(queue.bodies().await.len(), 1);
 }
+
+/// The replay builds its channels as the watcher does (one builder): with
+/// the watcher's opt-in channels configured, a redriven alert reaches
+/// EventBridge and Security Hub too, and the alert topic and Slack get it
+/// with encryption-context values redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redriven_alert_reaches_every_configured_channel_redacted_as_the_watcher_would() {
+    let mut world = World::new(&[]).await;
+    for (name, value) in [
+        ("EVENT_BUS_NAME", "default"),
+        ("SECURITY_HUB_ENABLED", "true"),
+        ("REDACT_ENCRYPTION_CONTEXT", "true"),
+    ] {
+        world.env.insert(name.to_string(), value.to_string());
+    }
+    let queue = Queue::new(&world).await;
+    let mut event = manual_grant(3);
+    event["detail"]["requestParameters"]["constraints"] =
+        json!({"encryptionContextSubset": {"tenant": "acme-corp-4471"}});
+    queue.send(&event.to_string()).await;
+    let run = redrive(&world, &queue, &[]).await;
+    assert_eq!(run.code, Some(0), "{run}");
+    for channel in [
+        "sns=sent",
+        "slack=sent",
+        "eventbridge=sent",
+        "securityhub=sent",
+    ] {
+        assert!(run.stdout.contains(channel), "{channel}: {run}");
+    }
+    let alerts = world.inbox.receive().await;
+    assert_eq!(alerts.len(), 1);
+    assert!(
+        !alerts[0].message.contains("acme-corp-4471"),
+        "{}",
+        alerts[0].message
+    );
+    assert!(
+        alerts[0].message.contains("‹redacted›"),
+        "{}",
+        alerts[0].message
+    );
+    let slack = world.slack.accepted();
+    assert_eq!(slack.len(), 1);
+    assert!(!slack[0].to_string().contains("acme-corp-4471"));
+}
