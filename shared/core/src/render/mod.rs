@@ -8,6 +8,8 @@
 //!   payloads `{text, blocks}`;
 //! - [`sns::alert`]`(&Verdict) -> SnsMessage` and
 //!   [`sns::digest`]`(&[Verdict], window: &str) -> SnsMessage`;
+//! - [`report`]: the weekly report's summary as a notice
+//!   ([`report::ReportNotice`]): e-mail, Slack and Q Developer;
 //! - [`text::slack_payload_as_text`]`(&Value) -> String` and
 //!   [`text::sns_as_text`]`(&SnsMessage) -> String` for terminals;
 //! - [`describe`]: words for principals, operations, constraints, the
@@ -28,6 +30,7 @@ pub mod mrkdwn;
 pub mod ocsf;
 pub mod plain;
 pub mod redact;
+pub mod report;
 pub mod slack;
 pub mod sns;
 pub mod standing;
