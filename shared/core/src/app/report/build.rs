@@ -11,7 +11,7 @@ use crate::ports::inventory::{
     AccountDirectory, AccountRegion, Inventory, Provenance, ReportStore,
 };
 use crate::record::GrantRecord;
-use crate::report::diff;
+use crate::report::diff::{self, PreviousReport};
 use crate::report::model::{
     summarise, Coverage, CoverageStatus, CreatedBy, GrantReport, Reconciliation, Report,
     SilentAccountRegion, SCHEMA_VERSION,
@@ -43,7 +43,7 @@ where
     // carries the trend of the runs before it, so past reports are never
     // reloaded.
     let (previous, integrity) = verified_previous(deps.store, deps.provenance, generated_at).await;
-    let history: Vec<Report> = previous.into_iter().collect();
+    let history: Vec<PreviousReport> = previous.into_iter().collect();
     let now_ms = epoch_ms(generated_at).unwrap_or(0);
     let (watch, reconcile_problem) = match deps.provenance.deployed_at(now_ms).await {
         Ok(deployed) => (
@@ -139,7 +139,7 @@ where
         integrity,
     };
 
-    diff::apply(&mut report, history.first());
+    diff::apply_previous(&mut report, history.first());
     report.trend = trend_after(history.first(), &report, deps.options.trend_reports);
     Ok(report)
 }

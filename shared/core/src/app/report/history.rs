@@ -4,6 +4,7 @@
 
 use crate::event::epoch_ms;
 use crate::ports::inventory::{Provenance, ReportStore};
+use crate::report::diff::PreviousReport;
 use crate::report::model::{Integrity, Report, TrendPoint};
 use crate::verdict::{Finding, FindingCode, Severity};
 use serde::{Deserialize, Serialize};
@@ -11,7 +12,11 @@ use std::time::Duration;
 
 /// The trend: the previous report's own trend (its point last; just its
 /// point if it has none), at most `past` points of it, then this report's.
-pub fn trend_after(previous: Option<&Report>, report: &Report, past: usize) -> Vec<TrendPoint> {
+pub fn trend_after(
+    previous: Option<&PreviousReport>,
+    report: &Report,
+    past: usize,
+) -> Vec<TrendPoint> {
     let mut trend: Vec<TrendPoint> = match previous {
         None => Vec::new(),
         Some(p) if p.trend.is_empty() => vec![p.trend_point()],
@@ -57,7 +62,7 @@ pub(super) async fn verified_previous<S: ReportStore, P: Provenance>(
     store: &S,
     provenance: &P,
     now: &str,
-) -> (Option<Report>, Option<Integrity>) {
+) -> (Option<PreviousReport>, Option<Integrity>) {
     let known = match provenance.report_files().await {
         Ok(known) => known,
         Err(e) => {
@@ -107,7 +112,8 @@ pub(super) async fn verified_previous<S: ReportStore, P: Provenance>(
             }
             continue;
         }
-        let Ok(report) = Report::from_json(&candidate.body) else {
+        // Only what the diff, the trend and the rotation need is parsed.
+        let Ok(report) = PreviousReport::from_json(&candidate.body) else {
             continue;
         };
         if report.generated_at.as_str() < now {
@@ -132,7 +138,7 @@ pub struct WatchWindow {
 }
 
 impl WatchWindow {
-    pub(super) fn new(deployed_ms: i64, previous: Option<&Report>, now_ms: i64) -> Self {
+    pub(super) fn new(deployed_ms: i64, previous: Option<&PreviousReport>, now_ms: i64) -> Self {
         let since = previous
             .and_then(|p| epoch_ms(&p.generated_at))
             .unwrap_or(now_ms - DEFAULT_PERIOD.as_millis() as i64);

@@ -3,7 +3,8 @@
 
 use super::{ReportError, ReportRequest};
 use crate::ports::inventory::{AccountDirectory, AccountRegion, AccountSelection};
-use crate::report::model::{GapReason, Report, ReportScope};
+use crate::report::diff::PreviousReport;
+use crate::report::model::{GapReason, ReportScope};
 use std::collections::BTreeSet;
 
 /// Resolve the request's accounts × regions.
@@ -62,7 +63,10 @@ async fn resolve_accounts<D: AccountDirectory>(
 /// wrapping around): a scope too large for one run is then covered in
 /// turns, and no account-region is cut every week. The cut ones are named
 /// in the report's coverage (`deadline` gaps).
-pub fn start_where_last_run_was_cut(targets: &mut [AccountRegion], previous: Option<&Report>) {
+pub fn start_where_last_run_was_cut(
+    targets: &mut [AccountRegion],
+    previous: Option<&PreviousReport>,
+) {
     let Some(previous) = previous else {
         return;
     };

@@ -16,6 +16,7 @@ use crate::ports::inventory::{
 use crate::ports::inventory::{AliasEntry, KeyManager, ListedGrant, NoProvenance};
 use crate::ports::PortError;
 use crate::record::GrantRecord;
+use crate::report::diff::PreviousReport;
 use crate::report::model::{
     CoverageGap, CoverageStatus, GapReason, GrantReport, KeyReport, Report, SilentAccountRegion,
 };
@@ -150,7 +151,8 @@ fn the_trend_comes_from_the_previous_report_not_from_reloading_old_ones() {
         assert_eq!(dates, weeks[..=i], "week {i}");
     }
     // At most `past` points of the previous trend, then this report's.
-    let last = Report::from_json(&store.get("reports/2026-11-28/report.json").unwrap()).unwrap();
+    let last =
+        PreviousReport::from_json(&store.get("reports/2026-11-28/report.json").unwrap()).unwrap();
     let next = build(
         &inv,
         &NoProvenance,
@@ -198,14 +200,14 @@ fn a_run_starts_where_the_last_one_was_cut_so_no_account_is_cut_every_week() {
     // (wrapping): this week starts at 9, not at 0.
     cut_at(&mut previous, &[9, 0, 1, 2, 3]);
     let mut order = targets();
-    start_where_last_run_was_cut(&mut order, Some(&previous));
+    start_where_last_run_was_cut(&mut order, Some(&PreviousReport::from(&previous)));
     assert_eq!(first(&order), "100000000009");
     assert_eq!(order.len(), 10, "every account-region still in the run");
 
     // Cut in the middle: start there.
     cut_at(&mut previous, &[6, 7]);
     let mut order = targets();
-    start_where_last_run_was_cut(&mut order, Some(&previous));
+    start_where_last_run_was_cut(&mut order, Some(&PreviousReport::from(&previous)));
     assert_eq!(first(&order), "100000000006");
 
     // Nothing cut by the deadline (other gaps don't count), or no
@@ -217,7 +219,7 @@ fn a_run_starts_where_the_last_one_was_cut_so_no_account_is_cut_every_week() {
         "denied".into(),
     )];
     let mut order = targets();
-    start_where_last_run_was_cut(&mut order, Some(&previous));
+    start_where_last_run_was_cut(&mut order, Some(&PreviousReport::from(&previous)));
     assert_eq!(order, targets());
     start_where_last_run_was_cut(&mut order, None);
     assert_eq!(order, targets());
