@@ -258,8 +258,9 @@ pub fn finding(v: &Verdict, now: &str, link_settings: &LinkSettings) -> Result<V
     let worst = links::worst_finding(v);
     let recommendation = match worst {
         Some(code) => format!(
-            "{} Follow the runbook for {code}.",
-            describe::finding_explanation(code)
+            "{} Runbook: {}",
+            describe::finding_explanation(code),
+            link_settings.runbook(code)
         ),
         None => "Review the grant with `grantwatch explain`.".to_string(),
     };
@@ -280,8 +281,10 @@ pub fn finding(v: &Verdict, now: &str, link_settings: &LinkSettings) -> Result<V
         "RecordState": if is_removal(v) { "ARCHIVED" } else { "ACTIVE" },
         "Remediation": {"Recommendation": {"Text": cut(&recommendation, MAX_RECOMMENDATION_TEXT)}},
     });
-    if let Some(code) = worst {
-        out["Remediation"]["Recommendation"]["Url"] = Value::String(link_settings.runbook(code));
+    // Only a published runbook is a URL (RUNBOOK_BASE_URL); without one
+    // the recommendation's text names the runbook.
+    if let Some(url) = worst.and_then(|code| link_settings.runbook_url(code)) {
+        out["Remediation"]["Recommendation"]["Url"] = Value::String(url);
     }
     if let Some(url) = links::cloudtrail_event(v) {
         out["SourceUrl"] = Value::String(url);
@@ -431,9 +434,22 @@ mod tests {
             .collect();
         assert!(types.contains(&"TTPs/Persistence/T1098"), "{types:?}");
         assert!(types.contains(&"TTPs/Exfiltration/T1537"), "{types:?}");
+        // No RUNBOOK_BASE_URL: no made-up URL, the text names the page.
+        assert_eq!(f["Remediation"]["Recommendation"].get("Url"), None);
+        assert!(
+            f["Remediation"]["Recommendation"]["Text"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("Runbook: docs/findings/cross-account-grantee.md"),
+            "{}",
+            f["Remediation"]
+        );
+        let published = LinkSettings::with_runbook_base("https://wiki.example.com/grantwatch/");
+        let f = finding(&manual_grant(), NOW, &published).expect("finding");
+        validate(&f).expect("valid ASFF");
         assert_eq!(
             f["Remediation"]["Recommendation"]["Url"],
-            "https://github.com/grantwatch/grantwatch/blob/main/docs/findings/cross-account-grantee.md"
+            "https://wiki.example.com/grantwatch/cross-account-grantee.md"
         );
     }
 
