@@ -11,6 +11,7 @@
 
 use crate::ports::inventory::AccountRegion;
 use serde::{Deserialize, Serialize};
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Account-regions per shard unless the plan is told otherwise: small
@@ -157,12 +158,17 @@ pub fn merge<T: ShardPart>(
                         merged
                             .unexpected
                             .push(format!("shard {} returned {at}, not in its plan", shard.id));
-                    } else if found.contains_key(&at) {
-                        merged
-                            .unexpected
-                            .push(format!("shard {} returned {at} twice", shard.id));
-                    } else {
-                        found.insert(at, part);
+                        continue;
+                    }
+                    match found.entry(at) {
+                        Entry::Vacant(slot) => {
+                            slot.insert(part);
+                        }
+                        Entry::Occupied(slot) => merged.unexpected.push(format!(
+                            "shard {} returned {} twice",
+                            shard.id,
+                            slot.key()
+                        )),
                     }
                 }
                 (
