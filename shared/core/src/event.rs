@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::mem::take;
 
 /// Which grant call this event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -403,42 +404,12 @@ struct Envelope {
     region: Option<String>,
 }
 
-/// A string field; `Ok(None)` when absent or null, an error naming the
-/// field when it holds something else.
-fn string_field<'a>(
-    obj: &'a Map<String, Value>,
-    path: &str,
-    field: &str,
-) -> Result<Option<&'a str>, String> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(other) => Err(format!("{path}{field} is {}, not a string", kind_of(other))),
-    }
-}
-
-/// A string field where a wrong type is not worth failing for (cosmetic
-/// fields such as the user agent).
-fn loose_string(obj: &Map<String, Value>, field: &str) -> Option<String> {
-    obj.get(field).and_then(Value::as_str).map(str::to_string)
-}
-
 fn truthy(v: Option<&Value>) -> bool {
     match v {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
         _ => false,
     }
-}
-
-/// Field lookup ignoring case (CloudTrail writes `encryptionContextEquals`,
-/// the API `EncryptionContextEquals`).
-fn get_ignore_case<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
-    obj.get(field).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(field))
-            .map(|(_, v)| v)
-    })
 }
 
 /// The caller's fields of a CloudTrail record, as serde reads them.
@@ -584,57 +555,59 @@ fn parse_grant_record(
     envelope: &Envelope,
 ) -> Result<GrantEvent, String> {
     let caller = parse_caller(obj);
-    let error_code = loose_string(obj, "errorCode").filter(|s| !s.is_empty());
+    // Every field is a `Field`, which never fails to deserialize.
+    let fields = RecordFields::deserialize(obj).unwrap_or_default();
+    let error_code = fields.error_code.loose().filter(|s| !s.is_empty());
     let failed = error_code.is_some();
-    let empty = Map::new();
-    let request = match obj.get("requestParameters") {
-        Some(Value::Object(map)) => Some(map),
-        None | Some(Value::Null) => None,
-        Some(other) => {
-            return Err(format!(
-                "requestParameters is {}, not an object",
-                kind_of(other)
-            ))
-        }
-    };
-    let response = obj
-        .get("responseElements")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let additional = obj
-        .get("additionalEventData")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let req = request.unwrap_or(&empty);
-    let rp = "requestParameters.";
+    let request = fields
+        .request
+        .strict("requestParameters", "an object")?
+        .map(|Object(request)| request);
+    let response = fields
+        .response
+        .loose()
+        .map(|Object(ids)| ids)
+        .unwrap_or_default();
+    let additional = fields
+        .additional
+        .loose()
+        .map(|Object(ids)| ids)
+        .unwrap_or_default();
+    let has_request = request.is_some();
+    let mut req = request.unwrap_or_default();
 
-    let account = loose_string(obj, "recipientAccountId")
+    let account = fields
+        .recipient_account
+        .loose()
         .or_else(|| caller.account.clone())
         .or_else(|| envelope.account.clone());
-    let region = loose_string(obj, "awsRegion").or_else(|| envelope.region.clone());
+    let region = fields.region.loose().or_else(|| envelope.region.clone());
 
     // The key: as the request named it, else the response's or the resources' ARN.
-    let requested_key = string_field(req, rp, "keyId")?.filter(|k| !k.trim().is_empty());
-    let response_key = response.get("keyId").and_then(Value::as_str);
-    let resource_key = obj
-        .get("resources")
-        .and_then(Value::as_array)
+    let requested_key = take(&mut req.key_id)
+        .strict("requestParameters.keyId", "a string")?
+        .filter(|k| !k.trim().is_empty());
+    let response_key = response.key_id.loose();
+    let resource_key = fields
+        .resources
+        .loose()
         .into_iter()
         .flatten()
-        .filter_map(|r| r.get("ARN").and_then(Value::as_str))
+        .filter_map(|resource| resource.loose()?.0.arn.loose())
         .find(|arn| principal::is_key_arn(arn));
     let key = requested_key
-        .or(response_key)
-        .or(resource_key)
-        .map(str::to_string);
+        .as_ref()
+        .or(response_key.as_ref())
+        .or(resource_key.as_ref())
+        .cloned();
     let partition = caller.arn.as_deref().and_then(principal::arn_partition);
     // KMS writes the response's and resources' key ARN itself: prefer them
     // to what the caller typed.
-    let key_arn = [response_key, resource_key, requested_key]
+    let key_arn = [&response_key, &resource_key, &requested_key]
         .into_iter()
         .flatten()
         .find(|k| principal::is_key_arn(k))
-        .map(str::to_string)
+        .cloned()
         .or_else(|| {
             key.as_deref().and_then(|k| {
                 principal::key_arn_for(k, region.as_deref(), account.as_deref(), partition)
@@ -642,31 +615,26 @@ fn parse_grant_record(
         });
 
     let grant_id = [
-        response.get("grantId"),
-        req.get("grantId"),
-        additional.get("grantId"),
+        response.grant_id,
+        take(&mut req.grant_id),
+        additional.grant_id,
     ]
     .into_iter()
-    .flatten()
-    .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
-    .map(str::to_string);
+    .find_map(|id| id.loose().filter(|s| !s.is_empty()));
+    let used_grant_token = take(&mut req.grant_tokens)
+        .loose()
+        .is_some_and(|tokens| !tokens.is_empty())
+        || take(&mut req.grant_token)
+            .loose()
+            .is_some_and(|t| !t.is_empty());
+    let dry_run = req.dry_run;
 
     let grant = match action {
-        GrantAction::CreateGrant => match request {
-            Some(req) => Some(parse_grant_request(req, failed)?),
-            None if failed => Some(GrantFacts::default()),
-            None => return Err("CreateGrant without requestParameters".to_string()),
-        },
+        GrantAction::CreateGrant if has_request => Some(grant_facts(req, failed)?),
+        GrantAction::CreateGrant if failed => Some(GrantFacts::default()),
+        GrantAction::CreateGrant => return Err("CreateGrant without requestParameters".to_string()),
         GrantAction::RetireGrant | GrantAction::RevokeGrant => None,
     };
-    let used_grant_token = req
-        .get("grantTokens")
-        .and_then(Value::as_array)
-        .is_some_and(|tokens| !tokens.is_empty())
-        || req
-            .get("grantToken")
-            .and_then(Value::as_str)
-            .is_some_and(|t| !t.is_empty());
     if action.is_removal() && !failed && grant_id.is_none() && !used_grant_token {
         return Err(format!(
             "{} names no grant (no grantId in requestParameters, responseElements or additionalEventData)",
@@ -677,103 +645,262 @@ fn parse_grant_record(
     Ok(GrantEvent {
         event_id: event_id.to_string(),
         action,
-        event_time: loose_string(obj, "eventTime"),
+        event_time: fields.event_time.loose(),
         account,
         region,
-        event_version: loose_string(obj, "eventVersion"),
+        event_version: fields.event_version.loose(),
         caller,
         key,
         key_arn,
         grant_id,
         grant,
-        dry_run: truthy(req.get("dryRun")),
+        dry_run,
         error_code,
-        error_message: loose_string(obj, "errorMessage"),
+        error_message: fields.error_message.loose(),
         used_grant_token,
-        shared_event_id: loose_string(obj, "sharedEventID").filter(|s| !s.trim().is_empty()),
+        shared_event_id: fields
+            .shared_event_id
+            .loose()
+            .filter(|s| !s.trim().is_empty()),
     })
 }
 
 /// A CreateGrant's `requestParameters` → the grant's facts. `failed`
 /// relaxes the fields a successful call must have.
-fn parse_grant_request(req: &Map<String, Value>, failed: bool) -> Result<GrantFacts, String> {
-    let rp = "requestParameters.";
-    let operations = match req.get("operations") {
-        Some(Value::Array(items)) => items
-            .iter()
+fn grant_facts(req: RequestFields, failed: bool) -> Result<GrantFacts, String> {
+    let operations = match req.operations {
+        Field::Present(items) => items
+            .into_iter()
             .enumerate()
             .map(|(i, op)| {
-                op.as_str()
-                    .map(Operation::parse)
-                    .ok_or_else(|| format!("{rp}operations[{i}] is {}, not a string", kind_of(op)))
+                op.required(&format!("requestParameters.operations[{i}]"), "a string")
+                    .map(|op| Operation::parse(&op))
             })
             .collect::<Result<Vec<_>, _>>()?,
-        None | Some(Value::Null) if failed => Vec::new(),
+        Field::Absent if failed => Vec::new(),
         // Older event versions leave operations out: judged as unknown
         // operations (conservatively), never refused.
-        None | Some(Value::Null) => vec![Operation::Unknown(OPERATIONS_NOT_RECORDED.to_string())],
-        Some(other) => return Err(format!("{rp}operations is {}, not a list", kind_of(other))),
-    };
-    let constraints = match req.get("constraints") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => Some(parse_constraints(map)?),
-        Some(other) => {
+        Field::Absent => vec![Operation::Unknown(OPERATIONS_NOT_RECORDED.to_string())],
+        Field::Wrong(kind) => {
             return Err(format!(
-                "{rp}constraints is {}, not an object",
-                kind_of(other)
+                "requestParameters.operations is {kind}, not a list"
             ))
         }
     };
-    let facts = GrantFacts {
-        grantee: string_field(req, rp, "granteePrincipal")?.map(str::to_string),
-        grantee_service_principal: string_field(req, rp, "granteeServicePrincipal")?
-            .map(str::to_string),
-        retiring_principal: string_field(req, rp, "retiringPrincipal")?.map(str::to_string),
-        retiring_service_principal: string_field(req, rp, "retiringServicePrincipal")?
-            .map(str::to_string),
+    let constraints = req
+        .constraints
+        .strict("requestParameters.constraints", "an object")?
+        .map(|Object(map)| constraints(map))
+        .transpose()?;
+    let principal = |field: Field<String>, name: &str| {
+        field.strict(&format!("requestParameters.{name}"), "a string")
+    };
+    Ok(GrantFacts {
+        grantee: principal(req.grantee_principal, "granteePrincipal")?,
+        grantee_service_principal: principal(
+            req.grantee_service_principal,
+            "granteeServicePrincipal",
+        )?,
+        retiring_principal: principal(req.retiring_principal, "retiringPrincipal")?,
+        retiring_service_principal: principal(
+            req.retiring_service_principal,
+            "retiringServicePrincipal",
+        )?,
         operations,
         constraints,
-        name: loose_string(req, "name"),
-    };
-    Ok(facts)
+        name: req.name.loose(),
+    })
 }
 
-fn parse_constraints(map: &Map<String, Value>) -> Result<Constraints, String> {
-    let context = |field: &str| -> Result<Option<BTreeMap<String, String>>, String> {
-        match get_ignore_case(map, field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(pairs)) => pairs
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => Ok((k.clone(), s.clone())),
-                    other => Err(format!(
-                        "requestParameters.constraints.{field}[{k:?}] is {}, not a string",
-                        kind_of(other)
-                    )),
-                })
-                .collect::<Result<BTreeMap<_, _>, _>>()
-                .map(Some),
-            Some(other) => Err(format!(
-                "requestParameters.constraints.{field} is {}, not an object",
-                kind_of(other)
-            )),
-        }
-    };
-    let source_arn = match get_ignore_case(map, "sourceArn") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => {
-            return Err(format!(
-                "requestParameters.constraints.sourceArn is {}, not a string",
-                kind_of(other)
-            ))
-        }
+/// `requestParameters.constraints`, whose keys come in any case
+/// (CloudTrail writes `encryptionContextEquals`, the API
+/// `EncryptionContextEquals`): the keys are lower-cased first, an exact
+/// spelling winning over another case of the same name.
+fn constraints(map: Map<String, Value>) -> Result<Constraints, String> {
+    const NAMES: [&str; 3] = [
+        "encryptionContextEquals",
+        "encryptionContextSubset",
+        "sourceArn",
+    ];
+    let mut lowered = Map::new();
+    let (exact, other): (Vec<_>, Vec<_>) = map
+        .into_iter()
+        .partition(|(k, _)| NAMES.contains(&k.as_str()));
+    for (key, value) in exact.into_iter().chain(other) {
+        lowered.entry(key.to_ascii_lowercase()).or_insert(value);
+    }
+    let fields = ConstraintFields::deserialize(&lowered).unwrap_or_default();
+    let context = |field: Field<BTreeMap<String, Field<String>>>, name: &str| {
+        let path = format!("requestParameters.constraints.{name}");
+        field
+            .strict(&path, "an object")?
+            .map(|pairs| {
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| {
+                        Ok((
+                            k.clone(),
+                            v.required(&format!("{path}[{k:?}]"), "a string")?,
+                        ))
+                    })
+                    .collect::<Result<BTreeMap<_, _>, String>>()
+            })
+            .transpose()
     };
     Ok(Constraints {
-        encryption_context_equals: context("encryptionContextEquals")?,
-        encryption_context_subset: context("encryptionContextSubset")?,
-        source_arn,
+        encryption_context_equals: context(fields.equals, NAMES[0])?,
+        encryption_context_subset: context(fields.subset, NAMES[1])?,
+        source_arn: fields
+            .source_arn
+            .strict("requestParameters.constraints.sourceArn", "a string")?,
     })
+}
+
+/// The fields of a grant record grantwatch reads besides the caller's
+/// ([`CallerFields`]). Each is a [`Field`]: serde reads the shapes, and
+/// `parse_grant_record` decides which wrong shape fails the record (with
+/// the field's path) and which is only ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct RecordFields {
+    #[serde(rename = "eventTime")]
+    event_time: Field<String>,
+    #[serde(rename = "eventVersion")]
+    event_version: Field<String>,
+    #[serde(rename = "recipientAccountId")]
+    recipient_account: Field<String>,
+    #[serde(rename = "awsRegion")]
+    region: Field<String>,
+    #[serde(rename = "errorCode")]
+    error_code: Field<String>,
+    #[serde(rename = "errorMessage")]
+    error_message: Field<String>,
+    #[serde(rename = "sharedEventID")]
+    shared_event_id: Field<String>,
+    #[serde(rename = "requestParameters")]
+    request: Field<Object<RequestFields>>,
+    #[serde(rename = "responseElements")]
+    response: Field<Object<IdFields>>,
+    #[serde(rename = "additionalEventData")]
+    additional: Field<Object<IdFields>>,
+    resources: Field<Vec<Field<Object<ResourceFields>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct RequestFields {
+    key_id: Field<String>,
+    grantee_principal: Field<String>,
+    grantee_service_principal: Field<String>,
+    retiring_principal: Field<String>,
+    retiring_service_principal: Field<String>,
+    operations: Field<Vec<Field<String>>>,
+    constraints: Field<Object<Map<String, Value>>>,
+    name: Field<String>,
+    #[serde(deserialize_with = "flag")]
+    dry_run: bool,
+    grant_id: Field<String>,
+    grant_tokens: Field<Vec<Value>>,
+    grant_token: Field<String>,
+}
+
+/// `responseElements` and `additionalEventData`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct IdFields {
+    key_id: Field<String>,
+    grant_id: Field<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ResourceFields {
+    #[serde(rename = "ARN")]
+    arn: Field<String>,
+}
+
+/// `requestParameters.constraints`, keys lower-cased.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ConstraintFields {
+    #[serde(rename = "encryptioncontextequals")]
+    equals: Field<BTreeMap<String, Field<String>>>,
+    #[serde(rename = "encryptioncontextsubset")]
+    subset: Field<BTreeMap<String, Field<String>>>,
+    #[serde(rename = "sourcearn")]
+    source_arn: Field<String>,
+}
+
+/// A field as serde reads it: absent (or `null`), of the expected type, or
+/// of another type, whose kind the error names. It never fails to
+/// deserialize: whether a wrong shape fails the record is decided where
+/// the field's path is known ([`Field::strict`], [`Field::loose`]).
+#[derive(Debug)]
+enum Field<T> {
+    Absent,
+    Present(T),
+    Wrong(&'static str),
+}
+
+impl<T> Default for Field<T> {
+    fn default() -> Self {
+        Field::Absent
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Field<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(d)?;
+        if value.is_null() {
+            return Ok(Field::Absent);
+        }
+        let kind = kind_of(&value);
+        Ok(T::deserialize(value).map_or(Field::Wrong(kind), Field::Present))
+    }
+}
+
+impl<T> Field<T> {
+    /// The value, `None` when absent, an error naming `path` and what it
+    /// holds when it has another type.
+    fn strict(self, path: &str, expected: &str) -> Result<Option<T>, String> {
+        match self {
+            Field::Absent => Ok(None),
+            Field::Present(value) => Ok(Some(value)),
+            Field::Wrong(kind) => Err(format!("{path} is {kind}, not {expected}")),
+        }
+    }
+
+    /// The value; absent or `null` is an error too.
+    fn required(self, path: &str, expected: &str) -> Result<T, String> {
+        self.strict(path, expected)?
+            .ok_or_else(|| format!("{path} is null, not {expected}"))
+    }
+
+    /// The value, or `None` when it has another type (fields not worth
+    /// failing a record for).
+    fn loose(self) -> Option<T> {
+        match self {
+            Field::Present(value) => Some(value),
+            Field::Absent | Field::Wrong(_) => None,
+        }
+    }
+}
+
+/// A JSON object read as `T`: serde would also build a struct from a list.
+#[derive(Debug, Default)]
+struct Object<T>(T);
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            value @ Value::Object(_) => T::deserialize(value).map(Object).map_err(D::Error::custom),
+            other => Err(D::Error::custom(format!(
+                "{} is not an object",
+                kind_of(&other)
+            ))),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1006,6 +1133,74 @@ mod tests {
             parse_document(b"{\"a\": 1}"),
             Err(ParseError::UnrecognisedShape(_))
         ));
+    }
+
+    #[test]
+    fn shapes_serde_would_accept_are_still_named_errors() {
+        // A struct deserializes from a list too: requestParameters must be an object.
+        let mut v = create_grant();
+        v["requestParameters"] = json!([]);
+        let e = one(v).unwrap_err().to_string();
+        assert!(
+            e.contains("requestParameters is a list, not an object"),
+            "{e}"
+        );
+
+        let mut v = create_grant();
+        v["requestParameters"]["operations"] = json!(["Decrypt", null]);
+        let e = one(v).unwrap_err().to_string();
+        assert!(e.contains("operations[1] is null, not a string"), "{e}");
+
+        let mut v = create_grant();
+        v["requestParameters"]["granteePrincipal"] = json!(7);
+        let e = one(v).unwrap_err().to_string();
+        assert!(
+            e.contains("requestParameters.granteePrincipal is a number, not a string"),
+            "{e}"
+        );
+
+        let mut v = create_grant();
+        v["requestParameters"]["constraints"] = json!({"sourceArn": ["x"]});
+        let e = one(v).unwrap_err().to_string();
+        assert!(
+            e.contains("constraints.sourceArn is a list, not a string"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn constraint_keys_in_any_case_and_the_exact_spelling_wins() {
+        let mut v = create_grant();
+        v["requestParameters"]["constraints"] = json!({
+            "ENCRYPTIONCONTEXTSUBSET": {"a": "1"},
+            "EncryptionContextEquals": {"b": "2"},
+            "encryptionContextEquals": {"c": "3"},
+        });
+        let constraints = grant(v)
+            .grant
+            .and_then(|g| g.constraints)
+            .expect("constraints");
+        assert_eq!(
+            constraints.encryption_context_subset,
+            Some(BTreeMap::from([("a".to_string(), "1".to_string())]))
+        );
+        assert_eq!(
+            constraints.encryption_context_equals,
+            Some(BTreeMap::from([("c".to_string(), "3".to_string())]))
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_of_cosmetic_fields_are_ignored() {
+        let mut v = create_grant();
+        v["eventTime"] = json!(12);
+        v["responseElements"] = json!("grantId");
+        v["requestParameters"]["name"] = json!({"x": 1});
+        v["requestParameters"]["dryRun"] = json!("TRUE");
+        let event = grant(v);
+        assert_eq!(event.event_time, None);
+        assert_eq!(event.grant.and_then(|g| g.name), None);
+        assert!(event.dry_run);
     }
 
     #[test]
