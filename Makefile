@@ -137,17 +137,22 @@ clean: ## remove build output, the venv and demo output
 # --- infra: deployable Lambda artifacts, sam build, sam deploy (docs/deploy.md).
 LAMBDA_TARGET := aarch64-unknown-linux-gnu
 
+# -p selects the two functions only: a workspace-wide build would unify their
+# features with the CLI's (aws-config's SSO and credential_process) and link
+# those into the Lambdas. The template passes the same flag (CargoLambdaFlags).
+LAMBDA_PACKAGES := -p grant-watcher -p grant-report
+
 lambda-artifacts: $(DEPLOY_STAMP) ## release build of both functions for Lambda (arm64; x86_64 if arm64 cannot be installed)
 	@if rustup target list --installed 2>/dev/null | grep -x $(LAMBDA_TARGET) >/dev/null \
 	    || rustup target add $(LAMBDA_TARGET); then \
-	  echo "lambda-artifacts: cargo lambda build --release --arm64 (grant-watcher, grant-report)"; \
-	  cargo lambda build --release --arm64 --bin grant-watcher --bin grant-report; \
+	  echo "lambda-artifacts: cargo lambda build --release --arm64 (grant-watcher, grant-report, their features only)"; \
+	  cargo lambda build --release --arm64 $(LAMBDA_PACKAGES) --bin grant-watcher --bin grant-report; \
 	else \
 	  echo "lambda-artifacts: WARNING: the Rust target $(LAMBDA_TARGET) cannot be installed here;"; \
 	  echo "lambda-artifacts: building x86_64 instead (deploy with Architecture=x86_64 or fix rustup)."; \
-	  cargo lambda build --release --x86-64 --bin grant-watcher --bin grant-report; \
+	  cargo lambda build --release --x86-64 $(LAMBDA_PACKAGES) --bin grant-watcher --bin grant-report; \
 	fi
-	@ls -l target/lambda/*/bootstrap
+	@ls -l $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap
 
 # Which [ENV.*] sections of infra/samconfig.toml to use; the architecture
 # comes from that environment's saved Architecture parameter, so the build
