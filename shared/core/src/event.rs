@@ -835,17 +835,12 @@ struct ConstraintFields {
 /// of another type, whose kind the error names. It never fails to
 /// deserialize: whether a wrong shape fails the record is decided where
 /// the field's path is known ([`Field::strict`], [`Field::loose`]).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 enum Field<T> {
+    #[default]
     Absent,
     Present(T),
     Wrong(&'static str),
-}
-
-impl<T> Default for Field<T> {
-    fn default() -> Self {
-        Field::Absent
-    }
 }
 
 impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Field<T> {
