@@ -247,6 +247,30 @@ pub trait ReportStore: Send + Sync {
         content_type: &str,
     ) -> impl Future<Output = Result<String, PortError>> + Send;
 
+    /// Store one file given as chunks, in order (rendered a piece at a
+    /// time, so no whole body need be held); returns its location. An `Err`
+    /// chunk fails the store and nothing is left under the name (S3: the
+    /// multipart upload is aborted). Default: the chunks joined into one
+    /// [`put`](Self::put).
+    fn put_chunks<C>(
+        &self,
+        date: &str,
+        file_name: &str,
+        chunks: C,
+        content_type: &str,
+    ) -> impl Future<Output = Result<String, PortError>> + Send
+    where
+        C: Iterator<Item = Result<Vec<u8>, PortError>> + Send,
+    {
+        async move {
+            let mut body = Vec::new();
+            for chunk in chunks {
+                body.extend(chunk?);
+            }
+            self.put(date, file_name, body, content_type).await
+        }
+    }
+
     /// Up to `limit` stored `report.json` bodies, newest first.
     fn recent_reports(
         &self,

@@ -33,12 +33,20 @@ pub const HEADER: [&str; 22] = [
 
 /// The whole file: a header line then one line per grant, `\r\n` line ends.
 pub fn write(report: &Report) -> String {
-    let mut out = String::new();
-    push_row(&mut out, HEADER.iter().map(|h| h.to_string()));
-    for (key, grant) in report.grants() {
-        push_row(&mut out, row(key, grant).into_iter());
-    }
-    out
+    chunks(report).collect()
+}
+
+/// The file a piece at a time: the header line, then each key's rows.
+pub fn chunks(report: &Report) -> impl Iterator<Item = String> + Send + '_ {
+    let mut header = String::new();
+    push_row(&mut header, HEADER.iter().map(|h| h.to_string()));
+    std::iter::once(header).chain(report.keys.iter().map(|key| {
+        let mut rows = String::new();
+        for grant in &key.grants {
+            push_row(&mut rows, row(key, grant).into_iter());
+        }
+        rows
+    }))
 }
 
 fn row(key: &KeyReport, grant: &GrantReport) -> Vec<String> {

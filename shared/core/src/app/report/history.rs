@@ -44,11 +44,27 @@ const DEFAULT_PERIOD: Duration = Duration::from_secs(7 * 86_400);
 
 /// The SHA-256 of a stored file, lower-case hex (as the ledger keeps it).
 pub fn sha256_hex(body: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut hash = FileHash::default();
+    hash.update(body);
+    hash.hex()
+}
+
+/// The SHA-256 of a file taken while it streams by.
+#[derive(Default)]
+pub(super) struct FileHash(sha2::Sha256);
+
+impl FileHash {
+    pub(super) fn update(&mut self, bytes: &[u8]) {
+        sha2::Digest::update(&mut self.0, bytes);
+    }
+
+    /// Lower-case hex, as the ledger keeps it.
+    pub(super) fn hex(self) -> String {
+        sha2::Digest::finalize(self.0)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 /// The newest stored report older than this run whose SHA-256 matches the

@@ -41,7 +41,8 @@ use crate::ports::inventory::{
 };
 use crate::ports::PortError;
 use crate::report::model::{AccountRegionCoverage, Report};
-use crate::report::{render_file, FILE_NAMES, REPORT_HTML};
+use crate::report::{render_chunks, JsonShell, FILE_NAMES, REPORT_HTML};
+use history::FileHash;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -157,7 +158,7 @@ impl Progress for Quiet {}
 /// A way to tell people the report is ready (SNS e-mail, Slack).
 pub trait SummaryChannel: Send + Sync {
     /// A stable name for logs (`sns`, `slack`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     fn deliver(
         &self,
         report: &Report,
@@ -281,23 +282,45 @@ where
     S: ReportStore,
     C: SummaryChannel + ?Sized,
 {
+    let mut report = report;
+    let shell = JsonShell::of(&mut report).map_err(|e| ReportError::Render(e.to_string()))?;
     let mut locations = Vec::new();
     let mut html_location = None;
-    // One file rendered and handed to the store at a time.
+    // One file at a time, rendered in pieces straight into the store (S3:
+    // a multipart upload), hashed on the way: no whole body is held.
     let mut unrecorded = Vec::new();
     for name in FILE_NAMES {
-        let file = render_file(&report, name).map_err(|e| ReportError::Render(e.to_string()))?;
-        let sha = sha256_hex(&file.body);
-        let location = deps
+        let file = render_chunks(&report, name, &shell);
+        let file_name = file.name;
+        let mut hash = FileHash::default();
+        let mut render_error = None;
+        let chunks = file.chunks.map(|chunk| match chunk {
+            Ok(bytes) => {
+                hash.update(&bytes);
+                Ok(bytes)
+            }
+            // The store aborts the file; the run fails as a render error.
+            Err(e) => {
+                let message = format!("{file_name}: {e}");
+                render_error = Some(message.clone());
+                Err(PortError::Permanent(format!("cannot render {message}")))
+            }
+        });
+        let stored = deps
             .store
-            .put(report.date(), file.name, file.body, file.content_type)
-            .await
-            .map_err(ReportError::Store)?;
+            .put_chunks(report.date(), file_name, chunks, file.content_type)
+            .await;
+        let location = match (stored, render_error) {
+            (Ok(location), None) => location,
+            (_, Some(message)) => return Err(ReportError::Render(message)),
+            (Err(e), None) => return Err(ReportError::Store(e)),
+        };
+        let sha = hash.hex();
         // Next week's diff trusts this file only through this record.
         if let Err(e) = deps.provenance.record_report_file(&location, &sha).await {
             unrecorded.push(format!("{location}: {e}"));
         }
-        if file.name == REPORT_HTML {
+        if file_name == REPORT_HTML {
             html_location = Some(location.clone());
         }
         locations.push(location);
