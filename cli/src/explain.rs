@@ -5,12 +5,17 @@
 //! grant does, it says so and shows the key-policy statements that name the
 //! principal or its account root (then IAM policies decide).
 //!
+//! The grants are judged as the weekly report judges them
+//! (`judged_key_grants`: every grant of the key, so key-wide findings such
+//! as `duplicate-grant` and `grant-count-high` count; the key's policy
+//! posture `create-grant-open` and its tags for `key_tags` rules).
+//!
 //! Exit status: 0 a grant allows it, 1 none does, 2 error.
 
-use grantwatch_aws::inventory::{KmsInventory, RetryPolicy, SingleClient};
+use grantwatch_aws::inventory::{key_description, KmsInventory, RetryPolicy, SingleClient};
 use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
 use grantwatch_aws::sdk;
-use grantwatch_core::app::report::grant_report;
+use grantwatch_core::app::report::{judged_key_grants, read_key_context};
 use grantwatch_core::grant::Operation;
 use grantwatch_core::judge::{Policy, StandingGrant};
 use grantwatch_core::ports::inventory::{AccountRegion, Inventory, LedgerProvenance, Provenance};
@@ -165,7 +170,7 @@ async fn explain(args: Args) -> Result<bool, String> {
     let key_id = meta.key_id().to_string();
     let key_arn = meta.arn().unwrap_or_default().to_string();
     let account = meta.aws_account_id().unwrap_or_default().to_string();
-    let key_spec = meta.key_spec().map(|s| s.as_str().to_string());
+    let description = key_description(meta);
     let operation = args.operation.as_deref().map(Operation::parse);
 
     let inventory = KmsInventory::new(SingleClient(kms.clone()), 20.0, RetryPolicy::default());
@@ -202,40 +207,85 @@ async fn explain(args: Args) -> Result<bool, String> {
         ..Policy::new(time::OffsetDateTime::now_utc().date())
     };
 
+    // The key's policy posture and tags, as the report reads them; what
+    // cannot be read is said, not hidden.
+    let (key_context, unread) =
+        read_key_context(&inventory, &at, &key_arn, &description, || false).await;
+    for gap in &unread {
+        eprintln!(
+            "grantwatch explain: not read: {} ({})",
+            gap.detail,
+            gap.reason.as_str()
+        );
+    }
     let total = grants.len();
-    let mut allowing_grants = Vec::new();
-    for g in grants {
-        let covers = g
-            .facts
-            .effective_grantee()
-            .is_some_and(|grantee| grantee_covers(grantee, &args.principal));
-        let allows_op = operation
-            .as_ref()
-            .is_none_or(|op| g.facts.has_operation(op));
-        if !covers || !allows_op {
-            continue;
-        }
-        let standing = StandingGrant {
+    let standing: Vec<StandingGrant> = grants
+        .into_iter()
+        .map(|g| StandingGrant {
             account: account.clone(),
             region: region.clone(),
             key_arn: key_arn.clone(),
-            key_spec: key_spec.clone(),
-            grant_id: g.grant_id.clone(),
-            created: g.created.clone(),
-            issuing_account: g.issuing_account.clone(),
-            facts: g.facts.clone(),
-        };
-        let record = records.iter().find(|r| r.grant_id == g.grant_id);
-        allowing_grants.push(grant_report(&standing, record, &policy));
-    }
+            key_spec: description.key_spec.clone(),
+            grant_id: g.grant_id,
+            created: g.created,
+            issuing_account: g.issuing_account,
+            facts: g.facts,
+        })
+        .collect();
+    // Every grant of the key is judged, so key-wide findings count.
+    let (key_judgement, judged) = judged_key_grants(
+        &standing,
+        &records,
+        &key_context,
+        &policy,
+        args.policy.grant_count_threshold,
+    );
+    let allowing_grants: Vec<_> = standing
+        .iter()
+        .zip(judged)
+        .filter(|(g, _)| {
+            let covers = g
+                .facts
+                .effective_grantee()
+                .is_some_and(|grantee| grantee_covers(grantee, &args.principal));
+            covers
+                && operation
+                    .as_ref()
+                    .is_none_or(|op| g.facts.has_operation(op))
+        })
+        .map(|(_, report)| report)
+        .collect();
     let allowing = allowing_grants.len();
     let text = args.output == ExplainOutput::Text;
+    let clean = |s: &str| grantwatch_core::render::plain::one_line(s, 500);
     if text {
         println!("Key {key_arn} ({total} grants)");
+        if let Some(d) = description.description.as_deref().filter(|d| !d.is_empty()) {
+            println!("Description {}", clean(d));
+        }
+        if let Some(tags) = key_context.tags.as_ref().filter(|t| !t.is_empty()) {
+            let tags: Vec<String> = tags
+                .iter()
+                .map(|(k, v)| format!("{}={}", clean(k), clean(v)))
+                .collect();
+            println!("Tags {}", tags.join(", "));
+        }
+        for f in &key_judgement.findings {
+            println!(
+                "Key posture: {} {}: {}{}",
+                key_judgement.severity,
+                f.code.as_str(),
+                clean(&f.message),
+                key_judgement
+                    .suppressed_by
+                    .as_deref()
+                    .map(|r| format!(" (suppressed by rule {})", clean(r)))
+                    .unwrap_or_default()
+            );
+        }
         println!("Principal {}", args.principal);
     }
     for judged in allowing_grants.iter().filter(|_| text) {
-        let clean = |s: &str| grantwatch_core::render::plain::one_line(s, 500);
         println!();
         println!(
             "Grant {} ({})",
@@ -267,6 +317,13 @@ async fn explain(args: Args) -> Result<bool, String> {
                 .unwrap_or_default()
         );
         println!("  severity:    {}", judged.severity);
+        if !judged.findings.is_empty() {
+            let codes: Vec<&str> = judged.findings.iter().map(|f| f.code.as_str()).collect();
+            println!("  findings:    {}", codes.join(", "));
+        }
+        if let Some(rule) = &judged.suppressed_by {
+            println!("  suppressed:  by rule {}", clean(rule));
+        }
         match &judged.created_by {
             Some(c) => println!(
                 "  created by:  {} at {}",
@@ -285,6 +342,9 @@ async fn explain(args: Args) -> Result<bool, String> {
             "principal": args.principal,
             "operation": args.operation,
             "grants_on_key": total,
+            "key_description": description.description,
+            "key_tags": key_context.tags,
+            "key_posture": key_judgement,
             "allowing": allowing,
             "grants": allowing_grants,
             "key_policy_statements": statements,
@@ -307,15 +367,10 @@ async fn explain(args: Args) -> Result<bool, String> {
                 .unwrap_or_default()
         );
     }
-    let policy_text = kms
-        .get_key_policy()
-        .key_id(&key_id)
-        .policy_name("default")
-        .send()
+    let policy_text = inventory
+        .key_policy(&at, &key_id)
         .await
-        .map_err(|e| format!("GetKeyPolicy: {}", sdk::classify("GetKeyPolicy", &e)))?
-        .policy
-        .unwrap_or_default();
+        .map_err(|e| format!("GetKeyPolicy: {e}"))?;
     let document: Value =
         serde_json::from_str(&policy_text).map_err(|e| format!("key policy is not JSON: {e}"))?;
     let statements: Vec<&Value> = match &document["Statement"] {

@@ -8,13 +8,10 @@
 
 use grantwatch_core::event::{parse_document, Parsed};
 use grantwatch_core::judge::{judge_event, Policy};
-use grantwatch_core::rules::{Rule, RuleSet, RuleSubject};
+use grantwatch_core::rules::{Rule, RuleSet, RuleSubject, EXPIRY_WARNING_DAYS};
 use grantwatch_core::verdict::{FindingCode, Verdict};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-
-/// Rules expiring within this many days are flagged.
-pub const EXPIRY_WARNING_DAYS: i64 = 14;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,7 +51,10 @@ pub fn run(args: Args) -> ExitCode {
         }
     };
     println!("{}: {} rules, valid", file.display(), rules.rules.len());
-    for line in expiry_warnings(&rules, today) {
+    for line in expiry_warnings(&rules, today)
+        .into_iter()
+        .chain(key_tags_warnings(&rules))
+    {
         println!("warning: {line}");
     }
     if inputs.is_empty() {
@@ -112,7 +112,7 @@ pub fn expiry_warnings(rules: &RuleSet, today: time::Date) -> Vec<String> {
                     "rule {:?} expired on {expires}: it no longer matches",
                     rule.id
                 ))
-            } else if days <= EXPIRY_WARNING_DAYS {
+            } else if rule.expires_within(today, EXPIRY_WARNING_DAYS) {
                 Some(format!(
                     "rule {:?} expires on {expires}, in {days} days",
                     rule.id
@@ -136,7 +136,7 @@ fn subject<'a>(
         key_alias: v.key_alias.as_deref(),
         account: v.account.as_deref(),
         region: v.region.as_deref(),
-        origin: v.origin,
+        origin: Some(v.origin),
         service: v
             .removed_grant
             .as_ref()
@@ -148,7 +148,26 @@ fn subject<'a>(
         caller: v.actor.arn.as_deref(),
         caller_role,
         findings: codes,
+        // As in the watcher: events carry no key tags.
+        key_tags: None,
     }
+}
+
+/// Rules with `key_tags`: only the weekly report (and `explain`) read key
+/// tags, so such a rule never matches in the watcher and never suppresses
+/// an alert.
+pub fn key_tags_warnings(rules: &RuleSet) -> Vec<String> {
+    rules
+        .rules
+        .iter()
+        .filter(|r| r.needs_key_tags())
+        .map(|r| {
+            format!(
+                "rule {:?} uses key_tags: it applies in the weekly report and explain only; the watcher reads no tags, so it never suppresses or re-rates an alert",
+                r.id
+            )
+        })
+        .collect()
 }
 
 /// For each rule, the verdicts it matches (by every matcher, expiry aside),

@@ -10,6 +10,7 @@ use crate::trust::TrustZone;
 use crate::verdict::{Finding, FindingCode, Severity, Verdict};
 use crate::{assess, principal};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// How to judge: suppression rules, the alert threshold, today's date
 /// (for rule expiry) and the trust zone. Every entry point (watcher,
@@ -103,7 +104,7 @@ pub fn judge_event_with(
         key_alias: key_alias.as_deref(),
         account: event.account.as_deref(),
         region: event.region.as_deref(),
-        origin: origin.origin,
+        origin: Some(origin.origin),
         service: rule_service,
         operations: &facts.operations,
         constraints: facts.constraints.as_ref(),
@@ -111,6 +112,8 @@ pub fn judge_event_with(
         caller: event.caller.arn.as_deref(),
         caller_role: event.caller.session_issuer_arn.as_deref(),
         findings: &codes,
+        // The watcher reads no key tags: `key_tags` rules never match here.
+        key_tags: None,
     };
     let outcome = apply_rules(&findings, &subject, policy);
     let mut findings = findings;
@@ -158,7 +161,57 @@ pub fn judge_standing(
     provenance: Option<&GrantRecord>,
     policy: &Policy,
 ) -> Judgement {
-    judge_standing_with(grant, provenance, Vec::new(), policy)
+    judge_standing_with(
+        grant,
+        provenance,
+        Vec::new(),
+        &KeyContext::default(),
+        policy,
+    )
+}
+
+/// What the report knows of a key besides its grants.
+#[derive(Debug, Clone, Default)]
+pub struct KeyContext {
+    /// The key, its account and region (for `key`, `account`, `region`
+    /// rules on its own findings).
+    pub key_arn: Option<String>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    /// Its tags (`ListResourceTags`), for `key_tags` rules; `None` when
+    /// not read.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Findings about the key itself (its policy: `create-grant-open`).
+    pub findings: Vec<Finding>,
+}
+
+/// The judgement of a key's own findings (its posture), after the rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyJudgement {
+    pub findings: Vec<Finding>,
+    /// The worst finding's (or the rule's) severity; `info` without findings.
+    pub severity: Severity,
+    pub suppressed_by: Option<String>,
+    pub rule_notes: Vec<String>,
+}
+
+impl Default for KeyJudgement {
+    fn default() -> Self {
+        KeyJudgement {
+            findings: Vec::new(),
+            severity: Severity::Info,
+            suppressed_by: None,
+            rule_notes: Vec::new(),
+        }
+    }
+}
+
+/// A key judged: its own findings, and each grant's judgement in the order
+/// given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyJudged {
+    pub key: KeyJudgement,
+    pub grants: Vec<Judgement>,
 }
 
 /// Judge every grant of one key as the report does: per-grant facts, the
@@ -173,14 +226,86 @@ pub fn judge_key<'a>(
     policy: &Policy,
     grant_count_threshold: usize,
 ) -> Vec<Judgement> {
+    judge_key_with(
+        grants,
+        provenance,
+        |_, _| None,
+        &KeyContext::default(),
+        policy,
+        grant_count_threshold,
+    )
+    .grants
+}
+
+/// [`judge_key`] with what the report knows of the key (`key`: its tags
+/// for `key_tags` rules, its posture findings, judged once for the key)
+/// and a finding of its own per grant (`more`: the report's
+/// `unseen-by-watcher`), which counts before the rules like the key-wide
+/// ones. The key's posture is judged with the key's account, region and
+/// tags and no grantee, so a rule naming the key, its tags or the code
+/// `create-grant-open` can suppress it.
+pub fn judge_key_with<'a>(
+    grants: &[StandingGrant],
+    provenance: impl Fn(&str) -> Option<&'a GrantRecord>,
+    more: impl Fn(&StandingGrant, Option<&GrantRecord>) -> Option<Finding>,
+    key: &KeyContext,
+    policy: &Policy,
+    grant_count_threshold: usize,
+) -> KeyJudged {
     let key_findings = assess::assess_key_grants(grants, grant_count_threshold);
-    grants
+    let judged = grants
         .iter()
         .zip(key_findings)
-        .map(|(grant, extra)| {
-            judge_standing_with(grant, provenance(&grant.grant_id), extra, policy)
+        .map(|(grant, mut extra)| {
+            let record = provenance(&grant.grant_id);
+            extra.extend(more(grant, record));
+            judge_standing_with(grant, record, extra, key, policy)
         })
-        .collect()
+        .collect();
+    KeyJudged {
+        key: judge_key_posture(key, policy),
+        grants: judged,
+    }
+}
+
+/// The key's own findings after the rules.
+fn judge_key_posture(key: &KeyContext, policy: &Policy) -> KeyJudgement {
+    if key.findings.is_empty() {
+        return KeyJudgement::default();
+    }
+    let codes: Vec<FindingCode> = key.findings.iter().map(|f| f.code).collect();
+    let subject = key_subject(key, &codes);
+    let outcome = apply_rules(&key.findings, &subject, policy);
+    let mut findings = key.findings.clone();
+    sort_findings(&mut findings);
+    KeyJudgement {
+        findings,
+        severity: outcome.severity,
+        suppressed_by: outcome.suppressed_by,
+        rule_notes: outcome.notes,
+    }
+}
+
+/// A key as a rule sees it: no grantee, origin or operations, so only
+/// rules on the key, its account, region, tags or finding codes match.
+fn key_subject<'a>(key: &'a KeyContext, codes: &'a [FindingCode]) -> RuleSubject<'a> {
+    RuleSubject {
+        grantee: None,
+        key: key.key_arn.as_deref(),
+        key_arn: key.key_arn.as_deref(),
+        key_alias: None,
+        account: key.account.as_deref(),
+        region: key.region.as_deref(),
+        origin: None,
+        service: None,
+        operations: &[],
+        constraints: None,
+        event_name: None,
+        caller: None,
+        caller_role: None,
+        findings: codes,
+        key_tags: key.tags.as_ref(),
+    }
 }
 
 /// Judge a standing grant with findings that come from the rest of its
@@ -189,6 +314,7 @@ pub fn judge_standing_with(
     grant: &StandingGrant,
     provenance: Option<&GrantRecord>,
     key_findings: Vec<Finding>,
+    key: &KeyContext,
     policy: &Policy,
 ) -> Judgement {
     let origin = origin::classify_grant(&grant.facts, provenance.map(|p| &p.created_by));
@@ -203,7 +329,7 @@ pub fn judge_standing_with(
         key_alias: None,
         account: Some(grant.account.as_str()),
         region: Some(grant.region.as_str()),
-        origin: origin.origin,
+        origin: Some(origin.origin),
         service: origin.service.as_deref(),
         operations: &grant.facts.operations,
         constraints: grant.facts.constraints.as_ref(),
@@ -211,6 +337,7 @@ pub fn judge_standing_with(
         caller: provenance.and_then(|p| p.created_by.arn.as_deref()),
         caller_role: provenance.and_then(|p| p.created_by.session_issuer_arn.as_deref()),
         findings: &codes,
+        key_tags: key.tags.as_ref(),
     };
     let outcome = apply_rules(&findings, &subject, policy);
     sort_findings(&mut findings);

@@ -20,7 +20,13 @@
 //! `caller` matches the actor's ARN or its role, e.g. the IaC pipeline's),
 //! `origin`, `service`, `operations` (subset), `constraint_keys` (each key
 //! required, case-insensitive), `findings` (any of these finding codes),
-//! `events` (event names). The first matching rule applies.
+//! `events` (event names), `key_tags` (an inline table of tag key → value
+//! glob, e.g. `key_tags = { env = "prod*" }`; every listed tag must be on
+//! the key and match). The first matching rule applies.
+//!
+//! `key_tags` is known only to the weekly report (and `explain`), which
+//! read each key's tags: the watcher does not read tags, so a rule with
+//! `key_tags` never matches there and never suppresses an alert.
 //!
 //! Guards: a rule matches a removal (`RetireGrant`/`RevokeGrant`) only when
 //! its `events` names it (a rule written for a service's grants must not
@@ -31,6 +37,7 @@
 use crate::grant::{Constraints, Operation};
 use crate::principal;
 use crate::verdict::{FindingCode, Origin, Severity};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 /// What a matching rule does.
@@ -59,6 +66,8 @@ pub struct Matchers {
     /// Event names (`CreateGrant`, `RetireGrant`, `RevokeGrant`). Required
     /// for a rule to match a removal.
     pub events: Option<Vec<String>>,
+    /// Tag key → value glob; all must match. Only the report knows tags.
+    pub key_tags: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -123,7 +132,8 @@ pub struct RuleSubject<'a> {
     pub key_alias: Option<&'a str>,
     pub account: Option<&'a str>,
     pub region: Option<&'a str>,
-    pub origin: Origin,
+    /// `None` for the key itself (its posture), which has no origin.
+    pub origin: Option<Origin>,
     pub service: Option<&'a str>,
     pub operations: &'a [Operation],
     pub constraints: Option<&'a Constraints>,
@@ -134,6 +144,8 @@ pub struct RuleSubject<'a> {
     pub caller_role: Option<&'a str>,
     /// The codes of the subject's findings.
     pub findings: &'a [FindingCode],
+    /// The key's tags: `None` where they are not read (the watcher).
+    pub key_tags: Option<&'a BTreeMap<String, String>>,
 }
 
 /// The outcome of evaluating the rules for one subject.
@@ -176,6 +188,7 @@ const FIELDS: &[&str] = &[
     "findings",
     "events",
     "allow_critical",
+    "key_tags",
 ];
 
 impl RuleSet {
@@ -235,10 +248,6 @@ impl RuleSet {
         }
         out
     }
-}
-
-fn format_date(d: time::Date) -> String {
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 fn parse_rule(index: usize, entry: &toml::Value) -> Result<Rule, RulesError> {
@@ -392,17 +401,40 @@ fn parse_rule(index: usize, entry: &toml::Value) -> Result<Rule, RulesError> {
         Some(toml::Value::Boolean(b)) => *b,
         Some(_) => return Err(err(&name, "allow_critical", "must be true or false".into())),
     };
+    let key_tags =
+        match table.get("key_tags") {
+            None => None,
+            Some(toml::Value::Table(tags)) if !tags.is_empty() => Some(
+                tags.iter()
+                    .map(|(k, v)| match v {
+                        toml::Value::String(glob) => Ok((k.clone(), glob.clone())),
+                        _ => Err(err(
+                            &name,
+                            "key_tags",
+                            format!("{k:?} must be a string (a glob on the tag's value)"),
+                        )),
+                    })
+                    .collect::<Result<BTreeMap<_, _>, _>>()?,
+            ),
+            Some(_) => return Err(err(
+                &name,
+                "key_tags",
+                "must be a non-empty table of tag key = \"value glob\", e.g. { env = \"prod*\" }"
+                    .into(),
+            )),
+        };
     let matchers = Matchers {
         caller: string("caller")?,
         findings,
         events,
+        key_tags,
         ..matchers
     };
     if matchers == Matchers::default() {
         return Err(err(
             &name,
             "matchers",
-            "none given: add grantee, key, account, region, caller, origin, service, operations, constraint_keys, findings or events (grantee = \"*\" matches every grant)".into(),
+            "none given: add grantee, key, account, region, caller, origin, service, operations, constraint_keys, findings, events or key_tags (grantee = \"*\" matches every grant)".into(),
         ));
     }
     Ok(Rule {
@@ -459,7 +491,7 @@ impl Rule {
             && m.key.as_deref().is_none_or(|p| key_matches(p, s))
             && opt_glob(&m.account, s.account)
             && opt_glob(&m.region, s.region)
-            && m.origin.is_none_or(|o| o == s.origin)
+            && m.origin.is_none_or(|o| s.origin == Some(o))
             && opt_glob(&m.service, s.service)
             && m.operations.as_ref().is_none_or(|allowed| {
                 !s.operations.is_empty() && s.operations.iter().all(|op| allowed.contains(op))
@@ -468,7 +500,44 @@ impl Rule {
                 s.constraints
                     .is_some_and(|c| keys.iter().all(|k| c.context_value(k).is_some()))
             })
+            && m.key_tags.as_ref().is_none_or(|wanted| {
+                s.key_tags.is_some_and(|tags| {
+                    wanted
+                        .iter()
+                        .all(|(k, glob)| tags.get(k).is_some_and(|v| glob_match(glob, v)))
+                })
+            })
     }
+
+    /// The rule matches only where key tags are read (the report).
+    pub fn needs_key_tags(&self) -> bool {
+        self.matchers.key_tags.is_some()
+    }
+
+    /// The rule expires within `days` days of `today` (on or after today):
+    /// `rules check` warns, and the weekly report lists it.
+    pub fn expires_within(&self, today: time::Date, days: i64) -> bool {
+        self.expires
+            .is_some_and(|e| e >= today && e <= today + time::Duration::days(days))
+    }
+}
+
+/// Rules that expire within this many days are listed by `rules check`
+/// and by the weekly report.
+pub const EXPIRY_WARNING_DAYS: i64 = 14;
+
+impl RuleSet {
+    /// The rules that expire within [`EXPIRY_WARNING_DAYS`] of `today`.
+    pub fn expiring_soon(&self, today: time::Date) -> impl Iterator<Item = &Rule> {
+        self.rules
+            .iter()
+            .filter(move |r| r.expires_within(today, EXPIRY_WARNING_DAYS))
+    }
+}
+
+/// A date as `YYYY-MM-DD`.
+pub fn format_date(d: time::Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }
 
 /// A key pattern matches the key as given, its ARN, its id, or its alias
@@ -553,7 +622,7 @@ mod tests {
             key_alias: Some("alias/backups"),
             account: Some("111122223333"),
             region: Some("us-east-1"),
-            origin: Origin::Manual,
+            origin: Some(Origin::Manual),
             service: None,
             operations: ops,
             constraints,
@@ -561,7 +630,80 @@ mod tests {
             caller: Some("arn:aws:sts::111122223333:assumed-role/iac-pipeline/deploy-7"),
             caller_role: Some("arn:aws:iam::111122223333:role/iac-pipeline"),
             findings: &[FindingCode::ManualGrant],
+            key_tags: None,
         }
+    }
+
+    #[test]
+    fn key_tags_match_only_where_tags_are_known_and_every_listed_tag_matches() {
+        let rules = RuleSet::parse_toml(
+            "[[rule]]\nid = \"prod\"\nreason = \"r\"\nkey_tags = { env = \"prod*\", team = \"pay\" }\n",
+        )
+        .unwrap();
+        let today = date!(2026 - 11 - 28);
+        let ops = [Operation::Decrypt];
+        let tags = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let matched = |t: Option<&BTreeMap<String, String>>| {
+            rules
+                .evaluate(
+                    &RuleSubject {
+                        key_tags: t,
+                        ..subject(&ops, None)
+                    },
+                    today,
+                )
+                .rule
+                .is_some()
+        };
+        assert!(matched(Some(&tags(&[
+            ("env", "prod-eu"),
+            ("team", "pay"),
+            ("x", "y")
+        ]))));
+        assert!(!matched(Some(&tags(&[
+            ("env", "staging"),
+            ("team", "pay")
+        ]))));
+        assert!(!matched(Some(&tags(&[("env", "prod")]))), "team missing");
+        assert!(
+            !matched(Some(&tags(&[("ENV", "prod"), ("team", "pay")]))),
+            "tag keys are exact"
+        );
+        assert!(!matched(Some(&BTreeMap::new())));
+        assert!(!matched(None), "the watcher knows no tags: never matches");
+        assert!(rules.rules[0].needs_key_tags());
+        for bad in [
+            "key_tags = \"env\"",
+            "key_tags = {}",
+            "key_tags = { env = 1 }",
+        ] {
+            let e = RuleSet::parse_toml(&format!("[[rule]]\nid = \"a\"\nreason = \"r\"\n{bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("key_tags"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn rules_expiring_within_14_days_are_listed() {
+        let rules = RuleSet::parse_toml(
+            "[[rule]]\nid = \"soon\"\nreason = \"r\"\nexpires = 2026-12-12\naccount = \"1\"\n\
+             [[rule]]\nid = \"later\"\nreason = \"r\"\nexpires = 2026-12-13\naccount = \"1\"\n\
+             [[rule]]\nid = \"gone\"\nreason = \"r\"\nexpires = 2026-11-27\naccount = \"1\"\n\
+             [[rule]]\nid = \"today\"\nreason = \"r\"\nexpires = 2026-11-28\naccount = \"1\"\n\
+             [[rule]]\nid = \"never\"\nreason = \"r\"\naccount = \"1\"\n",
+        )
+        .unwrap();
+        let ids: Vec<&str> = rules
+            .expiring_soon(date!(2026 - 11 - 28))
+            .map(|r| r.id.as_str())
+            .collect();
+        assert_eq!(ids, ["soon", "today"]);
     }
 
     #[test]

@@ -440,3 +440,199 @@ fn huge_values_are_quoted_in_messages() {
     assert!(matches!(records[0], Ok(Parsed::Grant(_))));
     check_every_verdict(records);
 }
+
+/// The weekly report and `explain` judge a key's grants through the same
+/// path; this runs the real report (`build_report` over an in-memory
+/// inventory) and what `explain` calls (`read_key_context` +
+/// `judged_key_grants`) on the same key.
+mod report_and_explain {
+    use super::*;
+    use futures::executor::block_on;
+    use grantwatch_core::app::report::{
+        build_report, judged_key_grants, read_key_context, NoDeadline, Quiet, ReportDeps,
+        ReportOptions, ReportRequest,
+    };
+    use grantwatch_core::ports::inventory::fake::{
+        FakeDirectory, FakeInventory, FakeRegion, MemoryStore,
+    };
+    use grantwatch_core::ports::inventory::{
+        AccountRegion, AccountSelection, KeyDescription, KeyManager, KeyTag, ListedGrant,
+        NoProvenance,
+    };
+
+    const ACCOUNT: &str = "111122223333";
+    const REGION: &str = "us-east-1";
+    const KEY_ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/k";
+
+    /// Rules that only key-wide findings and key tags can trigger.
+    fn rules() -> RuleSet {
+        RuleSet::parse_toml(
+            r#"
+[[rule]]
+id = "prod-duplicates"
+reason = "props: duplicates on prod keys are the deploy tool's"
+key_tags = { env = "prod*" }
+findings = ["duplicate-grant"]
+
+[[rule]]
+id = "platform-policy"
+reason = "props: the platform team's keys let CI create grants"
+key_tags = { team = "platform" }
+findings = ["create-grant-open"]
+"#,
+        )
+        .unwrap()
+    }
+
+    const OPEN: &str = r#"{"Statement": {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/ci"}, "Action": "kms:CreateGrant", "Resource": "*"}}"#;
+
+    fn grant(i: usize, grantee: &str, ops: &[Operation]) -> ListedGrant {
+        ListedGrant {
+            grant_id: format!("g{i}"),
+            created: None,
+            issuing_account: None,
+            facts: GrantFacts {
+                grantee: Some(grantee.to_string()),
+                operations: ops.to_vec(),
+                ..GrantFacts::default()
+            },
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_report_and_explain_agree_on_every_grant_and_on_the_key(
+            grantees in prop::collection::vec(prop::sample::select(vec![
+                "arn:aws:iam::111122223333:role/app",
+                "arn:aws:sts::111122223333:assumed-role/app/s1",
+                "arn:aws:iam::444455556666:role/partner",
+                "lambda.amazonaws.com",
+            ]), 1..7),
+            decrypt_only in prop::collection::vec(any::<bool>(), 7),
+            open in any::<bool>(),
+            env in prop::sample::select(vec!["prod-eu", "staging", ""]),
+            team in prop::sample::select(vec!["platform", "payments", ""]),
+            count_threshold in 2usize..6,
+        ) {
+            let listed: Vec<ListedGrant> = grantees
+                .iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    let ops: &[Operation] = if decrypt_only[i] {
+                        &[Operation::Decrypt]
+                    } else {
+                        &[Operation::Decrypt, Operation::Encrypt]
+                    };
+                    grant(i, g, ops)
+                })
+                .collect();
+            let tags: Vec<KeyTag> = [("env", env), ("team", team)]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| KeyTag { key: k.into(), value: v.into() })
+                .collect();
+            let description = KeyDescription {
+                key_id: "k".into(),
+                key_arn: KEY_ARN.into(),
+                manager: Some(KeyManager::Customer),
+                state: Some("Enabled".into()),
+                key_spec: Some("SYMMETRIC_DEFAULT".into()),
+                description: Some("props key".into()),
+                ..KeyDescription::default()
+            };
+            let at = AccountRegion::new(ACCOUNT, REGION);
+            let mut region = FakeRegion {
+                keys: vec![description.clone()],
+                ..FakeRegion::default()
+            };
+            region.grants.insert("k".into(), listed.clone());
+            region.tags.insert("k".into(), tags);
+            if open {
+                region.policies.insert("k".into(), OPEN.into());
+            }
+            let mut inventory = FakeInventory::new(100);
+            inventory.regions.insert(at.clone(), region);
+            let policy = Policy { rules: rules(), ..super::policy() };
+            let options = ReportOptions {
+                grant_count_threshold: count_threshold,
+                ..ReportOptions::default()
+            };
+            let directory = FakeDirectory { this_account: ACCOUNT.into(), organization: vec![] };
+            let store = MemoryStore::default();
+            let deps = ReportDeps {
+                inventory: &inventory,
+                provenance: &NoProvenance,
+                store: &store,
+                directory: &directory,
+                policy: &policy,
+                options: &options,
+                deadline: &NoDeadline,
+                progress: &Quiet,
+            };
+            let request = ReportRequest {
+                accounts: AccountSelection::This,
+                regions: vec![REGION.into()],
+            };
+            let report = block_on(build_report(&request, &deps, "2026-11-28T06:00:00Z")).unwrap();
+            prop_assert!(!report.partial, "{:?}", report.coverage.gaps);
+            let key = &report.keys[0];
+
+            // What explain does for the same key.
+            let (context, unread) =
+                block_on(read_key_context(&inventory, &at, KEY_ARN, &description, || false));
+            prop_assert!(unread.is_empty());
+            let standing: Vec<StandingGrant> = listed
+                .iter()
+                .map(|g| StandingGrant {
+                    account: ACCOUNT.into(),
+                    region: REGION.into(),
+                    key_arn: KEY_ARN.into(),
+                    key_spec: description.key_spec.clone(),
+                    grant_id: g.grant_id.clone(),
+                    created: None,
+                    issuing_account: None,
+                    facts: g.facts.clone(),
+                })
+                .collect();
+            let (key_judgement, explained) =
+                judged_key_grants(&standing, &[], &context, &policy, count_threshold);
+
+            for e in &explained {
+                let r = key.grants.iter().find(|g| g.grant_id == e.grant_id).unwrap();
+                prop_assert_eq!(r, e);
+            }
+            prop_assert_eq!(&key.findings, &key_judgement.findings);
+            prop_assert_eq!(key.severity, key_judgement.severity);
+            prop_assert_eq!(&key.suppressed_by, &key_judgement.suppressed_by);
+
+            // The key-wide findings are really there (so agreeing means
+            // something): duplicates, the grant count, the posture, and the
+            // rules that only key tags and those findings can trigger.
+            let has = |id: &str, code: FindingCode| {
+                explained.iter().any(|g| g.grant_id == id && g.findings.iter().any(|f| f.code == code))
+            };
+            let shape = |i: usize| (grantees[i], decrypt_only[i]);
+            for i in 1..grantees.len() {
+                let duplicate = (0..i).any(|j| shape(j) == shape(i));
+                prop_assert_eq!(has(&format!("g{i}"), FindingCode::DuplicateGrant), duplicate);
+            }
+            prop_assert_eq!(
+                has("g0", FindingCode::GrantCountHigh),
+                grantees.len() >= count_threshold
+            );
+            prop_assert_eq!(
+                key_judgement.findings.iter().any(|f| f.code == FindingCode::CreateGrantOpen),
+                open
+            );
+            let posture_suppressed = open && team == "platform";
+            prop_assert_eq!(key_judgement.suppressed_by.is_some(), posture_suppressed);
+            for e in &explained {
+                let duplicate_only = e.findings.iter().any(|f| f.code == FindingCode::DuplicateGrant);
+                if e.suppressed_by.as_deref() == Some("prod-duplicates") {
+                    prop_assert!(duplicate_only && env.starts_with("prod"));
+                }
+            }
+        }
+    }
+}

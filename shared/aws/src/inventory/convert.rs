@@ -3,9 +3,10 @@
 use aws_sdk_kms::operation::list_aliases::ListAliasesOutput;
 use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
 use aws_sdk_kms::operation::list_keys::ListKeysOutput;
+use aws_sdk_kms::operation::list_resource_tags::ListResourceTagsOutput;
 use grantwatch_core::grant::{Constraints, GrantFacts, Operation};
 use grantwatch_core::ports::inventory::{
-    AccountRegion, AliasEntry, KeyDescription, KeyManager, ListedGrant, ListedKey, Page,
+    AccountRegion, AliasEntry, KeyDescription, KeyManager, KeyTag, ListedGrant, ListedKey, Page,
 };
 use grantwatch_core::principal::partition_of_region;
 use std::collections::{BTreeMap, HashMap};
@@ -130,6 +131,24 @@ impl IntoPage for ListGrantsOutput {
     fn into_page(self, _at: &AccountRegion) -> Page<ListedGrant> {
         Page {
             items: self.grants().iter().map(listed_grant).collect(),
+            next_marker: next_marker(self.truncated(), self.next_marker()),
+        }
+    }
+}
+
+impl IntoPage for ListResourceTagsOutput {
+    type Item = KeyTag;
+
+    fn into_page(self, _at: &AccountRegion) -> Page<KeyTag> {
+        Page {
+            items: self
+                .tags()
+                .iter()
+                .map(|t| KeyTag {
+                    key: t.tag_key().to_string(),
+                    value: t.tag_value().to_string(),
+                })
+                .collect(),
             next_marker: next_marker(self.truncated(), self.next_marker()),
         }
     }

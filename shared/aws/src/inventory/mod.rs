@@ -1,4 +1,6 @@
-//! KMS inventory: ListKeys/DescribeKey/ListAliases/ListGrants with paging, rate limit and retries.
+//! KMS inventory: ListKeys/DescribeKey/ListAliases/ListGrants, and per
+//! customer managed key GetKeyPolicy/ListResourceTags, with paging, rate
+//! limit and retries.
 //!
 //! One [`KmsInventory`] serves every account-region of a report: it asks a
 //! [`KmsClients`] for the account-region's client (assuming the member role
@@ -7,7 +9,9 @@
 //! account-region, shared with everything else there), and retries
 //! throttling and other transient failures with exponential backoff. What
 //! is still failing after the retries becomes a [`ReadError`] the report
-//! lists in its coverage.
+//! lists in its coverage. GetKeyPolicy and ListResourceTags have their own
+//! KMS request quotas (not ListGrants's), so they are not behind the
+//! ListGrants limiter; the retries absorb their throttling.
 //!
 //! Files: [`limiter`] (clock, rate limiter), [`retry`] (retries, error
 //! mapping), [`convert`] (KMS answers as domain values); here the port.
@@ -30,7 +34,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::timeout::TimeoutConfig;
 use convert::IntoPage;
 use grantwatch_core::ports::inventory::{
-    AccountRegion, AliasEntry, Inventory, KeyDescription, ListedGrant, ListedKey, Page, ReadError,
+    AccountRegion, AliasEntry, Inventory, KeyDescription, KeyTag, ListedGrant, ListedKey, Page,
+    ReadError, DEFAULT_POLICY_NAME,
 };
 use grantwatch_core::ports::PortError;
 use std::collections::HashMap;
@@ -43,6 +48,8 @@ pub const LIST_KEYS_LIMIT: i32 = 1000;
 /// ListGrants and ListAliases page size (the maximum).
 pub const LIST_GRANTS_LIMIT: i32 = 100;
 pub const LIST_ALIASES_LIMIT: i32 = 100;
+/// ListResourceTags page size (the maximum; a key has at most 50 tags).
+pub const LIST_TAGS_LIMIT: i32 = 50;
 /// Default ListGrants calls per second per account-region.
 pub const DEFAULT_LISTGRANTS_RATE: f64 = 20.0;
 /// One attempt of a KMS call (connect included), at most; less when the
@@ -216,6 +223,43 @@ impl<C: KmsClients> Inventory for KmsInventory<C> {
         self.read_page(at, "ListAliases", None, |kms, timeouts| {
             kms.list_aliases()
                 .limit(LIST_ALIASES_LIMIT)
+                .set_marker(marker.clone())
+                .customize()
+                .config_override(timeouts)
+                .send()
+        })
+        .await
+    }
+
+    async fn key_policy(&self, at: &AccountRegion, key_id: &str) -> Result<String, ReadError> {
+        let kms = self.clients.kms(at).await?;
+        let out = self
+            .with_retries("GetKeyPolicy", None, |timeouts| {
+                kms.get_key_policy()
+                    .key_id(key_id)
+                    .policy_name(DEFAULT_POLICY_NAME)
+                    .customize()
+                    .config_override(timeouts)
+                    .send()
+            })
+            .await?;
+        out.policy.ok_or_else(|| {
+            ReadError::Failed(PortError::Permanent(format!(
+                "GetKeyPolicy {key_id}: no policy in the answer"
+            )))
+        })
+    }
+
+    async fn list_resource_tags(
+        &self,
+        at: &AccountRegion,
+        key_id: &str,
+        marker: Option<String>,
+    ) -> Result<Page<KeyTag>, ReadError> {
+        self.read_page(at, "ListResourceTags", None, |kms, timeouts| {
+            kms.list_resource_tags()
+                .key_id(key_id)
+                .limit(LIST_TAGS_LIMIT)
                 .set_marker(marker.clone())
                 .customize()
                 .config_override(timeouts)

@@ -3,16 +3,19 @@
 // A stand-in answers what the test set up; a broken setup panics (tests only).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::{KmsClients, KmsInventory, RetryPolicy, LIST_GRANTS_LIMIT};
+use super::{KmsClients, KmsInventory, RetryPolicy, LIST_GRANTS_LIMIT, LIST_TAGS_LIMIT};
 use aws_sdk_kms::operation::describe_key::DescribeKeyOutput;
+use aws_sdk_kms::operation::get_key_policy::{GetKeyPolicyError, GetKeyPolicyOutput};
 use aws_sdk_kms::operation::list_aliases::ListAliasesOutput;
 use aws_sdk_kms::operation::list_grants::ListGrantsOutput;
 use aws_sdk_kms::operation::list_keys::ListKeysOutput;
+use aws_sdk_kms::operation::list_resource_tags::{ListResourceTagsError, ListResourceTagsOutput};
 use aws_sdk_kms::types::{
     AliasListEntry, GrantConstraints, GrantListEntry, GrantOperation, KeyListEntry, KeyManagerType,
-    KeyMetadata, KeyState,
+    KeyMetadata, KeyState, Tag,
 };
-use aws_smithy_mocks::{mock, mock_client, RuleMode};
+use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
+use aws_smithy_types::error::ErrorMetadata;
 use grantwatch_core::ports::inventory::{AccountRegion, ReadError};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +36,92 @@ pub fn page_of(
         .unwrap_or(0);
     let end = (start + size).min(total);
     (start..end, (end < total).then(|| format!("m{end}")))
+}
+
+/// The default key policy's statements (administrators, users, and
+/// CreateGrant only for AWS resources): not `create-grant-open`.
+pub const DEFAULT_KEY_POLICY: &str = r#"{"Version": "2012-10-17", "Statement": [
+  {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+   "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},
+  {"Sid": "Allow attachment of persistent resources", "Effect": "Allow",
+   "Principal": {"AWS": "arn:aws:iam::111122223333:role/ExampleUserRole"},
+   "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"], "Resource": "*",
+   "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}
+]}"#;
+
+/// A policy that lets a role call CreateGrant for anyone:
+/// `create-grant-open`.
+pub const OPEN_KEY_POLICY: &str = r#"{"Statement": [
+  {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:role/ci-deployer"},
+   "Action": "kms:CreateGrant", "Resource": "*"}
+]}"#;
+
+fn access_denied(operation: &str, key: &str) -> ErrorMetadata {
+    ErrorMetadata::builder()
+        .code("AccessDeniedException")
+        .message(format!(
+            "User is not authorized to perform kms:{operation} on {key}"
+        ))
+        .build()
+}
+
+/// GetKeyPolicy: `open` keys have [`OPEN_KEY_POLICY`], `denied` keys are
+/// AccessDenied, the others [`DEFAULT_KEY_POLICY`].
+pub fn key_policy_rule(
+    open: &'static [&'static str],
+    denied: &'static [&'static str],
+) -> aws_smithy_mocks::Rule {
+    mock!(aws_sdk_kms::Client::get_key_policy).then_compute_response(move |req| {
+        assert_eq!(req.policy_name(), Some("default"));
+        let key = req.key_id().unwrap_or_default();
+        if denied.contains(&key) {
+            return MockResponse::Error(GetKeyPolicyError::generic(access_denied(
+                "GetKeyPolicy",
+                key,
+            )));
+        }
+        let policy = if open.contains(&key) {
+            OPEN_KEY_POLICY
+        } else {
+            DEFAULT_KEY_POLICY
+        };
+        MockResponse::Output(GetKeyPolicyOutput::builder().policy(policy).build())
+    })
+}
+
+/// ListResourceTags: every key has `env = prod-<key>` and `n` more tags
+/// `t<i> = v<i>`, [`LIST_TAGS_LIMIT`] per page; `denied` keys are
+/// AccessDenied.
+pub fn tags_rule(n: usize, denied: &'static [&'static str]) -> aws_smithy_mocks::Rule {
+    mock!(aws_sdk_kms::Client::list_resource_tags).then_compute_response(move |req| {
+        assert_eq!(req.limit(), Some(LIST_TAGS_LIMIT));
+        let key = req.key_id().unwrap_or_default().to_string();
+        if denied.contains(&key.as_str()) {
+            return MockResponse::Error(ListResourceTagsError::generic(access_denied(
+                "ListResourceTags",
+                &key,
+            )));
+        }
+        let (range, next) = page_of(req.marker(), n + 1, LIST_TAGS_LIMIT as usize);
+        let tags = range
+            .map(|i| match i {
+                0 => Tag::builder()
+                    .tag_key("env")
+                    .tag_value(format!("prod-{key}")),
+                i => Tag::builder()
+                    .tag_key(format!("t{i}"))
+                    .tag_value(format!("v{i}")),
+            })
+            .map(|t| t.build().unwrap())
+            .collect();
+        MockResponse::Output(
+            ListResourceTagsOutput::builder()
+                .set_tags(Some(tags))
+                .truncated(next.is_some())
+                .set_next_marker(next)
+                .build(),
+        )
+    })
 }
 
 pub fn grant_entry(key: &str, i: usize) -> GrantListEntry {
@@ -66,6 +155,8 @@ pub struct OrganizationKms {
     pub list_aliases: Arc<AtomicUsize>,
     pub describe_key: Arc<AtomicUsize>,
     pub list_grants: Arc<AtomicUsize>,
+    pub get_key_policy: Arc<AtomicUsize>,
+    pub list_resource_tags: Arc<AtomicUsize>,
 }
 
 fn grants_of(key: usize, grants_on_odd_keys: usize) -> usize {
@@ -167,10 +258,31 @@ impl OrganizationKms {
                 .set_next_marker(next)
                 .build()
         });
+        let count = self.get_key_policy.clone();
+        let policy = mock!(aws_sdk_kms::Client::get_key_policy).then_compute_output(move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+            GetKeyPolicyOutput::builder()
+                .policy(DEFAULT_KEY_POLICY)
+                .build()
+        });
+        let count = self.list_resource_tags.clone();
+        let tags = mock!(aws_sdk_kms::Client::list_resource_tags).then_compute_output(move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+            ListResourceTagsOutput::builder()
+                .tags(
+                    Tag::builder()
+                        .tag_key("env")
+                        .tag_value("prod")
+                        .build()
+                        .unwrap(),
+                )
+                .truncated(false)
+                .build()
+        });
         mock_client!(
             aws_sdk_kms,
             RuleMode::MatchAny,
-            &[&keys, &describe, &aliases, &grants],
+            &[&keys, &describe, &aliases, &grants, &policy, &tags],
             |c| c.retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
         )
     }

@@ -18,7 +18,11 @@ use grantwatch_core::report::{CoverageStatus, GapReason, Report};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::stand_in::{grant_entry, page_of, OrganizationKms, ACCOUNT, REGION};
+use super::stand_in::{
+    grant_entry, key_policy_rule, page_of, tags_rule, OrganizationKms, ACCOUNT, REGION,
+};
+use grantwatch_core::report::UnreadPart;
+use grantwatch_core::verdict::{FindingCode, Severity};
 
 fn key_arn(i: usize) -> String {
     format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/k{i:04}")
@@ -126,11 +130,19 @@ fn grants_rule(grants_per_key: usize) -> aws_smithy_mocks::Rule {
     })
 }
 
-fn inventory(rules: &[&aws_smithy_mocks::Rule]) -> KmsInventory<SingleClient> {
+/// A stand-in KMS answering `rules` and, after them, a default policy and
+/// one tag for every key.
+fn client(rules: &[&aws_smithy_mocks::Rule]) -> aws_sdk_kms::Client {
+    let (policy, tags) = (key_policy_rule(&[], &[]), tags_rule(0, &[]));
+    let mut all = rules.to_vec();
+    all.extend([&policy, &tags]);
     // Retries are ours (counted, classified): the SDK's are off, as in production.
-    let client = mock_client!(aws_sdk_kms, RuleMode::MatchAny, rules, |c| c
-        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()));
-    KmsInventory::new(SingleClient(client), 10_000.0, fast())
+    mock_client!(aws_sdk_kms, RuleMode::MatchAny, &all, |c| c
+        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()))
+}
+
+fn inventory(rules: &[&aws_smithy_mocks::Rule]) -> KmsInventory<SingleClient> {
+    KmsInventory::new(SingleClient(client(rules)), 10_000.0, fast())
 }
 
 async fn report(
@@ -328,7 +340,7 @@ async fn a_deadline_that_runs_out_gives_a_partial_report() {
         .coverage
         .gaps
         .iter()
-        .filter(|g| g.reason == GapReason::Deadline)
+        .filter(|g| g.reason == GapReason::Deadline && g.unread == UnreadPart::Grants)
         .count();
     let complete = r.keys.iter().filter(|k| k.complete).count();
     assert!(cut > 0 && complete > 0, "cut {cut}, complete {complete}");
@@ -438,9 +450,7 @@ async fn quota_run(rate: f64, quota: usize) -> (Report, usize, usize, Duration) 
     let keys = list_keys_rule(QUOTA_KEYS);
     let describe = describe_rule(&[]);
     let aliases = aliases_rule();
-    let rules = [&keys, &describe, &aliases, &kms.rule];
-    let client = mock_client!(aws_sdk_kms, RuleMode::MatchAny, &rules, |c| c
-        .retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled()));
+    let client = client(&[&keys, &describe, &aliases, &kms.rule]);
     let inv = KmsInventory::new(SingleClient(client), rate, RetryPolicy::default())
         .with_clock(clock.clone());
     let policy = Policy::new(time::macros::date!(2026 - 11 - 28));
@@ -546,12 +556,7 @@ async fn a_kms_endpoint_that_never_answers_still_gives_a_stored_partial_report_n
     let describe = describe_rule(&[]);
     let aliases = aliases_rule();
     let grants = grants_rule(2);
-    let answering = mock_client!(
-        aws_sdk_kms,
-        RuleMode::MatchAny,
-        &[&keys, &describe, &aliases, &grants],
-        |c| c.retry_config(aws_sdk_kms::config::retry::RetryConfig::disabled())
-    );
+    let answering = client(&[&keys, &describe, &aliases, &grants]);
     let silent = aws_sdk_kms::Client::from_conf(
         aws_sdk_kms::Config::builder()
             .behavior_version_latest()
@@ -686,7 +691,9 @@ async fn a_scaled_organization_is_covered_in_every_account_region_with_the_fewes
     assert_eq!(org.list_keys_calls().len(), account_regions, "once");
     // Every key and grant, with the fewest calls: one page of keys and of
     // aliases per account-region, one DescribeKey per key, one ListGrants
-    // per page of grants (one for a key without grants).
+    // per page of grants (one for a key without grants), and per customer
+    // managed key (all of them here) one GetKeyPolicy and one
+    // ListResourceTags (a key has at most 50 tags: one page).
     let keys = account_regions * KEYS_PER_REGION;
     assert_eq!(r.keys.len(), keys);
     let grants_per_region: usize = (0..KEYS_PER_REGION).map(|k| org.grants_of(k)).sum();
@@ -696,6 +703,12 @@ async fn a_scaled_organization_is_covered_in_every_account_region_with_the_fewes
         .sum();
     assert_eq!(org.list_aliases.load(Ordering::SeqCst), account_regions);
     assert_eq!(org.describe_key.load(Ordering::SeqCst), keys);
+    assert_eq!(org.get_key_policy.load(Ordering::SeqCst), keys);
+    assert_eq!(org.list_resource_tags.load(Ordering::SeqCst), keys);
+    assert!(r
+        .keys
+        .iter()
+        .all(|k| k.tags.get("env").map(String::as_str) == Some("prod")));
     assert_eq!(
         org.list_grants.load(Ordering::SeqCst),
         account_regions * grant_pages_per_region
@@ -705,4 +718,57 @@ async fn a_scaled_organization_is_covered_in_every_account_region_with_the_fewes
         .keys
         .iter()
         .all(|k| k.key_arn.contains(&format!(":{}:{}:", k.region, k.account))));
+}
+
+#[tokio::test]
+async fn key_policies_and_tags_are_read_per_customer_managed_key_and_gaps_are_listed() {
+    // k0000 is AWS managed: no GetKeyPolicy, no ListResourceTags.
+    let keys = list_keys_rule(5);
+    let describe = describe_rule(&[]);
+    let aliases = aliases_rule();
+    let grants = grants_rule(1);
+    let policy = key_policy_rule(&["k0001"], &["k0002"]);
+    // 60 tags besides `env`: two pages per key.
+    let tags = tags_rule(60, &["k0003"]);
+    let inv = inventory(&[&keys, &describe, &aliases, &grants, &policy, &tags]);
+    let r = report(&inv, &NoDeadline).await;
+    assert_eq!(policy.num_calls(), 4, "customer managed keys only");
+    assert_eq!(
+        tags.num_calls(),
+        2 * 3 + 1,
+        "two pages each; k0003 denied at once"
+    );
+    let key = |i: usize| r.keys.iter().find(|k| k.key_arn == key_arn(i)).unwrap();
+    // Every key stays in the report with its grants.
+    assert_eq!(r.keys.len(), 5);
+    assert!(r.keys.iter().all(|k| k.complete && k.grants.len() == 1));
+    // The open policy is the key's own finding, medium, counted.
+    assert_eq!(key(1).findings[0].code, FindingCode::CreateGrantOpen);
+    assert_eq!(key(1).severity, Severity::Medium);
+    assert!(key(1).findings[0].message.contains("ci-deployer"));
+    assert!(key(4).findings.is_empty());
+    assert_eq!(r.summary.risky_keys, 1);
+    // Tags from both pages.
+    assert_eq!(key(4).tags.len(), 61);
+    assert_eq!(key(4).tags["env"], "prod-k0004");
+    assert_eq!(key(4).tags["t60"], "v60");
+    assert!(key(0).tags.is_empty());
+    // What could not be read is in coverage, naming the part; the keys
+    // still count as complete (their grants were read).
+    let gaps: Vec<(String, UnreadPart, GapReason)> = r
+        .coverage
+        .gaps
+        .iter()
+        .map(|g| (g.key_arn.clone().unwrap_or_default(), g.unread, g.reason))
+        .collect();
+    assert_eq!(
+        gaps,
+        vec![
+            (key_arn(2), UnreadPart::KeyPolicy, GapReason::AccessDenied),
+            (key_arn(3), UnreadPart::Tags, GapReason::AccessDenied),
+        ]
+    );
+    assert!(r.partial);
+    assert!(r.coverage.key_complete(&key_arn(2)));
+    assert_eq!(r.coverage.account_regions[0].keys_complete, 5);
 }

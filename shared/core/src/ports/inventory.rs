@@ -98,6 +98,16 @@ impl KeyDescription {
     }
 }
 
+/// One of a key's tags, as `ListResourceTags` gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyTag {
+    pub key: String,
+    pub value: String,
+}
+
+/// The name of the only key policy KMS keeps (`GetKeyPolicy`).
+pub const DEFAULT_POLICY_NAME: &str = "default";
+
 /// An alias as `ListAliases` shows it (`alias/payments` → target key id).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AliasEntry {
@@ -160,12 +170,42 @@ pub trait Inventory: Send + Sync {
         marker: Option<String>,
     ) -> impl Future<Output = Result<Page<AliasEntry>, ReadError>> + Send;
 
+    /// The key policy (`GetKeyPolicy`, policy name `default`), JSON text.
+    /// An inventory that cannot read policies says so: the report lists
+    /// the key's posture as unread.
+    fn key_policy(
+        &self,
+        _at: &AccountRegion,
+        key_id: &str,
+    ) -> impl Future<Output = Result<String, ReadError>> + Send {
+        let unread = not_read_here("GetKeyPolicy", key_id);
+        async move { Err(unread) }
+    }
+
+    /// One page of the key's tags (`ListResourceTags`). As
+    /// [`Inventory::key_policy`], an inventory that cannot says so.
+    fn list_resource_tags(
+        &self,
+        _at: &AccountRegion,
+        key_id: &str,
+        _marker: Option<String>,
+    ) -> impl Future<Output = Result<Page<KeyTag>, ReadError>> + Send {
+        let unread = not_read_here("ListResourceTags", key_id);
+        async move { Err(unread) }
+    }
+
     fn list_grants(
         &self,
         at: &AccountRegion,
         key_id: &str,
         marker: Option<String>,
     ) -> impl Future<Output = Result<Page<ListedGrant>, ReadError>> + Send;
+}
+
+fn not_read_here(operation: &str, key_id: &str) -> ReadError {
+    ReadError::Failed(PortError::Permanent(format!(
+        "{operation} {key_id}: this inventory does not read it"
+    )))
 }
 
 /// Which accounts a report covers.
@@ -380,6 +420,14 @@ pub mod fake {
         pub region_error: Option<ReadError>,
         /// Calls on these key ids fail with the given error.
         pub key_errors: BTreeMap<String, ReadError>,
+        /// Key policies by key id; a key without one has a policy with no
+        /// statement that opens CreateGrant (`{"Statement": []}`).
+        pub policies: BTreeMap<String, String>,
+        /// Tags by key id.
+        pub tags: BTreeMap<String, Vec<KeyTag>>,
+        /// GetKeyPolicy and ListResourceTags (only) on these key ids fail
+        /// with the given error.
+        pub detail_errors: BTreeMap<String, ReadError>,
     }
 
     /// An inventory held in memory that pages like KMS (`page_size` items
@@ -418,6 +466,19 @@ pub mod fake {
                 .get(at)
                 .ok_or_else(|| ReadError::AccessDenied(format!("no access to {at}")))?;
             match &region.region_error {
+                Some(e) => Err(e.clone()),
+                None => Ok(region),
+            }
+        }
+
+        /// The region of a key whose policy and tags can be read.
+        fn key_details(&self, at: &AccountRegion, key_id: &str) -> Result<&FakeRegion, ReadError> {
+            let region = self.region(at)?;
+            match region
+                .key_errors
+                .get(key_id)
+                .or_else(|| region.detail_errors.get(key_id))
+            {
                 Some(e) => Err(e.clone()),
                 None => Ok(region),
             }
@@ -488,6 +549,28 @@ pub mod fake {
             self.record(format!("ListAliases {at}"));
             let region = self.region(at)?;
             self.page(&region.aliases, marker)
+        }
+
+        async fn key_policy(&self, at: &AccountRegion, key_id: &str) -> Result<String, ReadError> {
+            self.record(format!("GetKeyPolicy {at} {key_id}"));
+            let region = self.key_details(at, key_id)?;
+            Ok(region
+                .policies
+                .get(key_id)
+                .cloned()
+                .unwrap_or_else(|| r#"{"Statement": []}"#.to_string()))
+        }
+
+        async fn list_resource_tags(
+            &self,
+            at: &AccountRegion,
+            key_id: &str,
+            marker: Option<String>,
+        ) -> Result<Page<KeyTag>, ReadError> {
+            self.record(format!("ListResourceTags {at} {key_id}"));
+            let region = self.key_details(at, key_id)?;
+            let tags = region.tags.get(key_id).cloned().unwrap_or_default();
+            self.page(&tags, marker)
         }
 
         async fn list_grants(

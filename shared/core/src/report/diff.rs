@@ -270,6 +270,7 @@ mod tests {
             account: "111111111111".into(),
             region: "eu-west-1".into(),
             key_arn: Some(current.keys[0].key_arn.clone()),
+            unread: Default::default(),
             reason: GapReason::Throttled,
             detail: "still throttled".into(),
         });

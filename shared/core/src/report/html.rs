@@ -1,14 +1,16 @@
 //! `report.html`: one self-contained page for a reviewer (inline CSS, JS
 //! and SVG; no network). Summary cards, charts by origin, service and
 //! severity, the trend over past reports, a sortable and filterable table
-//! of grants, the diff, and coverage.
+//! of grants (each key with its description and tags), the keys' posture
+//! (`create-grant-open`), rules expiring within 14 days, the diff, and
+//! coverage.
 //!
 //! Every value is HTML-escaped ([`escape`]); the data the script reads is
 //! JSON made safe inside `<script>` ([`script_json`]). The script writes
 //! `#js-error` into the page on any error, so a headless browser test can
 //! see a broken page in the dumped DOM.
 
-use super::model::{GrantRef, GrantReport, KeyReport, Report, TrendPoint};
+use super::model::{GrantRef, GrantReport, KeyReport, Report, TrendPoint, UnreadPart};
 use crate::verdict::Severity;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -117,6 +119,8 @@ pub fn write(report: &Report) -> Result<String, serde_json::Error> {
     cards(&mut h, report);
     charts(&mut h, report);
     table(&mut h, report, &rows);
+    posture_section(&mut h, report);
+    expiring_rules_section(&mut h, report);
     diff_section(&mut h, report);
     coverage_section(&mut h, report);
 
@@ -373,6 +377,10 @@ fn table(h: &mut String, report: &Report, rows: &[(&KeyReport, &GrantReport)]) {
             .cloned()
             .unwrap_or_else(|| key.key_id.clone());
         let manager = key.manager.map(|m| m.as_str()).unwrap_or("?");
+        let details = key
+            .details_line()
+            .map(|d| format!("<br><small class=\"keydesc\">{}</small>", escape(&d)))
+            .unwrap_or_default();
         // In words, as in the alerts; one line each.
         let constraints = crate::render::describe::constraints(g.constraints.as_ref())
             .iter()
@@ -420,7 +428,7 @@ fn table(h: &mut String, report: &Report, rows: &[(&KeyReport, &GrantReport)]) {
         };
         let _ = write!(
             h,
-            "<tr data-severity=\"{sev_rank}\" data-origin=\"{origin}\"><td data-v=\"{sev_rank}\"><span class=\"sev sev-{sev}\">{sev}</span></td><td>{origin}</td><td>{service}</td><td>{account}<br>{region}</td><td title=\"{key_arn}\">{key_label} <small>{manager}</small></td><td title=\"{grant_id}\">{name}</td><td title=\"{grantee_arn}\">{grantee}</td><td>{ops}</td><td>{constraints}</td><td>{findings}{suppressed}</td><td>{created}</td><td title=\"{created_by_arn}\">{created_by}</td></tr>",
+            "<tr data-severity=\"{sev_rank}\" data-origin=\"{origin}\"><td data-v=\"{sev_rank}\"><span class=\"sev sev-{sev}\">{sev}</span></td><td>{origin}</td><td>{service}</td><td>{account}<br>{region}</td><td title=\"{key_arn}\">{key_label} <small>{manager}</small>{details}</td><td title=\"{grant_id}\">{name}</td><td title=\"{grantee_arn}\">{grantee}</td><td>{ops}</td><td>{constraints}</td><td>{findings}{suppressed}</td><td>{created}</td><td title=\"{created_by_arn}\">{created_by}</td></tr>",
             sev_rank = severity_rank(g.severity),
             sev = g.severity,
             origin = g.origin,
@@ -429,6 +437,7 @@ fn table(h: &mut String, report: &Report, rows: &[(&KeyReport, &GrantReport)]) {
             region = escape(&key.region),
             key_arn = escape(&key.key_arn),
             key_label = escape(&key_label),
+            details = details,
             grant_id = escape(&g.grant_id),
             name = escape(g.name.as_deref().unwrap_or(&g.grant_id)),
             grantee = escape(&words(grantee)),
@@ -442,6 +451,69 @@ fn table(h: &mut String, report: &Report, rows: &[(&KeyReport, &GrantReport)]) {
         h.push('\n');
     }
     h.push_str("</tbody></table></div></section>\n");
+}
+
+/// Keys with findings of their own (their policy: `create-grant-open`),
+/// worst first; suppressed ones say by which rule.
+fn posture_section(h: &mut String, report: &Report) {
+    let mut keys: Vec<&KeyReport> = report
+        .keys
+        .iter()
+        .filter(|k| !k.findings.is_empty())
+        .collect();
+    if keys.is_empty() {
+        return;
+    }
+    keys.sort_by_key(|k| std::cmp::Reverse(k.severity));
+    let _ = write!(
+        h,
+        "<section id=\"key-posture\"><h2>Key posture ({} risky)</h2><p class=\"note\">Keys whose policy lets principals other than the key's administrators call CreateGrant without kms:GrantIsForAWSResource: who can make the grants this report lists.</p><table class=\"small\"><thead><tr><th>Severity</th><th>Key</th><th>Description and tags</th><th>Finding</th></tr></thead><tbody>",
+        report.summary.risky_keys
+    );
+    for k in keys.iter().take(MAX_DIFF_ROWS) {
+        let findings = k
+            .findings
+            .iter()
+            .map(|f| format!("<b>{}</b> {}", f.code, escape(&shorten(&f.message, 300))))
+            .collect::<Vec<_>>()
+            .join("<br>");
+        let suppressed = k
+            .suppressed_by
+            .as_deref()
+            .map(|r| {
+                format!(
+                    "<br><span class=\"suppressed\">suppressed: {}</span>",
+                    escape(r)
+                )
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            h,
+            "<tr><td><span class=\"sev sev-{sev}\">{sev}</span></td><td class=\"arn\">{arn}</td><td>{details}</td><td>{findings}{suppressed}</td></tr>",
+            sev = k.severity,
+            arn = escape(&k.key_arn),
+            details = escape(&k.details_line().unwrap_or_default()),
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
+}
+
+/// Rules that stop matching within 14 days: renew or remove them.
+fn expiring_rules_section(h: &mut String, report: &Report) {
+    if report.expiring_rules.is_empty() {
+        return;
+    }
+    h.push_str("<section id=\"expiring-rules\"><h2>Rules expiring within 14 days</h2><table class=\"small\"><thead><tr><th>Rule</th><th>Expires</th><th>Reason</th></tr></thead><tbody>");
+    for r in &report.expiring_rules {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&r.id),
+            escape(&r.expires),
+            escape(&shorten(&r.reason, 300))
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
 }
 
 fn severity_rank(s: Severity) -> usize {
@@ -603,9 +675,14 @@ fn coverage_section(h: &mut String, report: &Report) {
     } else {
         h.push_str("<h3>Not read</h3><table class=\"small\" id=\"gaps\"><thead><tr><th>Account</th><th>Region</th><th>Key</th><th>Reason</th><th>Detail</th></tr></thead><tbody>");
         for g in &report.coverage.gaps {
+            let part = match g.unread {
+                UnreadPart::Grants => "",
+                UnreadPart::KeyPolicy => " (key policy)",
+                UnreadPart::Tags => " (tags)",
+            };
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td class=\"arn\">{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td class=\"arn\">{}</td><td>{}{part}</td><td>{}</td></tr>",
                 escape(&g.account),
                 escape(&g.region),
                 escape(g.key_arn.as_deref().unwrap_or("(whole account-region)")),
@@ -741,6 +818,42 @@ mod tests {
             !html.contains("http://") && !html.contains("https://"),
             "no network"
         );
+    }
+
+    #[test]
+    fn key_details_posture_and_expiring_rules_are_shown_escaped() {
+        use crate::verdict::{Finding, FindingCode};
+        let mut k = key("k1", vec![grant("g1", Severity::High)]);
+        k.description = Some(format!("<img src=x onerror=alert(1)> {}", "d".repeat(300)));
+        k.tags
+            .insert("env".into(), "\"><script>alert(2)</script>".into());
+        k.findings = vec![Finding {
+            code: FindingCode::CreateGrantOpen,
+            severity: Severity::Medium,
+            message: "the key policy lets <role/ci> call CreateGrant".into(),
+        }];
+        k.severity = Severity::Medium;
+        let mut r = report(vec![k]);
+        r.summary = crate::report::summarise(&r.keys, &r.coverage);
+        r.expiring_rules = vec![crate::report::ExpiringRule {
+            id: "<b>soon</b>".into(),
+            expires: "2026-12-05".into(),
+            reason: "migration".into(),
+        }];
+        let html = write(&r).unwrap();
+        assert!(!html.contains("<img") && !html.contains("<script>alert"));
+        assert!(
+            html.contains("<small class=\"keydesc\">&lt;img src=x"),
+            "in the grants table"
+        );
+        assert!(!html.contains(&"d".repeat(100)), "cut");
+        assert!(html.contains("env=&quot;&gt;&lt;script&gt;"));
+        assert!(html.contains("<section id=\"key-posture\"><h2>Key posture (1 risky)</h2>"));
+        assert!(html.contains("<b>create-grant-open</b> the key policy lets &lt;role/ci&gt;"));
+        assert!(html.contains("<td>&lt;b&gt;soon&lt;/b&gt;</td><td>2026-12-05</td>"));
+        // Without any, no sections.
+        let plain = write(&report(vec![key("k2", vec![])])).unwrap();
+        assert!(!plain.contains("key-posture") && !plain.contains("expiring-rules"));
     }
 
     #[test]

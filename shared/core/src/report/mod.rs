@@ -209,6 +209,11 @@ pub(crate) mod test_support {
             multi_region: Some(false),
             complete: true,
             grants,
+            description: None,
+            tags: Default::default(),
+            findings: vec![],
+            severity: Severity::Info,
+            suppressed_by: None,
         }
     }
 
@@ -241,6 +246,7 @@ pub(crate) mod test_support {
             trend: vec![],
             reconciliation: None,
             integrity: None,
+            expiring_rules: vec![],
         }
     }
 }

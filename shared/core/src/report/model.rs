@@ -39,6 +39,34 @@ pub struct Report {
     /// `None` without a ledger (nothing to verify against).
     #[serde(default)]
     pub integrity: Option<Integrity>,
+    /// Rules that expire within 14 days of the report, soonest first.
+    #[serde(default)]
+    pub expiring_rules: Vec<ExpiringRule>,
+}
+
+/// A rule that stops matching soon (`rules check` warns about it too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiringRule {
+    pub id: String,
+    /// `YYYY-MM-DD`: the last day it applies.
+    pub expires: String,
+    pub reason: String,
+}
+
+impl ExpiringRule {
+    /// The rules of `rules` that expire within 14 days of `today`, soonest
+    /// first.
+    pub fn of(rules: &crate::rules::RuleSet, today: time::Date) -> Vec<ExpiringRule> {
+        let mut soon: Vec<&crate::rules::Rule> = rules.expiring_soon(today).collect();
+        soon.sort_by_key(|r| r.expires);
+        soon.into_iter()
+            .map(|r| ExpiringRule {
+                id: r.id.clone(),
+                expires: r.expires.map(crate::rules::format_date).unwrap_or_default(),
+                reason: r.reason.clone(),
+            })
+            .collect()
+    }
 }
 
 /// The report against the ledger: grants and account-regions the watcher
@@ -149,6 +177,19 @@ pub struct AccountRegionCoverage {
     pub grants: usize,
 }
 
+/// What of a key could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnreadPart {
+    /// The key or its grants (the key is not complete).
+    #[default]
+    Grants,
+    /// Its key policy: its posture (`create-grant-open`) is unknown.
+    KeyPolicy,
+    /// Its tags: `key_tags` rules cannot match it.
+    Tags,
+}
+
 /// Something that could not be read: a whole account-region
 /// (`key_arn: None`) or one key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,6 +198,9 @@ pub struct CoverageGap {
     pub region: String,
     #[serde(default)]
     pub key_arn: Option<String>,
+    /// What of the key is missing (`grants` for an account-region).
+    #[serde(default)]
+    pub unread: UnreadPart,
     pub reason: GapReason,
     /// The error as AWS gave it (untrusted text: writers escape it).
     pub detail: String,
@@ -169,12 +213,13 @@ pub struct Coverage {
 }
 
 impl Coverage {
-    /// True when the key's grants were read completely.
+    /// True when the key's grants were read completely (its policy or
+    /// tags may still be missing).
     pub fn key_complete(&self, key_arn: &str) -> bool {
         !self
             .gaps
             .iter()
-            .any(|g| g.key_arn.as_deref() == Some(key_arn))
+            .any(|g| g.key_arn.as_deref() == Some(key_arn) && g.unread == UnreadPart::Grants)
     }
 
     /// True when the account-region was read completely.
@@ -206,6 +251,10 @@ pub struct Summary {
     /// Grants at medium or above and not suppressed.
     #[serde(default)]
     pub risky: usize,
+    /// Keys whose own findings (`create-grant-open`) are at medium or
+    /// above and not suppressed.
+    #[serde(default)]
+    pub risky_keys: usize,
     /// `None` without a previous report.
     #[serde(default)]
     pub new_grants: Option<usize>,
@@ -241,10 +290,68 @@ pub struct KeyReport {
     #[serde(default = "yes")]
     pub complete: bool,
     pub grants: Vec<GrantReport>,
+    /// DescribeKey's description (untrusted text: writers escape it).
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Its tags (customer managed keys; AWS managed keys have none).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Findings about the key itself (`create-grant-open`), after the
+    /// rules: see `severity` and `suppressed_by`.
+    #[serde(default)]
+    pub findings: Vec<Finding>,
+    /// The key's own severity (`info` without findings).
+    #[serde(default = "info")]
+    pub severity: Severity,
+    #[serde(default)]
+    pub suppressed_by: Option<String>,
+}
+
+/// At most this many characters of a key's description, and of each tag
+/// key and value, in report.html and summary.md (report.json keeps them
+/// whole).
+pub const KEY_TEXT_MAX: usize = 60;
+/// At most this many tags in a key's details line.
+pub const KEY_TAGS_SHOWN: usize = 4;
+
+impl KeyReport {
+    /// The key's description and tags in one line, cut to size, for the
+    /// writers (which escape it): `Payments DB · env=prod, team=pay (+2
+    /// tags)`. `None` when the key has neither.
+    pub fn details_line(&self) -> Option<String> {
+        let cut = |s: &str| crate::render::plain::one_line(s, KEY_TEXT_MAX);
+        let mut parts = Vec::new();
+        if let Some(d) = self.description.as_deref().filter(|d| !d.trim().is_empty()) {
+            parts.push(cut(d));
+        }
+        if !self.tags.is_empty() {
+            let mut tags = self
+                .tags
+                .iter()
+                .take(KEY_TAGS_SHOWN)
+                .map(|(k, v)| format!("{}={}", cut(k), cut(v)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if self.tags.len() > KEY_TAGS_SHOWN {
+                tags.push_str(&format!(" (+{} tags)", self.tags.len() - KEY_TAGS_SHOWN));
+            }
+            parts.push(tags);
+        }
+        (!parts.is_empty()).then(|| parts.join(" · "))
+    }
+
+    /// The key's own findings are worth a reviewer's attention.
+    pub fn is_risky(&self) -> bool {
+        self.suppressed_by.is_none() && self.severity >= Severity::Medium
+    }
 }
 
 fn yes() -> bool {
     true
+}
+
+fn info() -> Severity {
+    Severity::Info
 }
 
 /// Who created a grant, from the ledger.
@@ -401,6 +508,9 @@ pub fn summarise(keys: &[KeyReport], coverage: &Coverage) -> Summary {
             Some(KeyManager::Aws) => summary.keys_aws_managed += 1,
             Some(KeyManager::Customer) => summary.keys_customer_managed += 1,
             None => {}
+        }
+        if key.is_risky() {
+            summary.risky_keys += 1;
         }
         for grant in &key.grants {
             summary.grants += 1;

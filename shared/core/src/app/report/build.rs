@@ -6,7 +6,7 @@ use super::inventory::{inventory_account_region, RegionInventory};
 use super::scope::{refuse_out_of_scope, resolve_scope, start_where_last_run_was_cut};
 use super::{ReportDeps, ReportError, ReportRequest};
 use crate::event::epoch_ms;
-use crate::judge::{judge_standing, Judgement, Policy, StandingGrant};
+use crate::judge::{judge_key_with, Judgement, KeyContext, KeyJudgement, Policy, StandingGrant};
 use crate::ports::inventory::{
     AccountDirectory, AccountRegion, Inventory, Provenance, ReportStore,
 };
@@ -137,6 +137,7 @@ where
         trend: Vec::new(),
         reconciliation,
         integrity,
+        expiring_rules: crate::report::ExpiringRule::of(&deps.policy.rules, deps.policy.today),
     };
 
     diff::apply_previous(&mut report, history.first());
@@ -144,13 +145,34 @@ where
     Ok(report)
 }
 
-/// Judge one standing grant and shape it for the report.
-pub fn grant_report(
-    grant: &StandingGrant,
-    record: Option<&GrantRecord>,
+/// Judge every grant of one key as the report does (`judge_key_with`:
+/// the key-wide findings and the key's posture and tags count before the
+/// rules) and shape them for the report; `records` are the ledger's. For
+/// `explain`, which must agree with the report on every grant.
+pub fn judged_key_grants(
+    grants: &[StandingGrant],
+    records: &[GrantRecord],
+    key: &KeyContext,
     policy: &Policy,
-) -> GrantReport {
-    report_of(grant, record, judge_standing(grant, record, policy))
+    grant_count_threshold: usize,
+) -> (KeyJudgement, Vec<GrantReport>) {
+    let by_id: std::collections::BTreeMap<&str, &GrantRecord> =
+        records.iter().map(|r| (r.grant_id.as_str(), r)).collect();
+    let record = |id: &str| by_id.get(id).copied();
+    let judged = judge_key_with(
+        grants,
+        record,
+        |_, _| None,
+        key,
+        policy,
+        grant_count_threshold,
+    );
+    let reports = grants
+        .iter()
+        .zip(judged.grants)
+        .map(|(g, j)| report_of(g, record(&g.grant_id), j))
+        .collect();
+    (judged.key, reports)
 }
 
 /// A judged standing grant, shaped for the report.

@@ -1,19 +1,20 @@
 //! Read one account-region, and one key of it, through the [`Inventory`]
-//! port: keys, aliases, grants, the ledger's records, deadline-aware.
+//! port: keys, aliases, grants, key policies and tags, the ledger's
+//! records, deadline-aware.
 
 use super::build::report_of;
 use super::history::{unseen_finding, WatchWindow};
 use super::{Deadline, ReportDeps};
-use crate::assess::assess_key_grants;
 use crate::event::epoch_ms;
-use crate::judge::{judge_standing_with, StandingGrant};
+use crate::judge::{judge_key_with, KeyContext, StandingGrant};
 use crate::ports::inventory::{
-    AccountDirectory, AccountRegion, Inventory, KeyDescription, ListedKey, Provenance, ReadError,
-    ReportStore,
+    AccountDirectory, AccountRegion, Inventory, KeyDescription, KeyManager, ListedKey, Provenance,
+    ReadError, ReportStore,
 };
+use crate::posture::create_grant_open;
 use crate::record::GrantRecord;
 use crate::report::model::{
-    AccountRegionCoverage, CoverageGap, CoverageStatus, GapReason, KeyReport,
+    AccountRegionCoverage, CoverageGap, CoverageStatus, GapReason, KeyReport, UnreadPart,
 };
 use futures::stream::{self, StreamExt};
 use std::collections::{BTreeMap, HashMap};
@@ -36,6 +37,9 @@ struct KeyInventory {
     gap: Option<CoverageGap>,
     /// The ledger's records of the key could not be read.
     ledger_gap: Option<CoverageGap>,
+    /// Its policy or tags could not be read (the key still counts as
+    /// complete: its grants were read).
+    detail_gaps: Vec<CoverageGap>,
     grants_created_in_period: usize,
     ledger_events_in_period: usize,
 }
@@ -50,6 +54,7 @@ pub(super) fn gap(
         account: at.account.clone(),
         region: at.region.clone(),
         key_arn: key_arn.map(str::to_string),
+        unread: crate::report::UnreadPart::Grants,
         reason,
         detail,
     }
@@ -183,6 +188,7 @@ where
             None => out.coverage.keys_complete += 1,
         }
         out.gaps.extend(key.ledger_gap);
+        out.gaps.extend(key.detail_gaps);
         out.grants_created_in_period += key.grants_created_in_period;
         out.ledger_events_in_period += key.ledger_events_in_period;
         out.keys.push(key.report);
@@ -223,12 +229,18 @@ where
         multi_region: None,
         complete: false,
         grants: Vec::new(),
+        description: None,
+        tags: BTreeMap::new(),
+        findings: Vec::new(),
+        severity: crate::verdict::Severity::Info,
+        suppressed_by: None,
     };
     let arn = listed.key_arn.clone();
     let unread = |report: KeyReport, gap: CoverageGap| KeyInventory {
         report,
         gap: Some(gap),
         ledger_gap: None,
+        detail_gaps: Vec::new(),
         grants_created_in_period: 0,
         ledger_events_in_period: 0,
     };
@@ -254,6 +266,7 @@ where
     report.key_spec = description.key_spec.clone();
     report.key_usage = description.key_usage.clone();
     report.multi_region = description.multi_region;
+    report.description = description.description.clone();
 
     let mut listed_grants = Vec::new();
     let mut marker = None;
@@ -290,6 +303,14 @@ where
             }
         }
     }
+
+    // After the grants (they matter more when the deadline is near).
+    let (key_context, detail_gaps) =
+        read_key_context(deps.inventory, at, &arn, &description, || {
+            out_of_time(deps.deadline, reserve)
+        })
+        .await;
+    report.tags = key_context.tags.clone().unwrap_or_default();
 
     // Without the ledger's records the grants are still judged, from
     // ListGrants alone; a ledger that cannot be read is a coverage gap, and
@@ -349,30 +370,135 @@ where
             .filter(|at| w.in_period(*at))
             .count()
     });
-    // The key-wide findings and `unseen-by-watcher` count before the rules,
-    // as in `judge_key`: one judgement for the report, alerts and rules.
-    let key_findings = assess_key_grants(&standing, deps.options.grant_count_threshold);
+    // One judgement (`judge_key_with`) for the report, `explain` and
+    // `classify`: the key-wide findings and `unseen-by-watcher` count before
+    // the rules, and the key's posture is judged with its tags.
+    let unseen = |g: &StandingGrant, record: Option<&GrantRecord>| match (
+        watch,
+        &ledger_gap,
+        record,
+        created_ms(g),
+    ) {
+        (Some(w), None, None, Some(at)) if w.should_have_seen(at) => {
+            Some(unseen_finding(g.created.as_deref().unwrap_or_default(), w))
+        }
+        _ => None,
+    };
+    let judged = judge_key_with(
+        &standing,
+        |id| provenance.get(id),
+        unseen,
+        &key_context,
+        deps.policy,
+        deps.options.grant_count_threshold,
+    );
     report.grants = standing
         .iter()
-        .zip(key_findings)
-        .map(|(g, mut extra)| {
-            let record = provenance.get(&g.grant_id);
-            if let (Some(w), None, None, Some(at)) = (watch, &ledger_gap, record, created_ms(g)) {
-                if w.should_have_seen(at) {
-                    extra.push(unseen_finding(g.created.as_deref().unwrap_or_default(), w));
-                }
-            }
-            let judgement = judge_standing_with(g, record, extra, deps.policy);
-            report_of(g, record, judgement)
-        })
+        .zip(judged.grants)
+        .map(|(g, judgement)| report_of(g, provenance.get(&g.grant_id), judgement))
         .collect();
+    report.findings = judged.key.findings;
+    report.severity = judged.key.severity;
+    report.suppressed_by = judged.key.suppressed_by;
     report.grants.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
     report.complete = key_gap.is_none();
     KeyInventory {
         report,
         gap: key_gap,
         ledger_gap,
+        detail_gaps,
         grants_created_in_period,
         ledger_events_in_period,
     }
+}
+
+/// What the report reads of a customer managed key besides its grants:
+/// its policy (`GetKeyPolicy`: the `create-grant-open` posture) and its
+/// tags (`ListResourceTags`, every page). AWS managed keys are skipped:
+/// AWS sets their policies and they carry no tags. What cannot be read is
+/// a coverage gap naming the part (`key-policy`, `tags`); the key and its
+/// grants stay in the report, and tags that could not be read match no
+/// `key_tags` rule. `out_of_time` is asked before every call. The report
+/// and `explain` share it.
+pub async fn read_key_context<I: Inventory>(
+    inventory: &I,
+    at: &AccountRegion,
+    arn: &str,
+    description: &KeyDescription,
+    out_of_time: impl Fn() -> bool,
+) -> (KeyContext, Vec<CoverageGap>) {
+    let mut context = KeyContext {
+        key_arn: Some(arn.to_string()),
+        account: Some(at.account.clone()),
+        region: Some(at.region.clone()),
+        tags: None,
+        findings: Vec::new(),
+    };
+    if description.manager == Some(KeyManager::Aws) {
+        context.tags = Some(BTreeMap::new());
+        return (context, Vec::new());
+    }
+    let key_id = description.key_id.as_str();
+    let part_gap = |unread: UnreadPart, reason: GapReason, detail: String| CoverageGap {
+        unread,
+        ..gap(at, Some(arn), reason, detail)
+    };
+    let mut gaps = Vec::new();
+    if out_of_time() {
+        gaps.push(part_gap(
+            UnreadPart::KeyPolicy,
+            GapReason::Deadline,
+            "GetKeyPolicy not called: deadline".into(),
+        ));
+        return (context, gaps);
+    }
+    match inventory.key_policy(at, key_id).await {
+        Ok(policy) => match create_grant_open(&policy) {
+            Ok(open) => context.findings.extend(open),
+            Err(e) => gaps.push(part_gap(
+                UnreadPart::KeyPolicy,
+                GapReason::Error,
+                format!("key policy not understood: {e}"),
+            )),
+        },
+        Err(e) => gaps.push(part_gap(
+            UnreadPart::KeyPolicy,
+            reason_of(&e, Some(description)),
+            format!("GetKeyPolicy: {e}"),
+        )),
+    }
+    let mut tags = BTreeMap::new();
+    let mut marker = None;
+    loop {
+        if out_of_time() {
+            gaps.push(part_gap(
+                UnreadPart::Tags,
+                GapReason::Deadline,
+                "ListResourceTags not finished: deadline".into(),
+            ));
+            return (context, gaps);
+        }
+        match inventory
+            .list_resource_tags(at, key_id, marker.take())
+            .await
+        {
+            Ok(page) => {
+                tags.extend(page.items.into_iter().map(|t| (t.key, t.value)));
+                match page.next_marker {
+                    Some(m) => marker = Some(m),
+                    None => break,
+                }
+            }
+            Err(e) => {
+                gaps.push(part_gap(
+                    UnreadPart::Tags,
+                    reason_of(&e, Some(description)),
+                    format!("ListResourceTags: {e}"),
+                ));
+                return (context, gaps);
+            }
+        }
+    }
+    context.tags = Some(tags);
+    (context, gaps)
 }

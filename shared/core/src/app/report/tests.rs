@@ -423,7 +423,11 @@ fn when_the_deadline_runs_out_the_report_says_exactly_what_was_covered() {
         .coverage
         .gaps
         .iter()
-        .filter(|g| g.reason == GapReason::Deadline)
+        // A key whose grants were read may still miss its policy or tags
+        // (their own gaps, `unread` naming the part).
+        .filter(|g| {
+            g.reason == GapReason::Deadline && g.unread == crate::report::UnreadPart::Grants
+        })
         .collect();
     assert!(!complete.is_empty() && !cut.is_empty());
     assert_eq!(complete.len() + cut.len(), 10);
