@@ -84,6 +84,8 @@ impl EventBridgeNotifier {
                 }
                 d.alerts.iter().collect()
             }
+            // The bus carries verdicts; the report is none.
+            Notice::Report(_) => Vec::new(),
         };
         all.into_iter()
             .filter(|v| v.severity >= self.min_severity)

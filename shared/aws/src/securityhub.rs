@@ -27,7 +27,8 @@ use grantwatch_core::ports::PortError;
 use grantwatch_core::render::asff::{self, MAX_BATCH};
 use grantwatch_core::render::describe::is_removal;
 use grantwatch_core::render::links::LinkSettings;
-use grantwatch_core::verdict::{Severity, Verdict};
+use grantwatch_core::report::model::GrantRef;
+use grantwatch_core::verdict::{ActorView, Severity, Verdict};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -423,6 +424,8 @@ impl SecurityHubNotifier {
                 }
                 d.alerts.iter().collect()
             }
+            // The report imports through `import_report_findings`.
+            Notice::Report(_) => Vec::new(),
         };
         all.into_iter()
             .filter(|v| v.severity >= self.min_severity || is_removal(v))
@@ -452,28 +455,86 @@ impl Notifier for SecurityHubNotifier {
     }
 }
 
-/// The weekly report's import: every judged standing grant at or above
-/// `min_severity` (ACTIVE), and every grant removed since the last report
-/// (ARCHIVED, whatever its severity), under the same finding ids as the
-/// watcher's. Refusals are returned, not raised: the caller logs them at
-/// error level and counts them (`DeliveriesRejected`, `Channel=SecurityHub`).
+/// A grant the weekly report no longer finds (`Diff::removed_grants`), as
+/// the verdict whose finding it archives: the same `Id` as the watcher's
+/// and the report's finding for that grant.
+fn removed_grant(r: &GrantRef, generated_at: &str) -> Verdict {
+    Verdict {
+        event_id: format!("report/{generated_at}/{}", r.grant_id),
+        event_name: "CreateGrant".to_string(),
+        event_time: None,
+        account: Some(r.account.clone()),
+        region: Some(r.region.clone()),
+        key: None,
+        key_arn: Some(r.key_arn.clone()),
+        key_alias: None,
+        grant_id: Some(r.grant_id.clone()),
+        grant_name: r.name.clone(),
+        actor: ActorView {
+            arn: None,
+            identity_type: None,
+            account: None,
+            invoked_by: None,
+        },
+        source_ip: None,
+        user_agent: None,
+        grantee: r.grantee.clone(),
+        retiring_principal: None,
+        operations: Vec::new(),
+        constraints: None,
+        origin: r.origin,
+        service: r.service.clone(),
+        evidence: Vec::new(),
+        severity: r.severity,
+        alert: false,
+        findings: Vec::new(),
+        suppressed_by: None,
+        rule_notes: Vec::new(),
+        error_code: None,
+        dry_run: false,
+        removed_grant: None,
+    }
+}
+
+/// The weekly report's import: `standing` is
+/// `render::standing::asff_findings(&report, min_severity, &links)` (every
+/// judged standing grant at or above the threshold, ACTIVE), and each of
+/// `removed` (`report.diff`'s `removed_grants`) archives its grant's
+/// finding, whatever its severity. A standing grant that cannot be a
+/// finding is returned as refused (`NotAFinding`), never dropped. Refusals
+/// are returned, not raised: the caller logs them at error level and counts
+/// them (`DeliveriesRejected`, `Channel=securityhub`).
 pub async fn import_report_findings(
     hub: &SecurityHub,
-    standing: &[Verdict],
-    removed: &[Verdict],
-    min_severity: Severity,
+    standing: Vec<Result<Value, asff::AsffError>>,
+    removed: &[GrantRef],
+    generated_at: &str,
     links: &LinkSettings,
     deadline_ms: i64,
 ) -> Result<Imported, PortError> {
-    let now = rfc3339_now();
-    let standing: Vec<&Verdict> = standing
+    let mut not_findings = Vec::new();
+    let mut findings: Vec<Value> = standing
+        .into_iter()
+        .filter_map(|f| {
+            f.map_err(|problem| {
+                not_findings.push(Refused {
+                    id: String::new(),
+                    code: "NotAFinding".to_string(),
+                    message: problem.to_string(),
+                })
+            })
+            .ok()
+        })
+        .collect();
+    let removed: Vec<Verdict> = removed
         .iter()
-        .filter(|v| v.severity >= min_severity)
+        .map(|r| removed_grant(r, generated_at))
         .collect();
     let removed: Vec<&Verdict> = removed.iter().collect();
-    let mut findings = render(&standing, false, &now, links);
-    findings.extend(render(&removed, true, &now, links));
-    hub.import(&findings, deadline_ms).await
+    findings.extend(render(&removed, true, generated_at, links));
+    let mut imported = hub.import(&findings, deadline_ms).await?;
+    imported.refused.extend(not_findings);
+    Ok(imported)
 }
 
 #[cfg(test)]
@@ -688,54 +749,56 @@ mod tests {
     async fn the_report_imports_in_batches_of_100_and_archives_removed_grants() {
         let server = stand_in::serve(vec![accepted(100), accepted(100), accepted(51)]).await;
         let base = sample_verdict();
-        let standing: Vec<Verdict> = (0..250)
+        const NOW: &str = "2026-11-30T07:00:00Z";
+        let standing: Vec<Result<Value, asff::AsffError>> = (0..250)
             .map(|i| {
                 let mut v = base.clone();
                 v.grant_id = Some(format!("grant-{i:03}"));
-                v
+                asff::finding(&v, NOW, &LinkSettings::default())
             })
             .chain(std::iter::once({
-                let mut quiet = base.clone();
-                quiet.grant_id = Some("quiet".to_string());
-                quiet.severity = Severity::Info;
-                quiet
+                let mut no_key = base.clone();
+                no_key.key = None;
+                no_key.key_arn = None;
+                asff::finding(&no_key, NOW, &LinkSettings::default())
             }))
             .collect();
-        let mut removed = base.clone();
-        removed.grant_id = Some("gone".to_string());
-        removed.severity = Severity::Info;
+        let gone = GrantRef {
+            account: base.account.clone().unwrap(),
+            region: base.region.clone().unwrap(),
+            key_arn: base.key_arn.clone().unwrap(),
+            grant_id: "gone".to_string(),
+            name: None,
+            grantee: base.grantee.clone(),
+            origin: base.origin,
+            service: None,
+            severity: Severity::Info,
+        };
         let imported = import_report_findings(
             &hub(&server.url),
-            &standing,
-            &[removed],
-            Severity::Medium,
+            standing,
+            &[gone],
+            NOW,
             &LinkSettings::default(),
             in_ms(30_000),
         )
         .await
         .unwrap();
-        assert_eq!(
-            imported,
-            Imported {
-                accepted: 251,
-                refused: vec![]
-            }
-        );
+        assert_eq!(imported.accepted, 251);
+        assert_eq!(imported.refused.len(), 1, "the grant with no key is named");
+        assert_eq!(imported.refused[0].code, "NotAFinding");
         let sent = findings_sent(&server.received.lock().unwrap());
         let sizes: Vec<usize> = sent.iter().map(Vec::len).collect();
         assert_eq!(sizes, [100, 100, 51]);
         let all: Vec<&Value> = sent.iter().flatten().collect();
         assert!(all.iter().all(|f| asff::validate(f).is_ok()));
-        assert!(
-            !all.iter()
-                .any(|f| f["Id"].as_str().unwrap().ends_with("/quiet")),
-            "below the threshold"
-        );
-        let gone: Vec<&&Value> = all
+        let archived: Vec<&&Value> = all
             .iter()
-            .filter(|f| f["Id"].as_str().unwrap().ends_with("/gone"))
+            .filter(|f| f["RecordState"] == "ARCHIVED")
             .collect();
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0]["RecordState"], "ARCHIVED");
+        assert_eq!(archived.len(), 1);
+        let mut removed = base.clone();
+        removed.grant_id = Some("gone".to_string());
+        assert_eq!(archived[0]["Id"], asff::finding_id(&removed).unwrap());
     }
 }

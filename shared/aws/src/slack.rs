@@ -179,6 +179,7 @@ pub fn render(notice: Notice<'_>) -> serde_json::Value {
     match notice {
         Notice::Alert(verdict) => slack::alert(verdict),
         Notice::Digest(digest) => slack::digest_notice(digest),
+        Notice::Report(r) => grantwatch_core::render::report::slack(&r),
     }
 }
 

@@ -51,6 +51,7 @@ impl SnsNotifier {
         match notice {
             Notice::Alert(verdict) => sns::structured_alert_with(verdict, &self.links),
             Notice::Digest(digest) => sns::structured_digest_notice(digest),
+            Notice::Report(r) => grantwatch_core::render::report::structured_sns(&r),
         }
     }
 }
@@ -91,6 +92,11 @@ impl Notifier for ChatbotNotifier {
                     .max()
                     .unwrap_or(grantwatch_core::verdict::Severity::Info),
                 chatbot::digest_notification(d),
+            ),
+            Notice::Report(r) => (
+                "report",
+                r.worst(),
+                grantwatch_core::render::report::chatbot(&r),
             ),
         };
         let mut attributes = BTreeMap::new();

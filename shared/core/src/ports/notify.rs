@@ -3,6 +3,7 @@
 
 use crate::ports::ledger::DigestTally;
 use crate::ports::PortError;
+use crate::render::report::ReportNotice;
 use crate::verdict::Verdict;
 use serde::Serialize;
 use std::fmt;
@@ -28,6 +29,10 @@ pub struct Digest {
 pub enum Notice<'a> {
     Alert(&'a Verdict),
     Digest(&'a Digest),
+    /// The weekly report is ready: its summary and the link to
+    /// report.html (rendered by `render::report`). Channels that carry
+    /// verdicts (EventBridge, Security Hub) have nothing to send for it.
+    Report(ReportNotice<'a>),
 }
 
 impl Notice<'_> {
@@ -36,6 +41,7 @@ impl Notice<'_> {
         match self {
             Notice::Alert(v) => vec![v.event_id.as_str()],
             Notice::Digest(d) => d.alerts.iter().map(|v| v.event_id.as_str()).collect(),
+            Notice::Report(_) => Vec::new(),
         }
     }
 }
