@@ -10,11 +10,9 @@ use grantwatch_aws::inventory::{KmsInventory, RetryPolicy};
 use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
 use grantwatch_aws::rules_source::RulesSource;
 use grantwatch_aws::scope::MemberKmsClients;
-use grantwatch_aws::sdk::{self, SystemClock};
-use grantwatch_aws::secrets::SecretsManagerSource;
-use grantwatch_aws::slack::{SlackNotifier, SlackPolicy};
-use grantwatch_aws::sns::SnsNotifier;
+use grantwatch_aws::sdk;
 use grantwatch_aws::store::S3ReportStore;
+use grantwatch_core::app::report::SummaryChannel;
 use grantwatch_core::app::report::{
     run_report, DeadlineAt, Quiet, ReportDeps, ReportError, ReportOptions, ReportOutcome,
 };
@@ -39,6 +37,8 @@ pub(crate) struct Deps {
     rules: Option<RulesSource>,
     /// `TRUSTED_ACCOUNTS`, resolved once per process.
     trust_zone: TrustZone,
+    /// The report bucket's client, for the fan-out's run files (fanout.rs).
+    s3: aws_sdk_s3::Client,
 }
 
 pub(crate) async fn init() -> Result<Deps, ConfigError> {
@@ -65,21 +65,14 @@ pub(crate) async fn init() -> Result<Deps, ConfigError> {
             format!("cannot tell which account this is: {e}"),
         )
     })?;
-    let mut channels = vec![Channel::Sns(SnsNotifier::new(
-        aws_sdk_sns::Client::new(&config),
-        settings.alert_topic_arn.clone(),
-    ))];
-    if let Some(secret) = &settings.slack_webhook_secret_arn {
-        // Pinned to Slack's host (and SLACK_ALLOWED_HOSTS), no redirects.
-        let slack = SlackNotifier::pinned(
-            SecretsManagerSource::new(aws_sdk_secretsmanager::Client::new(&config), secret),
-            SystemClock,
-            SlackPolicy::default(),
-            settings.slack_allowed_hosts.clone(),
-        )
-        .map_err(|e| bad("SLACK_WEBHOOK_SECRET_ARN", e.to_string()))?;
-        channels.push(Channel::Slack(slack));
-    }
+    // The watcher's channels, built the same way (redaction, runbook
+    // links); the summary is one more notice for them.
+    let channels: Vec<Channel> = settings
+        .channels
+        .build(&config)?
+        .into_iter()
+        .map(Channel::new)
+        .collect();
     let clients = MemberKmsClients::assuming(
         config.clone(),
         home_account.clone(),
@@ -92,14 +85,14 @@ pub(crate) async fn init() -> Result<Deps, ConfigError> {
         regions = %settings.regions.join(","),
         accounts = ?settings.accounts,
         ledger = settings.ledger_table.is_some(),
-        slack = settings.slack_webhook_secret_arn.is_some(),
+        channels = %channels.iter().map(|c| c.name()).collect::<Vec<_>>().join(","),
         listgrants_rate = settings.listgrants_rate,
         "grant-report configured"
     );
     Ok(Deps {
         inventory: KmsInventory::new(clients, settings.listgrants_rate, RetryPolicy::default()),
         directory,
-        store: S3ReportStore::new(s3, &settings.report_bucket, settings.link_expiry),
+        store: S3ReportStore::new(s3.clone(), &settings.report_bucket, settings.link_expiry),
         ledger: settings.ledger_table.as_ref().map(|table| {
             DynamoLedger::new(
                 aws_sdk_dynamodb::Client::new(&config),
@@ -111,6 +104,7 @@ pub(crate) async fn init() -> Result<Deps, ConfigError> {
         rules,
         trust_zone,
         settings,
+        s3,
     })
 }
 
@@ -214,6 +208,16 @@ impl Deps {
 
     pub(crate) fn channels(&self) -> Vec<&Channel> {
         self.channels.iter().collect()
+    }
+
+    #[allow(dead_code)] // fanout.rs (h6)
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    #[allow(dead_code)] // fanout.rs (h6)
+    pub(crate) fn s3(&self) -> &aws_sdk_s3::Client {
+        &self.s3
     }
 }
 

@@ -1,10 +1,10 @@
 //! grant-report's settings: the environment (read once per process) and
 //! the scheduler's input (per run), as typed values. See docs/report.md.
 
+use grantwatch_aws::channels::ChannelSettings;
 use grantwatch_aws::config::{bad, ConfigError, Env};
 use grantwatch_aws::inventory::DEFAULT_LISTGRANTS_RATE;
 use grantwatch_aws::scope::DEFAULT_MEMBER_ROLE;
-use grantwatch_aws::slack::AllowedHosts;
 use grantwatch_core::app::report::ReportRequest;
 use grantwatch_core::ports::inventory::AccountSelection;
 use grantwatch_core::trust::TrustSetting;
@@ -17,11 +17,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Settings {
     pub(crate) report_bucket: String,
-    pub(crate) alert_topic_arn: String,
+    /// Where the summary goes: the alert topic, Slack, Q Developer (the
+    /// watcher's channel settings, `grantwatch_aws::channels`).
+    pub(crate) channels: ChannelSettings,
     pub(crate) ledger_table: Option<String>,
-    pub(crate) slack_webhook_secret_arn: Option<String>,
-    /// Webhook hosts besides hooks.slack.com (`SLACK_ALLOWED_HOSTS`).
-    pub(crate) slack_allowed_hosts: AllowedHosts,
     pub(crate) rules_s3_uri: Option<String>,
     pub(crate) min_alert_severity: Severity,
     pub(crate) regions: Vec<String>,
@@ -81,7 +80,6 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let env = Env::new(get);
         let optional = |name: &str| env.optional(name);
-        let alert_topic_arn = env.alert_topic_arn()?;
         let min_alert_severity = env.min_alert_severity()?;
         let rules_s3_uri = env.rules_s3_uri()?;
         let regions = match optional("REPORT_REGIONS") {
@@ -124,10 +122,8 @@ impl Settings {
         };
         Ok(Settings {
             report_bucket: env.required("REPORT_BUCKET")?,
-            alert_topic_arn,
+            channels: ChannelSettings::from_env(&env)?,
             ledger_table: optional("LEDGER_TABLE"),
-            slack_webhook_secret_arn: optional("SLACK_WEBHOOK_SECRET_ARN"),
-            slack_allowed_hosts: env.slack_allowed_hosts()?,
             rules_s3_uri,
             min_alert_severity,
             regions,
