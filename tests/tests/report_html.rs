@@ -15,7 +15,7 @@ use grantwatch_core::ports::inventory::fake::{
     FakeDirectory, FakeInventory, FakeRegion, MemoryStore,
 };
 use grantwatch_core::ports::inventory::{
-    AccountRegion, AccountSelection, AliasEntry, KeyDescription, KeyManager, ListedGrant,
+    AccountRegion, AccountSelection, AliasEntry, KeyDescription, KeyManager, KeyTag, ListedGrant,
     NoProvenance,
 };
 use std::collections::BTreeMap;
@@ -113,6 +113,26 @@ async fn report_html() -> String {
         }],
         ..FakeRegion::default()
     };
+    // A long description, long tags and an open key policy: the key's
+    // details in the table and the posture section must fit too.
+    const KEY: &str = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    region.keys[0].description = Some(format!(
+        "Payments ledger key, EU, rotated yearly {}",
+        "owner-team-payments-platform-".repeat(6)
+    ));
+    region.tags.insert(
+        KEY.into(),
+        (0..8)
+            .map(|i| KeyTag {
+                key: format!("cost-center-{i}"),
+                value: "cc-0123456789".repeat(6),
+            })
+            .collect(),
+    );
+    region.policies.insert(
+        KEY.into(),
+        format!(r#"{{"Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::{ACCOUNT}:role/{}"}}, "Action": "kms:CreateGrant", "Resource": "*"}}]}}"#, "ci-deployer-".repeat(8)),
+    );
     let mut grants: Vec<ListedGrant> = (0..6).map(service_grant).collect();
     grants.extend((0..4).map(manual_grant));
     region
@@ -214,6 +234,7 @@ fn chromium(profile: &Path, page: &Path) -> Vec<u8> {
 async fn grants_table_fits_1400_px_without_horizontal_scrolling() {
     let html = report_html().await;
     assert_eq!(html.matches("<tr data-severity=").count(), 10);
+    assert!(html.contains("class=\"keydesc\"") && html.contains("id=\"key-posture\""));
     let (document, table, window) = widths(&html);
     assert_eq!(window, WIDTH, "the window is 1400 px wide");
     assert!(

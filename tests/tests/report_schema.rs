@@ -13,7 +13,7 @@ use grantwatch_core::ports::inventory::fake::{
     FakeDirectory, FakeInventory, FakeRegion, MemoryStore,
 };
 use grantwatch_core::ports::inventory::{
-    AccountRegion, AccountSelection, AliasEntry, KeyDescription, KeyManager, ListedGrant,
+    AccountRegion, AccountSelection, AliasEntry, KeyDescription, KeyManager, KeyTag, ListedGrant,
     NoProvenance, Provenance, ReadError, StackProvenance,
 };
 use grantwatch_core::ports::ledger::{MemoryLedger, StackLedger};
@@ -110,6 +110,26 @@ fn inventory(extra_manual: bool) -> FakeInventory {
     region
         .grants
         .insert("aws-ebs".into(), vec![lambda_grant(9)]);
+    // The app key: a hostile description and tag, and a policy that lets a
+    // role create grants for anyone (create-grant-open).
+    region.keys[0].description = Some(format!("Payments {HOSTILE}"));
+    region.tags.insert(
+        "app".into(),
+        vec![
+            KeyTag {
+                key: "env".into(),
+                value: "prod".into(),
+            },
+            KeyTag {
+                key: "owner".into(),
+                value: HOSTILE.into(),
+            },
+        ],
+    );
+    region.policies.insert(
+        "app".into(),
+        format!(r#"{{"Statement": [{{"Effect": "Allow", "Principal": {{"AWS": "arn:aws:iam::{ACCOUNT}:role/ci"}}, "Action": "kms:CreateGrant", "Resource": "*"}}]}}"#),
+    );
     region.key_errors.insert(
         "locked".into(),
         ReadError::AccessDenied("not authorized to perform kms:DescribeKey".into()),
@@ -149,7 +169,14 @@ async fn two_runs_with(
     provenance: &impl Provenance,
     between: impl Fn(&MemoryStore),
 ) -> Report {
-    let policy = Policy::new(time::macros::date!(2026 - 11 - 28));
+    let policy = Policy {
+        // Expires within 14 days: listed by the report.
+        rules: grantwatch_core::rules::RuleSet::parse_toml(
+            "[[rule]]\nid = \"migration\"\nreason = \"until the move\"\nexpires = 2026-12-05\naccount = \"000000000000\"\n",
+        )
+        .unwrap(),
+        ..Policy::new(time::macros::date!(2026 - 11 - 28))
+    };
     let options = ReportOptions::default();
     let dir = FakeDirectory {
         this_account: ACCOUNT.into(),
@@ -200,6 +227,19 @@ async fn report_json_matches_its_schema() {
     assert_eq!(json["coverage"]["gaps"][0]["reason"], "access-denied");
     assert_eq!(report.diff.as_ref().unwrap().new_grants.len(), 1);
     assert_eq!(report.trend.len(), 2);
+    let app = json["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key_id"] == "app")
+        .unwrap();
+    assert_eq!(app["findings"][0]["code"], "create-grant-open");
+    assert_eq!(app["severity"], "medium");
+    assert_eq!(app["tags"]["env"], "prod");
+    assert!(app["description"].as_str().unwrap().starts_with("Payments"));
+    assert_eq!(json["summary"]["risky_keys"], 1);
+    assert_eq!(json["expiring_rules"][0]["id"], "migration");
+    assert_eq!(json["expiring_rules"][0]["expires"], "2026-12-05");
 }
 
 #[tokio::test]
@@ -309,5 +349,11 @@ async fn report_html_renders_in_headless_chromium_with_every_row_and_no_script_e
         dom.contains("&lt;/script&gt;&lt;script&gt;"),
         "it shows as text"
     );
+    // The key's description and tags in the grants table and the posture
+    // section (cut, as text), the expiring rule listed.
+    assert!(dom.contains("<small class=\"keydesc\">Payments &lt;/script&gt;"));
+    assert!(dom.contains("id=\"key-posture\""));
+    assert!(dom.contains("create-grant-open"));
+    assert!(dom.contains("id=\"expiring-rules\""));
     let _ = std::fs::remove_dir_all(&dir);
 }
