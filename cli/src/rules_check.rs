@@ -206,3 +206,74 @@ pub fn matches_report(rules: &RuleSet, verdicts: &[(Verdict, Option<String>)]) -
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    fn rules() -> RuleSet {
+        RuleSet::parse_toml(
+            r#"
+[[rule]]
+id = "prod-keys"
+reason = "prod keys' grants are reviewed in the report"
+key_tags = { env = "prod*" }
+
+[[rule]]
+id = "soon"
+reason = "migration"
+expires = 2026-12-12
+account = "111122223333"
+
+[[rule]]
+id = "later"
+reason = "r"
+expires = 2026-12-13
+account = "111122223333"
+
+[[rule]]
+id = "gone"
+reason = "r"
+expires = 2026-11-01
+account = "111122223333"
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_key_tags_rule_is_said_to_never_act_in_the_watcher() {
+        let warnings = key_tags_warnings(&rules());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("\"prod-keys\""));
+        assert!(warnings[0].contains("never suppresses or re-rates an alert"));
+    }
+
+    #[test]
+    fn expiry_warnings_name_expired_rules_and_those_within_14_days() {
+        let warnings = expiry_warnings(&rules(), date!(2026 - 11 - 28));
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("\"soon\"") && warnings[0].contains("in 14 days"));
+        assert!(warnings[1].contains("\"gone\"") && warnings[1].contains("no longer matches"));
+    }
+
+    #[test]
+    fn a_key_tags_rule_matches_no_event_verdict() {
+        let text = r#"{"eventName": "CreateGrant", "eventSource": "kms.amazonaws.com", "eventID": "e1",
+            "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/alice", "accountId": "111122223333"},
+            "sourceIPAddress": "198.51.100.7", "userAgent": "aws-cli/2.22.0",
+            "requestParameters": {"keyId": "alias/prod", "granteePrincipal": "arn:aws:iam::111122223333:role/app",
+                                  "operations": ["Decrypt"]},
+            "responseElements": {"grantId": "g1"}}"#;
+        let event = match parse_document(text.as_bytes()).unwrap().remove(0) {
+            Ok(Parsed::Grant(e)) => *e,
+            other => panic!("{other:?}"),
+        };
+        let verdict = judge_event(&event, None, &Policy::new(date!(2026 - 11 - 28)));
+        let report = matches_report(&rules(), &[(verdict, None)]);
+        assert!(report.contains(&"rule \"prod-keys\" matches nothing in the input".to_string()));
+        assert!(report.contains(&"rule \"soon\" matches 1 verdicts:".to_string()));
+    }
+}
