@@ -133,7 +133,17 @@ fn log_outcome(outcome: &WatchOutcome) {
             unparseable,
             possible_duplicates,
             alert_latency_ms,
+            correlation_unavailable,
+            cross_account_copy,
         } => {
+            // Judged without correlation: the alert went out, but say so
+            // (counted: CorrelationUnavailable).
+            if *correlation_unavailable {
+                tracing::warn!(
+                    event_id = %event_id,
+                    "the ledger's records for correlation could not be read: judged without duplicate, burst and persistence"
+                );
+            }
             // A best-effort channel's rejection: the invocation succeeds, so
             // say it loudly (an alarm watches DeliveriesRejected too).
             for channel in channels {
@@ -161,6 +171,8 @@ fn log_outcome(outcome: &WatchOutcome) {
                 unparseable,
                 possible_duplicates,
                 alert_latency_ms = alert_latency_ms.unwrap_or(0),
+                correlation_unavailable,
+                cross_account_copy = ?cross_account_copy,
                 "grant event watched"
             )
         }

@@ -4,6 +4,7 @@ use grantwatch_aws::config::{ConfigError, Env};
 use grantwatch_aws::ledger::DEFAULT_RETENTION_DAYS;
 use grantwatch_aws::slack::AllowedHosts;
 use grantwatch_core::app::watch::{DEFAULT_STORM_THRESHOLD, DEFAULT_STORM_WINDOW_SECONDS};
+use grantwatch_core::correlate::{CorrelationSettings, CORRELATION_RECORDS};
 use grantwatch_core::tamper::{OwnResources, OWN_RESOURCES_ENV};
 use grantwatch_core::trust::TrustSetting;
 use grantwatch_core::verdict::Severity;
@@ -27,6 +28,11 @@ pub struct Settings {
     pub canary: Option<grantwatch_aws::canary::CanarySettings>,
     /// The trust zone (`TRUSTED_ACCOUNTS`: account ids or `ORG`).
     pub trusted_accounts: TrustSetting,
+    /// Real-time correlation: `BURST_THRESHOLD` (a burst is more than this
+    /// many grants to one grantee on one key...), `BURST_WINDOW_MINUTES`
+    /// (...within this many minutes), `PERSISTENCE_HOURS` (a grant
+    /// re-created within this many hours of its removal persists).
+    pub correlation: CorrelationSettings,
     /// The opt-in channels, redaction and runbook links (channels.rs).
     pub channels: crate::channels::ChannelSettings,
     pub function_name: String,
@@ -64,6 +70,7 @@ impl Settings {
                 }
             },
             trusted_accounts: env.trusted_accounts()?,
+            correlation: correlation(&env)?,
             canary: grantwatch_aws::canary::CanarySettings::from_env(&env)?,
             channels: crate::channels::ChannelSettings::from_env(&env)?,
             function_name: env
@@ -71,6 +78,39 @@ impl Settings {
                 .unwrap_or_else(|| "grant-watcher".to_string()),
         })
     }
+}
+
+/// The correlation settings; defaults from [`CorrelationSettings`]. The
+/// burst threshold stays below the records read per grant
+/// ([`CORRELATION_RECORDS`]), or a burst could never be seen.
+fn correlation(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+) -> Result<CorrelationSettings, ConfigError> {
+    let defaults = CorrelationSettings::default();
+    let burst_count = env.number(
+        "BURST_THRESHOLD",
+        defaults.burst_count as u64,
+        1,
+        CORRELATION_RECORDS as u64 - 1,
+    )?;
+    let burst_minutes = env.number(
+        "BURST_WINDOW_MINUTES",
+        (defaults.burst_window_secs / 60) as u64,
+        1,
+        24 * 60,
+    )?;
+    let persistence_hours = env.number(
+        "PERSISTENCE_HOURS",
+        (defaults.persistence_window_secs / 3600) as u64,
+        1,
+        30 * 24,
+    )?;
+    // Bounded above, so these conversions cannot fail.
+    Ok(CorrelationSettings {
+        burst_count: burst_count as usize,
+        burst_window_secs: burst_minutes as i64 * 60,
+        persistence_window_secs: persistence_hours as i64 * 3600,
+    })
 }
 
 #[cfg(test)]
@@ -119,6 +159,40 @@ mod tests {
             None,
             "empty means no Slack"
         );
+    }
+
+    #[test]
+    fn correlation_settings_have_defaults_and_bounds() {
+        let s = settings(&[TOPIC, TABLE]).unwrap();
+        assert_eq!(s.correlation, CorrelationSettings::default());
+        let s = settings(&[
+            TOPIC,
+            TABLE,
+            ("BURST_THRESHOLD", "8"),
+            ("BURST_WINDOW_MINUTES", "30"),
+            ("PERSISTENCE_HOURS", "72"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.correlation,
+            CorrelationSettings {
+                burst_count: 8,
+                burst_window_secs: 30 * 60,
+                persistence_window_secs: 72 * 3600,
+            }
+        );
+        for (name, value) in [
+            ("BURST_THRESHOLD", "0"),
+            ("BURST_THRESHOLD", "50"),
+            ("BURST_WINDOW_MINUTES", "ten"),
+            ("PERSISTENCE_HOURS", "0"),
+        ] {
+            assert_eq!(
+                settings(&[TOPIC, TABLE, (name, value)]).unwrap_err().name,
+                name,
+                "{name}={value}"
+            );
+        }
     }
 
     #[test]

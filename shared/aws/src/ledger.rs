@@ -5,6 +5,8 @@
 //! | pk                  | sk                | what                                   |
 //! |---------------------|-------------------|----------------------------------------|
 //! | `GRANT#<key ARN>`   | `<grant id>`      | a grant: its creation, later its removal |
+//! | `KEYGRANTEE#<key ARN>#<grantee>` | `<created at>#<grant id>` | the same record, indexed by key and grantee for correlation (newest first) |
+//! | `SHARED#<sharedEventID>` | `COPIES`     | a cross-account call: its first copy (event id, account, severity) and its latest |
 //! | `EVENT#<event id>`  | `EVENT`           | an event seen; per-channel delivery     |
 //! | `STORM#<window>`    | `COUNT`           | alerts counted in a storm window        |
 //! | `DIGEST#<window>`   | `DELIVERY`        | the digest: leader, closed_at, tallies (total, severity_*), delivery |
@@ -29,9 +31,9 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use grantwatch_core::ports::ledger::{
-    AlertMode, ChannelClaim, Delivery, DigestEntry, DigestSummary, DigestTally, EventLedger,
-    EventState, GrantLedger, Lease, Marked, StackLedger, StormLedger, DIGEST_TALLY_NAMES,
-    DIGEST_WORST, LEASE_TAKEOVER_GRACE_SECONDS,
+    AlertMode, ChannelClaim, Delivery, DigestEntry, DigestSummary, DigestTally, EventCopy,
+    EventLedger, EventState, GrantLedger, Lease, Marked, StackLedger, StormLedger,
+    DIGEST_TALLY_NAMES, DIGEST_WORST, LEASE_TAKEOVER_GRACE_SECONDS,
 };
 use grantwatch_core::ports::PortError;
 use grantwatch_core::record::{GrantRecord, Removal};
@@ -83,21 +85,44 @@ impl DynamoLedger {
         Ok(output.item)
     }
 
-    /// The first `limit` items of `pk` whose sort key starts with `prefix`
+    /// A consistent Query of `pk`, all of it or the sort keys starting
+    /// with `sk_prefix`.
+    fn query(
+        &self,
+        pk: &str,
+        sk_prefix: Option<&str>,
+    ) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .expression_attribute_values(":pk", s(pk));
+        match sk_prefix {
+            Some(prefix) => query
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix)),
+            None => query.key_condition_expression("pk = :pk"),
+        }
+    }
+
+    /// The first `limit` items of `pk` (whose sort key starts with
+    /// `sk_prefix`), in sort-key order or, `newest_first`, the reverse
     /// (following pages until then).
-    async fn query_page(&self, pk: &str, prefix: &str, limit: i32) -> Result<Vec<Item>, PortError> {
+    async fn query_page(
+        &self,
+        pk: &str,
+        sk_prefix: Option<&str>,
+        limit: i32,
+        newest_first: bool,
+    ) -> Result<Vec<Item>, PortError> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
             let left = limit - items.len() as i32;
             let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(pk))
-                .expression_attribute_values(":prefix", s(prefix))
+                .query(pk, sk_prefix)
+                .scan_index_forward(!newest_first)
                 .limit(left)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -115,20 +140,12 @@ impl DynamoLedger {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .expression_attribute_values(":pk", s(&pk))
-                .set_exclusive_start_key(start.take());
-            query = match sk_prefix {
-                Some(prefix) => query
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                    .expression_attribute_values(":prefix", s(prefix)),
-                None => query.key_condition_expression("pk = :pk"),
-            };
-            let output = query.send().await.map_err(|e| classify("Query", &e))?;
+            let output = self
+                .query(&pk, sk_prefix)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify("Query", &e))?;
             items.extend(output.items.unwrap_or_default());
             match output.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -437,6 +454,54 @@ impl EventLedger for DynamoLedger {
             Err(error) => Err(classify("UpdateItem", &error)),
         }
     }
+
+    /// One UpdateItem: `first_*` only if not there yet (`if_not_exists`,
+    /// atomic within the item), `latest_*` always; the stored first copy
+    /// comes back (ALL_NEW). Idempotent on retry.
+    async fn record_copy(
+        &self,
+        shared_event_id: &str,
+        copy: &EventCopy,
+        now: i64,
+    ) -> Result<EventCopy, PortError> {
+        let account = s(copy.account.as_deref().unwrap_or("unknown"));
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("SHARED#{shared_event_id}")))
+            .key("sk", s("COPIES"))
+            .update_expression(
+                "SET kind = :kind, \
+                 first_event_id = if_not_exists(first_event_id, :event), \
+                 first_account = if_not_exists(first_account, :account), \
+                 first_severity = if_not_exists(first_severity, :severity), \
+                 latest_event_id = :event, latest_account = :account, \
+                 latest_severity = :severity, expires_at = :expires",
+            )
+            .expression_attribute_values(":kind", s("shared-event"))
+            .expression_attribute_values(":event", s(&copy.event_id))
+            .expression_attribute_values(":account", account)
+            .expression_attribute_values(":severity", s(copy.severity.as_str()))
+            .expression_attribute_values(":expires", self.expires(now))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        let item = output.attributes.unwrap_or_default();
+        let first = |name: &str| {
+            get_s(&item, name).ok_or_else(|| corrupt("SHARED", format!("{name} is missing")))
+        };
+        Ok(EventCopy {
+            event_id: first("first_event_id")?.to_string(),
+            account: Some(first("first_account")?)
+                .filter(|a| *a != "unknown")
+                .map(str::to_string),
+            severity: first("first_severity")?
+                .parse()
+                .map_err(|e| corrupt("SHARED", e))?,
+        })
+    }
 }
 
 impl GrantLedger for DynamoLedger {
@@ -453,7 +518,7 @@ impl GrantLedger for DynamoLedger {
             ("grant_id", s(&record.grant_id)),
             ("created_event_id", s(&record.created_event_id)),
             ("origin", s(record.origin.as_str())),
-            ("creation", s(json)),
+            ("creation", s(&json)),
         ];
         let optional = [
             ("account", record.account.as_deref()),
@@ -480,25 +545,28 @@ impl GrantLedger for DynamoLedger {
             .map(|op| s(op.as_str()))
             .collect();
         sets.push(("operations", AttributeValue::L(operations)));
-        let mut update = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(format!("GRANT#{}", record.key_arn)))
             .key("sk", s(&record.grant_id));
-        let mut expression = Vec::new();
-        for (i, (name, value)) in sets.into_iter().enumerate() {
-            expression.push(format!("#a{i} = :v{i}"));
-            update = update
-                .expression_attribute_names(format!("#a{i}"), name)
-                .expression_attribute_values(format!(":v{i}"), value);
-        }
-        update
-            .update_expression(format!("SET {}", expression.join(", ")))
+        let stored = set_all(update, sets)
+            .return_values(ReturnValue::AllNew)
             .send()
             .await
-            .map_err(|e| classify("UpdateItem", &e))?;
-        Ok(())
+            .map_err(|e| classify("UpdateItem", &e))?
+            .attributes
+            .unwrap_or_default();
+        // The removal, if it arrived first, goes into the index item too.
+        let removal = get_s(&stored, "removal");
+        self.index_grant(
+            &creation,
+            Some(json.as_str()),
+            removal,
+            get_n(&stored, "expires_at"),
+        )
+        .await
     }
 
     async fn record_removal(
@@ -519,7 +587,7 @@ impl GrantLedger for DynamoLedger {
             .expression_attribute_values(":kind", s("grant"))
             .expression_attribute_values(":key", s(key_arn))
             .expression_attribute_values(":grant", s(grant_id))
-            .expression_attribute_values(":removal", s(json))
+            .expression_attribute_values(":removal", s(&json))
             .expression_attribute_values(":action", s(removal.action.as_str()))
             .expression_attribute_values(":event", s(&removal.event_id))
             .expression_attribute_values(":origin", s(removal.origin.as_str()))
@@ -543,7 +611,17 @@ impl GrantLedger for DynamoLedger {
             .send()
             .await
             .map_err(|e| classify("UpdateItem", &e))?;
-        record_of(&output.attributes.unwrap_or_default())
+        let before = record_of(&output.attributes.unwrap_or_default())?;
+        if let Some(record) = &before {
+            self.index_grant(
+                record,
+                None,
+                Some(&json),
+                Some(now + self.retention_seconds),
+            )
+            .await?;
+        }
+        Ok(before)
     }
 
     async fn get_grant(
@@ -559,13 +637,94 @@ impl GrantLedger for DynamoLedger {
 
     async fn grants_of_key(&self, key_arn: &str) -> Result<Vec<GrantRecord>, PortError> {
         let items = self.query_all(format!("GRANT#{key_arn}"), None).await?;
-        let mut records = Vec::new();
-        for item in &items {
-            if let Some(record) = record_of(item)? {
-                records.push(record);
-            }
+        records_of(&items)
+    }
+
+    async fn grants_to_grantee(
+        &self,
+        key_arn: &str,
+        grantee: &str,
+        limit: usize,
+    ) -> Result<Vec<GrantRecord>, PortError> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let items = self
+            .query_page(&grantee_pk(key_arn, grantee.trim()), None, limit, true)
+            .await?;
+        records_of(&items)
+    }
+}
+
+/// `SET` each attribute (by placeholder names and values).
+fn set_all(
+    mut update: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+    sets: Vec<(&str, AttributeValue)>,
+) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    let mut expression = Vec::new();
+    for (i, (name, value)) in sets.into_iter().enumerate() {
+        expression.push(format!("#a{i} = :v{i}"));
+        update = update
+            .expression_attribute_names(format!("#a{i}"), name)
+            .expression_attribute_values(format!(":v{i}"), value);
+    }
+    update.update_expression(format!("SET {}", expression.join(", ")))
+}
+
+/// The records in `items` (items without a known creation are skipped).
+fn records_of(items: &[Item]) -> Result<Vec<GrantRecord>, PortError> {
+    let mut records = Vec::new();
+    for item in items {
+        if let Some(record) = record_of(item)? {
+            records.push(record);
         }
-        Ok(records)
+    }
+    Ok(records)
+}
+
+/// The partition of a key's grants to one grantee (the correlation index).
+fn grantee_pk(key_arn: &str, grantee: &str) -> String {
+    format!("KEYGRANTEE#{key_arn}#{grantee}")
+}
+
+impl DynamoLedger {
+    /// Write (or complete) the correlation index item of a grant: under
+    /// `KEYGRANTEE#<key>#<grantee>`, sorted by creation time, the record's
+    /// `creation` (when given) and `removal` (when known), expiring with
+    /// the grant item. A grant without a grantee is not indexed. Idempotent:
+    /// a retry writes the same item.
+    async fn index_grant(
+        &self,
+        record: &GrantRecord,
+        creation: Option<&str>,
+        removal: Option<&str>,
+        expires_at: Option<i64>,
+    ) -> Result<(), PortError> {
+        let Some(grantee) = grantwatch_core::correlate::correlation_grantee(&record.grant) else {
+            return Ok(());
+        };
+        let mut sets = vec![
+            ("kind", s("grant-index")),
+            ("key_arn", s(&record.key_arn)),
+            ("grant_id", s(&record.grant_id)),
+        ];
+        sets.extend(creation.map(|json| ("creation", s(json))));
+        sets.extend(removal.map(|json| ("removal", s(json))));
+        sets.extend(expires_at.map(|at| ("expires_at", n(at))));
+        let sort_key = format!(
+            "{}#{}",
+            record.created_at.as_deref().unwrap_or_default(),
+            record.grant_id
+        );
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(grantee_pk(&record.key_arn, grantee)))
+            .key("sk", s(sort_key));
+        set_all(update, sets)
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", &e))?;
+        Ok(())
     }
 }
 
@@ -891,7 +1050,12 @@ impl StormLedger for DynamoLedger {
         let mut named = [0u64; 2];
         for (i, kind) in ["actor", "key"].into_iter().enumerate() {
             let items = self
-                .query_page(&pk, &format!("TALLY#{kind}#"), DIGEST_TALLY_NAMES as i32)
+                .query_page(
+                    &pk,
+                    Some(&format!("TALLY#{kind}#")),
+                    DIGEST_TALLY_NAMES as i32,
+                    false,
+                )
                 .await?;
             let map = if kind == "actor" {
                 &mut tally.by_actor
@@ -910,7 +1074,7 @@ impl StormLedger for DynamoLedger {
             .saturating_sub(named[0])
             .max(tally.total.saturating_sub(named[1]));
         let worst = self
-            .query_page(&pk, "WORST#", DIGEST_WORST as i32)
+            .query_page(&pk, Some("WORST#"), DIGEST_WORST as i32, false)
             .await?
             .iter()
             .map(|item| {
@@ -1270,5 +1434,146 @@ mod tests {
             ledger.report_files().await.is_err(),
             "an item without a hash is not a match"
         );
+    }
+
+    fn record(grant_id: &str, grantee: &str, created_at: &str) -> GrantRecord {
+        GrantRecord {
+            key_arn: "k".into(),
+            grant_id: grant_id.into(),
+            account: None,
+            region: None,
+            created_event_id: format!("e-{grant_id}"),
+            created_at: Some(created_at.into()),
+            created_by: Default::default(),
+            origin: grantwatch_core::verdict::Origin::Manual,
+            service: None,
+            grant: grantwatch_core::grant::GrantFacts {
+                grantee: Some(grantee.into()),
+                ..Default::default()
+            },
+            removal: None,
+        }
+    }
+
+    fn pk_of(key: Option<&HashMap<String, AttributeValue>>) -> Option<String> {
+        key.and_then(|k| k.get("pk"))
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+    }
+
+    #[tokio::test]
+    async fn a_grant_is_indexed_by_key_and_grantee_with_a_removal_that_came_first() {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+        let removal = r#"{"action":"RevokeGrant","event_id":"r1","at":"2026-11-28T10:05:00Z","by":{},"origin":"manual"}"#;
+        let main = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| pk_of(r.key()).as_deref() == Some("GRANT#k"))
+            .then_output(move || {
+                UpdateItemOutput::builder()
+                    .attributes("removal", s(removal))
+                    .attributes("expires_at", n(99))
+                    .build()
+            });
+        let index = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(move |r| {
+                let values = r.expression_attribute_values().cloned().unwrap_or_default();
+                pk_of(r.key()).as_deref() == Some("KEYGRANTEE#k#arn:aws:iam::111122223333:role/app")
+                    && r.key().and_then(|k| k.get("sk")) == Some(&s("2026-11-28T10:00:00Z#g1"))
+                    && values.values().any(|v| v == &s(removal))
+                    && values.values().any(|v| v == &n(99))
+                    && values.values().any(|v| {
+                        v.as_s()
+                            .is_ok_and(|t| t.contains("\"created_event_id\":\"e-g1\""))
+                    })
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&main, &index]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        ledger
+            .record_grant(&record(
+                "g1",
+                " arn:aws:iam::111122223333:role/app ",
+                "2026-11-28T10:00:00Z",
+            ))
+            .await
+            .unwrap();
+        assert_eq!((main.num_calls(), index.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn grants_to_a_grantee_are_one_bounded_newest_first_query() {
+        let json = serde_json::to_string(&record("g2", "app", "2026-11-28T10:02:00Z")).unwrap();
+        let query = mock!(aws_sdk_dynamodb::Client::query)
+            .match_requests(|r| {
+                r.scan_index_forward() == Some(false)
+                    && r.limit() == Some(2)
+                    && r.consistent_read() == Some(true)
+                    && r.expression_attribute_values().and_then(|v| v.get(":pk"))
+                        == Some(&s("KEYGRANTEE#k#app"))
+            })
+            .then_output(move || {
+                QueryOutput::builder()
+                    .items(HashMap::from([("creation".to_string(), s(&json))]))
+                    // An index item whose creation is not known yet.
+                    .items(HashMap::from([("removal".to_string(), s("{}"))]))
+                    .last_evaluated_key("pk", s("KEYGRANTEE#k#app"))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&query]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        let records = ledger.grants_to_grantee("k", " app", 2).await.unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].grant_id, "g2");
+        assert_eq!(
+            query.num_calls(),
+            1,
+            "more pages are not read past the limit"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_copy_of_a_cross_account_call_gets_the_first_copy_back() {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                pk_of(r.key()).as_deref() == Some("SHARED#s1")
+                    && r.update_expression().is_some_and(|e| {
+                        e.contains("first_event_id = if_not_exists(first_event_id, :event)")
+                            && e.contains("latest_event_id = :event")
+                    })
+            })
+            .then_output(|| {
+                UpdateItemOutput::builder()
+                    .attributes("first_event_id", s("e1"))
+                    .attributes("first_account", s("111122223333"))
+                    .attributes("first_severity", s("high"))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&update]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        let copy = EventCopy {
+            event_id: "e2".into(),
+            account: Some("444455556666".into()),
+            severity: Severity::Critical,
+        };
+        let first = ledger.record_copy("s1", &copy, 100).await.unwrap();
+        assert_eq!(
+            first,
+            EventCopy {
+                event_id: "e1".into(),
+                account: Some("111122223333".into()),
+                severity: Severity::High,
+            }
+        );
+        // An item without a readable first copy is an error, not a guess.
+        let broken = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+            UpdateItemOutput::builder()
+                .attributes("first_event_id", s("e1"))
+                .attributes("first_account", s("111122223333"))
+                .attributes("first_severity", s("loud"))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&broken]);
+        let ledger = DynamoLedger::new(client, "ledger", 90);
+        assert!(ledger.record_copy("s1", &copy, 100).await.is_err());
     }
 }

@@ -46,6 +46,12 @@ impl Default for CorrelationSettings {
     }
 }
 
+/// At most this many of the key's records for one grantee are read per
+/// grant (the newest): enough for a burst of any configured size up to
+/// it, for duplicates and for persistence, and bounded (an EBS key can
+/// hold thousands of grants).
+pub const CORRELATION_RECORDS: usize = 50;
+
 /// The symmetric-key operations: a grant holding every one is over-broad.
 pub const SYMMETRIC_OPERATIONS: [Operation; 9] = [
     Operation::Decrypt,
@@ -99,9 +105,18 @@ fn normalised(c: Option<&Constraints>) -> Option<NormalConstraints> {
     ))
 }
 
+/// The grantee correlation compares (and the ledger indexes records by):
+/// the effective grantee, trimmed.
+pub fn correlation_grantee(facts: &GrantFacts) -> Option<&str> {
+    facts
+        .effective_grantee()
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+}
+
 fn same_grantee(a: &GrantFacts, b: &GrantFacts) -> bool {
-    match (a.effective_grantee(), b.effective_grantee()) {
-        (Some(x), Some(y)) => x.trim() == y.trim(),
+    match (correlation_grantee(a), correlation_grantee(b)) {
+        (Some(x), Some(y)) => x == y,
         _ => false,
     }
 }

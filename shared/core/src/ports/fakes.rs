@@ -84,8 +84,8 @@ impl Notifier for RecordingNotifier {
 // Fault injection
 
 use crate::ports::ledger::{
-    AlertMode, ChannelClaim, Delivery, DigestEntry, DigestSummary, EventLedger, EventState,
-    GrantLedger, Lease, Marked, StormLedger,
+    AlertMode, ChannelClaim, Delivery, DigestEntry, DigestSummary, EventCopy, EventLedger,
+    EventState, GrantLedger, Lease, Marked, StormLedger,
 };
 use crate::record::{GrantRecord, Removal};
 use crate::verdict::Verdict;
@@ -297,6 +297,16 @@ impl<L: EventLedger> EventLedger for FaultyLedger<L> {
             .call("release_channel", &self.signal, effect)
             .await
     }
+
+    async fn record_copy(
+        &self,
+        shared_event_id: &str,
+        copy: &EventCopy,
+        now: i64,
+    ) -> Result<EventCopy, PortError> {
+        let effect = self.inner.record_copy(shared_event_id, copy, now);
+        self.faults.call("record_copy", &self.signal, effect).await
+    }
 }
 
 impl<L: GrantLedger> GrantLedger for FaultyLedger<L> {
@@ -330,6 +340,18 @@ impl<L: GrantLedger> GrantLedger for FaultyLedger<L> {
         let effect = self.inner.grants_of_key(key_arn);
         self.faults
             .call("grants_of_key", &self.signal, effect)
+            .await
+    }
+
+    async fn grants_to_grantee(
+        &self,
+        key_arn: &str,
+        grantee: &str,
+        limit: usize,
+    ) -> Result<Vec<GrantRecord>, PortError> {
+        let effect = self.inner.grants_to_grantee(key_arn, grantee, limit);
+        self.faults
+            .call("grants_to_grantee", &self.signal, effect)
             .await
     }
 }

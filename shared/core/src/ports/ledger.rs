@@ -169,6 +169,17 @@ pub struct DigestSummary {
     pub worst: Vec<Verdict>,
 }
 
+/// One copy of a cross-account call: CloudTrail writes it into both
+/// accounts with the same `sharedEventID`, each copy with its own event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventCopy {
+    pub event_id: String,
+    /// The account that received this copy (`recipientAccountId`).
+    pub account: Option<String>,
+    /// The severity this copy was judged at.
+    pub severity: Severity,
+}
+
 /// Events, their alert mode, and per-channel delivery leases.
 pub trait EventLedger: Send + Sync {
     /// Record that `event_id` was seen (conditional create); its state.
@@ -215,6 +226,17 @@ pub trait EventLedger: Send + Sync {
         owner: &str,
         failure: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+
+    /// Record `copy` of the cross-account call `shared_event_id`: the first
+    /// copy recorded stays the first (atomically: of two concurrent copies
+    /// one wins; a retry of the first finds itself), and the latest copy is
+    /// kept beside it. Returns the first copy.
+    fn record_copy(
+        &self,
+        shared_event_id: &str,
+        copy: &EventCopy,
+        now: i64,
+    ) -> impl Future<Output = Result<EventCopy, PortError>> + Send;
 }
 
 /// The record of each grant: the watcher writes it, the report and
@@ -245,6 +267,18 @@ pub trait GrantLedger: Send + Sync {
     fn grants_of_key(
         &self,
         key_arn: &str,
+    ) -> impl Future<Output = Result<Vec<GrantRecord>, PortError>> + Send;
+
+    /// The records of the grants to `grantee` (trimmed, as
+    /// [`crate::correlate::correlation_grantee`]) on one key, live and
+    /// removed, newest creation first, at most `limit`: the bounded read
+    /// behind real-time correlation (duplicate, burst and persistence all
+    /// need the same key and grantee).
+    fn grants_to_grantee(
+        &self,
+        key_arn: &str,
+        grantee: &str,
+        limit: usize,
     ) -> impl Future<Output = Result<Vec<GrantRecord>, PortError>> + Send;
 }
 
@@ -342,6 +376,8 @@ struct MemoryState {
     digests: BTreeMap<i64, MemoryDigest>,
     deployed_at: Option<i64>,
     report_files: BTreeMap<String, String>,
+    /// Cross-account calls: (first copy, latest copy) by `sharedEventID`.
+    copies: BTreeMap<String, (EventCopy, EventCopy)>,
 }
 
 #[derive(Debug, Default)]
@@ -570,6 +606,22 @@ impl EventLedger for MemoryLedger {
             }
         })
     }
+
+    async fn record_copy(
+        &self,
+        shared_event_id: &str,
+        copy: &EventCopy,
+        _now: i64,
+    ) -> Result<EventCopy, PortError> {
+        self.with(|s| {
+            let entry = s
+                .copies
+                .entry(shared_event_id.to_string())
+                .or_insert_with(|| (copy.clone(), copy.clone()));
+            entry.1 = copy.clone();
+            entry.0.clone()
+        })
+    }
 }
 
 impl GrantLedger for MemoryLedger {
@@ -622,6 +674,29 @@ impl GrantLedger for MemoryLedger {
                 .filter_map(|(_, stored)| stored.record())
                 .collect()
         })
+    }
+
+    async fn grants_to_grantee(
+        &self,
+        key_arn: &str,
+        grantee: &str,
+        limit: usize,
+    ) -> Result<Vec<GrantRecord>, PortError> {
+        let mut records: Vec<GrantRecord> = self
+            .grants_of_key(key_arn)
+            .await?
+            .into_iter()
+            .filter(|r| crate::correlate::correlation_grantee(&r.grant) == Some(grantee.trim()))
+            .collect();
+        // Newest creation first (RFC 3339 times in CloudTrail's one format
+        // sort as text), as the DynamoDB ledger's index does.
+        records.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(b.grant_id.cmp(&a.grant_id))
+        });
+        records.truncate(limit);
+        Ok(records)
     }
 }
 
@@ -738,6 +813,84 @@ mod tests {
         // A later cold start (or the report) does not move it.
         assert_eq!(block_on(ledger.record_deployed(9_000)).unwrap(), 2_000);
         assert_eq!(block_on(ledger.deployed_at()).unwrap(), Some(2_000));
+    }
+
+    #[test]
+    fn grants_to_one_grantee_are_read_newest_first_and_bounded() {
+        use crate::grant::GrantFacts;
+        let ledger = MemoryLedger::new();
+        let record = |key: &str, id: &str, grantee: &str, at: &str| GrantRecord {
+            key_arn: key.into(),
+            grant_id: id.into(),
+            account: None,
+            region: None,
+            created_event_id: format!("e-{id}"),
+            created_at: Some(at.into()),
+            created_by: Default::default(),
+            origin: crate::verdict::Origin::Manual,
+            service: None,
+            grant: GrantFacts {
+                grantee: Some(grantee.into()),
+                ..GrantFacts::default()
+            },
+            removal: None,
+        };
+        for (key, id, grantee, at) in [
+            ("k1", "a", "app", "2026-11-28T10:00:00Z"),
+            ("k1", "b", " app ", "2026-11-28T10:02:00Z"),
+            ("k1", "c", "app", "2026-11-28T10:01:00Z"),
+            ("k1", "d", "other", "2026-11-28T10:03:00Z"),
+            ("k2", "e", "app", "2026-11-28T10:04:00Z"),
+        ] {
+            block_on(ledger.record_grant(&record(key, id, grantee, at))).unwrap();
+        }
+        let removal = Removal {
+            action: crate::event::GrantAction::RevokeGrant,
+            event_id: "r".into(),
+            at: Some("2026-11-28T11:00:00Z".into()),
+            by: Default::default(),
+            origin: crate::verdict::Origin::Manual,
+        };
+        block_on(ledger.record_removal("k1", "a", &removal)).unwrap();
+        let ids = |records: Vec<GrantRecord>| -> Vec<String> {
+            records.into_iter().map(|r| r.grant_id).collect()
+        };
+        assert_eq!(
+            ids(block_on(ledger.grants_to_grantee("k1", "app", 10)).unwrap()),
+            ["b", "c", "a"],
+            "same key and (trimmed) grantee, removed ones too, newest first"
+        );
+        assert_eq!(
+            ids(block_on(ledger.grants_to_grantee("k1", "app", 2)).unwrap()),
+            ["b", "c"]
+        );
+        let all = block_on(ledger.grants_to_grantee("k1", "app", 10)).unwrap();
+        assert!(
+            all[2].removal.is_some(),
+            "the removal comes with the record"
+        );
+    }
+
+    #[test]
+    fn the_first_copy_of_a_cross_account_call_stays_first() {
+        let ledger = MemoryLedger::new();
+        let copy = |id: &str, severity| EventCopy {
+            event_id: id.into(),
+            account: Some("111122223333".into()),
+            severity,
+        };
+        let first = copy("e1", Severity::High);
+        assert_eq!(block_on(ledger.record_copy("s", &first, 1)).unwrap(), first);
+        assert_eq!(
+            block_on(ledger.record_copy("s", &copy("e2", Severity::Critical), 2)).unwrap(),
+            first
+        );
+        // A retry of either copy finds the same first copy.
+        assert_eq!(block_on(ledger.record_copy("s", &first, 3)).unwrap(), first);
+        assert_eq!(
+            block_on(ledger.record_copy("other", &copy("e2", Severity::Low), 3)).unwrap(),
+            copy("e2", Severity::Low)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! CloudWatch Embedded Metric Format (EMF) line, plus one line per rejected
 //! channel (dimension `Channel`) so each channel can be alarmed on.
 
+use super::correlation::CopyRole;
 use super::{ChannelStatus, WatchError, WatchOutcome};
 use crate::emf::line as emf_line;
 pub use crate::emf::METRICS_NAMESPACE;
@@ -44,6 +45,15 @@ pub struct Metrics {
     /// The rules file could not be (re)loaded: the last good rules (or
     /// none) judged this event. Set by the Lambda, which loads the file.
     pub rules_load_failed: u64,
+    /// Judged without correlation: the key's records could not be read.
+    pub correlation_unavailable: u64,
+    /// A second copy of a cross-account call only recorded (not announced
+    /// again), or announced as a follow-up because it raised the severity.
+    pub second_copies_recorded: u64,
+    pub second_copy_follow_ups: u64,
+    /// A copy of a cross-account call alerted without knowing whether the
+    /// other copy had (the ledger failed): a possible duplicate.
+    pub second_copy_unchecked: u64,
 }
 
 impl WatchOutcome {
@@ -71,8 +81,17 @@ impl WatchOutcome {
                 unparseable,
                 possible_duplicates,
                 alert_latency_ms,
+                correlation_unavailable,
+                cross_account_copy,
                 ..
             } => {
+                m.correlation_unavailable = u64::from(*correlation_unavailable);
+                m.second_copies_recorded =
+                    u64::from(*cross_account_copy == Some(CopyRole::Recorded));
+                m.second_copy_follow_ups =
+                    u64::from(*cross_account_copy == Some(CopyRole::FollowUp));
+                m.second_copy_unchecked =
+                    u64::from(*cross_account_copy == Some(CopyRole::Unchecked));
                 m.events_seen = 1;
                 m.unparseable_events = u64::from(*unparseable);
                 m.duplicates = u64::from(!first_seen);
@@ -194,6 +213,26 @@ impl Metrics {
             ("LedgerErrors".into(), self.ledger_errors, "Count"),
             ("DedupUnavailable".into(), self.dedup_unavailable, "Count"),
             ("RulesLoadFailed".into(), self.rules_load_failed, "Count"),
+            (
+                "CorrelationUnavailable".into(),
+                self.correlation_unavailable,
+                "Count",
+            ),
+            (
+                "SecondCopiesRecorded".into(),
+                self.second_copies_recorded,
+                "Count",
+            ),
+            (
+                "SecondCopyFollowUps".into(),
+                self.second_copy_follow_ups,
+                "Count",
+            ),
+            (
+                "SecondCopyUnchecked".into(),
+                self.second_copy_unchecked,
+                "Count",
+            ),
         ];
         for severity in Severity::ALL {
             let count = u64::from(self.alert_severity == Some(severity) && self.alerts > 0);

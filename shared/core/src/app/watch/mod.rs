@@ -2,9 +2,11 @@
 //!
 //! parse (an unreadable KMS grant event still alerts, see
 //! [`unparseable`]) → claim the event id in the ledger → judge (with the
-//! ledger's record of the grant, for removals) → record the grant or its
-//! removal → for an alert, deliver on every channel not yet delivered
-//! ([`deliver`]), alone or inside its storm window's digest ([`storm`]).
+//! ledger's record of the grant, for removals, and the key's records for
+//! the grantee, for correlation: see [`correlation`]) → record the grant
+//! or its removal → settle a cross-account copy (`sharedEventID`) → for an
+//! alert, deliver on every channel not yet delivered ([`deliver`]), alone
+//! or inside its storm window's digest ([`storm`]).
 //!
 //! The invocation's result follows each channel's class
 //! ([`ChannelClass`]): a mandatory channel that failed or rejected the
@@ -14,6 +16,7 @@
 //! `Channel`) and the invocation succeeds; a transient failure on any
 //! channel fails it. Retries skip the channels already delivered.
 
+pub mod correlation;
 pub mod deliver;
 pub mod metrics;
 mod pipeline;
@@ -26,11 +29,13 @@ pub use self::metrics::{Metrics, METRICS_NAMESPACE};
 pub use self::storm::{DIGEST_DELIVERY_RESERVE_MS, DIGEST_SETTLE_MS, OVERDUE_GRACE_MS};
 pub use crate::ports::clock::Clock;
 
+use self::correlation::CopyRole;
 use self::deliver::{deliver, Delivered};
 use self::pipeline::Pipeline;
 use self::storm::{join_digest, storm_mode, take_over_overdue, Joined};
+use crate::correlate::CorrelationSettings;
 use crate::event::{self, GrantAction, GrantEvent, ParseError, Parsed};
-use crate::judge::{judge_event, Policy};
+use crate::judge::{judge_event, judge_event_with, Policy};
 use crate::ports::ledger::{AlertMode, Delivery, EventLedger, GrantLedger, StormLedger};
 use crate::ports::notify::{ChannelClass, Digest, DynNotifier, Notice};
 use crate::ports::PortError;
@@ -54,6 +59,9 @@ pub struct WatchConfig {
     pub canary: Option<crate::ports::canary::Canary>,
     /// The trust zone (`TRUSTED_ACCOUNTS`, resolved once per process).
     pub trust_zone: crate::trust::TrustZone,
+    /// Real-time correlation (`BURST_THRESHOLD`, `BURST_WINDOW_MINUTES`,
+    /// `PERSISTENCE_HOURS`).
+    pub correlation: CorrelationSettings,
 }
 
 impl Default for WatchConfig {
@@ -66,6 +74,7 @@ impl Default for WatchConfig {
             own_resources: None,
             canary: None,
             trust_zone: crate::trust::TrustZone::Unset,
+            correlation: CorrelationSettings::default(),
         }
     }
 }
@@ -165,6 +174,13 @@ pub enum WatchOutcome {
         /// Event time → first channel sent, when this invocation sent it.
         #[serde(skip_serializing_if = "Option::is_none")]
         alert_latency_ms: Option<u64>,
+        /// The key's records for correlation could not be read: judged
+        /// without them (counted: `CorrelationUnavailable`).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        correlation_unavailable: bool,
+        /// A copy of a cross-account call (`sharedEventID`): which one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cross_account_copy: Option<CopyRole>,
     },
 }
 
@@ -301,13 +317,32 @@ where
         Err(PortError::Transient(why)) => return degraded(input, why, deps, invocation).await,
         Err(error) => return Err(ledger_error(error)),
     };
+    let mut correlation_unavailable = false;
+    let mut cross_account_copy = None;
     let (verdict, unparseable) = match input {
         Input::Event(event) => {
-            match record_event(&deps.ledger, &event, &policy(&deps.config, now_ms)).await {
-                Ok(verdict) => (
-                    pipeline::canary_leg(verdict, &event, &deps.config, now_ms).await,
-                    false,
-                ),
+            let policy = policy(&deps.config, now_ms);
+            let recorded = record_correlated(
+                &deps.ledger,
+                &event,
+                &policy,
+                Some(&deps.config.correlation),
+            )
+            .await;
+            match recorded {
+                Ok(recorded) => {
+                    correlation_unavailable = recorded.correlation_unavailable;
+                    let mut verdict =
+                        pipeline::canary_leg(recorded.verdict, &event, &deps.config, now_ms).await;
+                    cross_account_copy = correlation::settle_copy(
+                        &deps.ledger,
+                        &event,
+                        &mut verdict,
+                        now_ms.div_euclid(1000),
+                    )
+                    .await;
+                    (verdict, false)
+                }
                 Err(WatchError::LedgerUnavailable(why)) => {
                     return degraded(Input::Event(event), why, deps, invocation).await
                 }
@@ -340,6 +375,8 @@ where
         unparseable,
         possible_duplicates: announced.delivered.possible_duplicates,
         alert_latency_ms,
+        correlation_unavailable,
+        cross_account_copy,
     })
 }
 
@@ -537,6 +574,29 @@ pub async fn record_event<L: GrantLedger>(
     event: &GrantEvent,
     policy: &Policy,
 ) -> Result<Verdict, WatchError> {
+    Ok(record_correlated(ledger, event, policy, None)
+        .await?
+        .verdict)
+}
+
+/// What [`record_correlated`] judged, and whether correlation was missed.
+#[derive(Debug)]
+pub struct Recorded {
+    pub verdict: Verdict,
+    /// The key's records for the grantee could not be read: judged without
+    /// them (the verdict's first evidence line says so).
+    pub correlation_unavailable: bool,
+}
+
+/// [`record_event`] with real-time correlation when `correlation` is
+/// given: one bounded read of the key's records for the grantee (none for
+/// a service's grants). A failed read is not a failure of the event.
+pub async fn record_correlated<L: GrantLedger>(
+    ledger: &L,
+    event: &GrantEvent,
+    policy: &Policy,
+    correlation: Option<&CorrelationSettings>,
+) -> Result<Recorded, WatchError> {
     let grant_ref = match (&event.key_arn, &event.grant_id) {
         (Some(key_arn), Some(grant_id)) if event.succeeded() && !event.dry_run => {
             Some((key_arn.as_str(), grant_id.as_str()))
@@ -550,7 +610,20 @@ pub async fn record_event<L: GrantLedger>(
             .map_err(ledger_error)?,
         _ => None,
     };
-    let verdict = judge_event(event, known.as_ref(), policy);
+    let read = match correlation {
+        Some(_) => correlation::records_for(ledger, event).await,
+        None => correlation::Correlation::default(),
+    };
+    let mut verdict = judge_event_with(
+        event,
+        known.as_ref(),
+        &read.records,
+        policy,
+        &correlation.copied().unwrap_or_default(),
+    );
+    if let Some(why) = &read.unavailable {
+        correlation::mark_unavailable(&mut verdict, why);
+    }
     if let Some((key_arn, grant_id)) = grant_ref {
         match event.action {
             GrantAction::CreateGrant => ledger
@@ -565,7 +638,10 @@ pub async fn record_event<L: GrantLedger>(
             }
         }
     }
-    Ok(verdict)
+    Ok(Recorded {
+        verdict,
+        correlation_unavailable: read.unavailable.is_some(),
+    })
 }
 
 /// The ledger's record of a grant created by `event`.

@@ -918,3 +918,366 @@ async fn disabling_a_key_that_holds_a_lambda_grant_names_the_function_that_break
         "one alert, this call's"
     );
 }
+
+// ----------------------------------------------------------- correlation
+
+use self::correlation::{CopyRole, CORRELATION_UNAVAILABLE, SECOND_COPY_UNCHECKED};
+use crate::correlate::CorrelationSettings;
+use crate::ports::fakes::{CrashSignal, Fault, FaultyLedger};
+
+fn grant_event(payload: &Value) -> GrantEvent {
+    match event::parse_eventbridge_event(payload).unwrap() {
+        Parsed::Grant(event) => *event,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Judge and record `payload` as the watcher does, with correlation.
+async fn judged<L: GrantLedger>(ledger: &L, payload: &Value) -> Recorded {
+    let policy = policy(&WatchConfig::default(), START_MS);
+    record_correlated(
+        ledger,
+        &grant_event(payload),
+        &policy,
+        Some(&CorrelationSettings::default()),
+    )
+    .await
+    .unwrap()
+}
+
+fn codes(verdict: &Verdict) -> Vec<FindingCode> {
+    verdict.findings.iter().map(|f| f.code).collect()
+}
+
+/// The person's risky grant at `time` (same key, grantee and operations
+/// as every other `manual_grant`).
+fn manual_grant_at(n: usize, time: &str) -> Value {
+    let mut event = manual_grant(n);
+    event["detail"]["eventTime"] = time.into();
+    event
+}
+
+/// Lambda's routine grant on the same key, as the `n`th distinct event.
+fn lambda_grant(n: usize) -> Value {
+    let mut event = fixture("lambda-create-grant");
+    event["detail"]["eventID"] = format!("lambda-{n:04}").into();
+    event["detail"]["responseElements"]["grantId"] = format!("lambda-grant-{n:04}").into();
+    event
+}
+
+#[tokio::test]
+async fn a_persons_duplicate_and_burst_are_found_in_real_time() {
+    let ledger = MemoryLedger::new();
+    let first = judged(&ledger, &manual_grant(1)).await.verdict;
+    assert!(!codes(&first).contains(&FindingCode::DuplicateGrant));
+    let second = judged(&ledger, &manual_grant(2)).await.verdict;
+    assert!(
+        codes(&second).contains(&FindingCode::DuplicateGrant),
+        "{second:?}"
+    );
+    assert!(!codes(&second).contains(&FindingCode::GrantBurst));
+    for n in 3..=5 {
+        let verdict = judged(&ledger, &manual_grant(n)).await.verdict;
+        assert!(!codes(&verdict).contains(&FindingCode::GrantBurst), "{n}");
+    }
+    // The sixth within ten minutes is more than five: a burst.
+    let sixth = judged(&ledger, &manual_grant(6)).await;
+    assert!(codes(&sixth.verdict).contains(&FindingCode::GrantBurst));
+    assert!(!sixth.correlation_unavailable);
+    // A retry of the same event is not its own duplicate or burst member.
+    let again = judged(&ledger, &manual_grant(6)).await.verdict;
+    assert_eq!(codes(&again), codes(&sixth.verdict));
+    // An hour later: no burst (the window is ten minutes), still a duplicate.
+    let later = judged(&ledger, &manual_grant_at(7, "2026-11-05T03:00:00Z")).await;
+    assert!(!codes(&later.verdict).contains(&FindingCode::GrantBurst));
+    assert!(codes(&later.verdict).contains(&FindingCode::DuplicateGrant));
+}
+
+#[tokio::test]
+async fn a_grant_recreated_within_a_day_of_its_removal_persists() {
+    let ledger = MemoryLedger::new();
+    judged(&ledger, &manual_grant(1)).await;
+    let mut revoke = fixture("manual-retire-grant");
+    revoke["detail"]["eventName"] = "RevokeGrant".into();
+    revoke["detail"]["eventTime"] = "2026-11-05T04:00:00Z".into();
+    revoke["detail"]["requestParameters"]["grantId"] = "grant-0001".into();
+    let removed = judged(&ledger, &revoke).await.verdict;
+    assert_eq!(removed.event_name, "RevokeGrant");
+    let back = judged(&ledger, &manual_grant_at(2, "2026-11-05T05:00:00Z")).await;
+    assert!(
+        codes(&back.verdict).contains(&FindingCode::GrantPersistence),
+        "{:?}",
+        back.verdict
+    );
+    assert!(
+        !codes(&back.verdict).contains(&FindingCode::DuplicateGrant),
+        "the removed grant is no duplicate"
+    );
+    let days_later = judged(&ledger, &manual_grant_at(3, "2026-11-07T05:00:00Z")).await;
+    assert!(!codes(&days_later.verdict).contains(&FindingCode::GrantPersistence));
+}
+
+/// A watcher over a ledger whose correlation reads and copy records fail
+/// as planned.
+fn faulty() -> (
+    WatchDeps<FaultyLedger<MemoryLedger>, FakeClock>,
+    Arc<RecordingNotifier>,
+) {
+    let sns = Arc::new(RecordingNotifier::with_class(
+        "sns",
+        ChannelClass::Mandatory,
+    ));
+    let deps = WatchDeps {
+        ledger: FaultyLedger::new(MemoryLedger::new(), CrashSignal::new()),
+        notifiers: vec![Box::new(sns.clone())],
+        clock: FakeClock(AtomicI64::new(START_MS)),
+        config: WatchConfig::default(),
+    };
+    (deps, sns)
+}
+
+async fn watch_with<L: EventLedger + GrantLedger + StormLedger>(
+    deps: &WatchDeps<L, FakeClock>,
+    payload: &Value,
+) -> WatchOutcome {
+    let invocation = Invocation {
+        request_id: "req-1",
+        deadline_ms: FAR_DEADLINE,
+    };
+    watch_event(payload, deps, &invocation).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_services_grant_stream_pays_no_correlation_read_and_raises_nothing() {
+    let (deps, sns) = faulty();
+    for n in 1..=10 {
+        deps.ledger
+            .faults
+            .add("grants_to_grantee", n, Fault::Transient);
+    }
+    for n in 1..=8 {
+        let outcome = watch_with(&deps, &lambda_grant(n)).await;
+        let metrics = outcome.metrics();
+        assert_eq!(
+            (metrics.alerts, metrics.correlation_unavailable),
+            (0, 0),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(deps.ledger.faults.calls().get("grants_to_grantee"), None);
+    let verdict = judged(&deps.ledger.inner, &lambda_grant(9)).await.verdict;
+    assert!(
+        !codes(&verdict).iter().any(|c| matches!(
+            c,
+            FindingCode::DuplicateGrant | FindingCode::GrantBurst | FindingCode::GrantPersistence
+        )),
+        "{verdict:?}"
+    );
+    assert_eq!(sns.count(), 0);
+}
+
+#[tokio::test]
+async fn a_failed_correlation_read_still_alerts_says_so_and_is_counted() {
+    let (deps, sns) = faulty();
+    deps.ledger
+        .faults
+        .add("grants_to_grantee", 1, Fault::Transient);
+    deps.ledger
+        .faults
+        .add("grants_to_grantee", 2, Fault::Permanent);
+    let outcome = watch_with(&deps, &manual_grant(1)).await;
+    let metrics = outcome.metrics();
+    assert_eq!((metrics.alerts, metrics.correlation_unavailable), (1, 1));
+    assert_eq!(
+        metrics.emf("grant-watcher", START_MS)["CorrelationUnavailable"],
+        1
+    );
+    assert_eq!(sns.count(), 1, "the alert is not blocked");
+    // The grant is still recorded, and the verdict says what was missed.
+    let recorded = judged(&deps.ledger, &manual_grant(2)).await;
+    assert!(recorded.correlation_unavailable);
+    assert!(
+        recorded.verdict.evidence[0].starts_with(CORRELATION_UNAVAILABLE),
+        "{:?}",
+        recorded.verdict.evidence
+    );
+    assert_eq!(
+        deps.ledger
+            .inner
+            .grants_of_key(KEY_ARN)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    // Read again: the duplicate is found.
+    let third = judged(&deps.ledger, &manual_grant(3)).await;
+    assert!(!third.correlation_unavailable);
+    assert!(codes(&third.verdict).contains(&FindingCode::DuplicateGrant));
+}
+
+const KEY_ARN: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+const SHARED_EVENT_ID: &str = "57f5dbee-16da-413e-979f-2c4c6663475e";
+
+/// The key of another account (444455556666, outside the trust zone).
+const FOREIGN_KEY_ARN: &str =
+    "arn:aws:kms:us-east-1:444455556666:key/0000abcd-12ab-34cd-56ef-1234567890ab";
+
+/// Only account 123456789012 is trusted.
+fn zoned() -> WatchConfig {
+    WatchConfig {
+        trust_zone: crate::trust::TrustZone::from_accounts(["123456789012"]),
+        ..WatchConfig::default()
+    }
+}
+
+/// One copy of a cross-account CreateGrant: a role of account
+/// 123456789012 grants a role of its own account the use of a key of
+/// account 444455556666 (how KMS ransomware starts); CloudTrail writes it
+/// into `recipient` as `event_id`.
+fn cross_account_copy(event_id: &str, recipient: &str) -> Value {
+    let mut event = fixture("manual-cross-account-grant");
+    let detail = &mut event["detail"];
+    detail["eventID"] = event_id.into();
+    detail["sharedEventID"] = SHARED_EVENT_ID.into();
+    detail["recipientAccountId"] = recipient.into();
+    detail["userIdentity"] = serde_json::json!({
+        "type": "AssumedRole",
+        "arn": "arn:aws:sts::123456789012:assumed-role/ops/mallory",
+        "accountId": "123456789012",
+        "sessionContext": {"sessionIssuer": {
+            "type": "Role", "arn": "arn:aws:iam::123456789012:role/ops", "accountId": "123456789012"
+        }}
+    });
+    detail["requestParameters"]["keyId"] = FOREIGN_KEY_ARN.into();
+    detail["requestParameters"]["granteePrincipal"] = "arn:aws:iam::123456789012:role/app".into();
+    detail["responseElements"]["keyId"] = FOREIGN_KEY_ARN.into();
+    detail["resources"] = serde_json::json!([{
+        "accountId": "444455556666", "type": "AWS::KMS::Key", "ARN": FOREIGN_KEY_ARN
+    }]);
+    event["account"] = recipient.into();
+    event
+}
+
+fn copy_role(outcome: &WatchOutcome) -> Option<CopyRole> {
+    match outcome {
+        WatchOutcome::Watched {
+            cross_account_copy, ..
+        } => *cross_account_copy,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_copies_of_a_cross_account_call_are_judged_differently() {
+    // The premise of the next tests: the caller's account sees a foreign
+    // key (worse), the key owner's account does not.
+    let p = policy(&zoned(), START_MS);
+    let owner = judge_event(
+        &grant_event(&cross_account_copy("copy-owner", "444455556666")),
+        None,
+        &p,
+    );
+    let caller = judge_event(
+        &grant_event(&cross_account_copy("copy-caller", "123456789012")),
+        None,
+        &p,
+    );
+    assert!(codes(&caller).contains(&FindingCode::ForeignKey));
+    assert!(!codes(&owner).contains(&FindingCode::ForeignKey));
+    assert_eq!(
+        (owner.severity, caller.severity),
+        (Severity::High, Severity::Critical)
+    );
+    assert!(owner.alert && caller.alert);
+}
+
+#[tokio::test]
+async fn the_second_copy_of_a_cross_account_call_only_enriches_the_ledger() {
+    let f = Fixture::new(zoned());
+    let first = f
+        .watch(&cross_account_copy("copy-caller", "123456789012"))
+        .await
+        .unwrap();
+    assert_eq!(copy_role(&first), Some(CopyRole::First));
+    let second = f
+        .watch(&cross_account_copy("copy-owner", "444455556666"))
+        .await
+        .unwrap();
+    assert_eq!(copy_role(&second), Some(CopyRole::Recorded));
+    let WatchOutcome::Watched { alert, .. } = second else {
+        unreachable!()
+    };
+    assert!(!alert);
+    assert_eq!(second.metrics().second_copies_recorded, 1);
+    assert_eq!(f.sns().count(), 1, "one alert for one call");
+    // A retry of the first copy is still the first (and already delivered).
+    let retry = f
+        .watch_as(
+            &cross_account_copy("copy-caller", "123456789012"),
+            "req-2",
+            FAR_DEADLINE,
+        )
+        .await
+        .unwrap();
+    assert_eq!(copy_role(&retry), Some(CopyRole::First));
+    assert_eq!(f.sns().count(), 1);
+}
+
+#[tokio::test]
+async fn a_second_copy_that_raises_the_severity_sends_exactly_one_follow_up() {
+    let f = Fixture::new(zoned());
+    let first = f
+        .watch(&cross_account_copy("copy-owner", "444455556666"))
+        .await
+        .unwrap();
+    assert_eq!(copy_role(&first), Some(CopyRole::First));
+    let follow_up = cross_account_copy("copy-caller", "123456789012");
+    let second = f.watch(&follow_up).await.unwrap();
+    assert_eq!(copy_role(&second), Some(CopyRole::FollowUp));
+    assert_eq!(second.metrics().second_copy_follow_ups, 1);
+    // Retried (a lost reply): still one follow-up.
+    let retry = f.watch_as(&follow_up, "req-2", FAR_DEADLINE).await.unwrap();
+    assert_eq!(copy_role(&retry), Some(CopyRole::FollowUp));
+    assert_eq!(
+        f.sns().sent(),
+        [
+            vec!["copy-owner".to_string()],
+            vec!["copy-caller".to_string()]
+        ]
+    );
+    // The follow-up says what it follows.
+    let mut verdict = judge_event(
+        &grant_event(&follow_up),
+        None,
+        &policy(&f.deps.config, START_MS),
+    );
+    let role =
+        correlation::settle_copy(&f.deps.ledger, &grant_event(&follow_up), &mut verdict, 1).await;
+    assert_eq!(role, Some(CopyRole::FollowUp));
+    assert!(
+        verdict.evidence[0].starts_with("follow-up: "),
+        "{:?}",
+        verdict.evidence
+    );
+    assert!(verdict.evidence[0].contains("copy-owner"));
+}
+
+#[tokio::test]
+async fn when_the_copies_cannot_be_compared_the_copy_alerts_marked_and_counted() {
+    let (deps, sns) = faulty();
+    let first = watch_with(&deps, &cross_account_copy("copy-caller", "123456789012")).await;
+    assert_eq!(copy_role(&first), Some(CopyRole::First));
+    // The second copy cannot be checked: it alerts (a possible duplicate).
+    deps.ledger.faults.add("record_copy", 2, Fault::Permanent);
+    let second = watch_with(&deps, &cross_account_copy("copy-owner", "444455556666")).await;
+    assert_eq!(copy_role(&second), Some(CopyRole::Unchecked));
+    assert_eq!(second.metrics().second_copy_unchecked, 1);
+    assert_eq!(sns.count(), 2);
+    let event = grant_event(&cross_account_copy("copy-owner", "444455556666"));
+    let mut verdict = judge_event(&event, None, &policy(&deps.config, START_MS));
+    deps.ledger.faults.add("record_copy", 3, Fault::Transient);
+    correlation::settle_copy(&deps.ledger, &event, &mut verdict, 1).await;
+    assert!(verdict.evidence[0].starts_with(SECOND_COPY_UNCHECKED));
+    assert!(verdict.alert);
+}
