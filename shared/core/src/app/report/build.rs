@@ -13,11 +13,32 @@ use crate::ports::inventory::{
 use crate::record::GrantRecord;
 use crate::report::diff::{self, PreviousReport};
 use crate::report::model::{
-    summarise, Coverage, CoverageStatus, CreatedBy, GrantReport, Reconciliation, Report,
-    SilentAccountRegion, SCHEMA_VERSION,
+    summarise, Coverage, CoverageStatus, CreatedBy, GrantReport, Integrity, Reconciliation, Report,
+    ReportScope, SilentAccountRegion, SCHEMA_VERSION,
 };
 use crate::verdict::FindingCode;
 use futures::stream::{self, StreamExt};
+
+/// What a run knows before reading KMS: the scope, the order to read it
+/// in, the verified previous report and the reconciliation window. One run
+/// uses it whole; a fan-out (app::fanout) plans from it and merges into it.
+pub struct Prepared {
+    pub scope: ReportScope,
+    /// Every account-region, rotated (start_where_last_run_was_cut).
+    pub targets: Vec<AccountRegion>,
+    pub watch: Option<WatchWindow>,
+    previous: Option<PreviousReport>,
+    integrity: Option<Integrity>,
+    reconcile_problem: Option<String>,
+}
+
+impl Prepared {
+    /// The same rotation, for any list of account-regions (a fan-out
+    /// shard's).
+    pub fn rotate(&self, targets: &mut [AccountRegion]) {
+        start_where_last_run_was_cut(targets, self.previous.as_ref());
+    }
+}
 
 /// Inventory the scope and build the report (diff and trend included),
 /// without storing it.
@@ -26,6 +47,35 @@ pub async fn build_report<I, P, S, D>(
     deps: &ReportDeps<'_, I, P, S, D>,
     generated_at: &str,
 ) -> Result<Report, ReportError>
+where
+    I: Inventory,
+    P: Provenance,
+    S: ReportStore,
+    D: AccountDirectory,
+{
+    let prepared = prepare_report(request, deps, generated_at).await?;
+    let watch = prepared.watch.as_ref();
+    let results: Vec<RegionInventory> = stream::iter(prepared.targets.clone())
+        .map(|at| async move {
+            deps.progress.started(&at);
+            let result = inventory_account_region(&at, deps, watch).await;
+            deps.progress.finished(&result.coverage);
+            result
+        })
+        .buffer_unordered(deps.options.account_region_concurrency.max(1))
+        .collect()
+        .await;
+    Ok(assemble_report(prepared, results, generated_at, deps))
+}
+
+/// Refuse a scope wider than the configuration, resolve it, read the
+/// verified previous report and the deployment time, and order the
+/// account-regions (the rotation).
+pub async fn prepare_report<I, P, S, D>(
+    request: &ReportRequest,
+    deps: &ReportDeps<'_, I, P, S, D>,
+    generated_at: &str,
+) -> Result<Prepared, ReportError>
 where
     I: Inventory,
     P: Provenance,
@@ -43,16 +93,14 @@ where
     // carries the trend of the runs before it, so past reports are never
     // reloaded.
     let (previous, integrity) = verified_previous(deps.store, deps.provenance, generated_at).await;
-    let history: Vec<PreviousReport> = previous.into_iter().collect();
     let now_ms = epoch_ms(generated_at).unwrap_or(0);
     let (watch, reconcile_problem) = match deps.provenance.deployed_at(now_ms).await {
         Ok(deployed) => (
-            deployed.map(|deployed_ms| WatchWindow::new(deployed_ms, history.first(), now_ms)),
+            deployed.map(|deployed_ms| WatchWindow::new(deployed_ms, previous.as_ref(), now_ms)),
             None,
         ),
         Err(e) => (None, Some(format!("the ledger could not be read: {e}"))),
     };
-    let watch = watch.as_ref();
     let mut targets: Vec<AccountRegion> = scope
         .accounts
         .iter()
@@ -63,18 +111,34 @@ where
                 .map(move |r| AccountRegion::new(a.clone(), r.clone()))
         })
         .collect();
-    start_where_last_run_was_cut(&mut targets, history.first());
+    start_where_last_run_was_cut(&mut targets, previous.as_ref());
+    Ok(Prepared {
+        scope,
+        targets,
+        watch,
+        previous,
+        integrity,
+        reconcile_problem,
+    })
+}
 
-    let mut results: Vec<RegionInventory> = stream::iter(targets)
-        .map(|at| async move {
-            deps.progress.started(&at);
-            let result = inventory_account_region(&at, deps, watch).await;
-            deps.progress.finished(&result.coverage);
-            result
-        })
-        .buffer_unordered(deps.options.account_region_concurrency.max(1))
-        .collect()
-        .await;
+/// The report from every account-region's inventory: coverage, summary,
+/// reconciliation, diff and trend.
+pub fn assemble_report<I, P, S, D>(
+    prepared: Prepared,
+    mut results: Vec<RegionInventory>,
+    generated_at: &str,
+    deps: &ReportDeps<'_, I, P, S, D>,
+) -> Report {
+    let Prepared {
+        scope,
+        watch,
+        previous,
+        integrity,
+        reconcile_problem,
+        ..
+    } = prepared;
+    let watch = watch.as_ref();
     results.sort_by(|a, b| {
         (&a.coverage.account, &a.coverage.region).cmp(&(&b.coverage.account, &b.coverage.region))
     });
@@ -140,9 +204,9 @@ where
         expiring_rules: crate::report::ExpiringRule::of(&deps.policy.rules, deps.policy.today),
     };
 
-    diff::apply_previous(&mut report, history.first());
-    report.trend = trend_after(history.first(), &report, deps.options.trend_reports);
-    Ok(report)
+    diff::apply_previous(&mut report, previous.as_ref());
+    report.trend = trend_after(previous.as_ref(), &report, deps.options.trend_reports);
+    report
 }
 
 /// Judge every grant of one key as the report does (`judge_key_with`:

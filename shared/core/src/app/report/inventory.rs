@@ -17,18 +17,21 @@ use crate::report::model::{
     AccountRegionCoverage, CoverageGap, CoverageStatus, GapReason, KeyReport, UnreadPart,
 };
 use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-/// One account-region's part of the report.
-pub(super) struct RegionInventory {
-    pub(super) coverage: AccountRegionCoverage,
-    pub(super) gaps: Vec<CoverageGap>,
-    pub(super) keys: Vec<KeyReport>,
+/// One account-region's part of the report (serde: a fan-out shard's
+/// result, app::fanout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionInventory {
+    pub coverage: AccountRegionCoverage,
+    pub gaps: Vec<CoverageGap>,
+    pub keys: Vec<KeyReport>,
     /// Grants ListGrants dates inside the reconciliation period.
-    pub(super) grants_created_in_period: usize,
+    pub grants_created_in_period: usize,
     /// Grant creations and removals the ledger recorded in the period.
-    pub(super) ledger_events_in_period: usize,
+    pub ledger_events_in_period: usize,
 }
 
 /// One key's part of the report.
@@ -79,7 +82,7 @@ fn out_of_time(deps_deadline: &dyn Deadline, reserve: Duration) -> bool {
         .is_some_and(|left| left <= reserve)
 }
 
-pub(super) async fn inventory_account_region<I, P, S, D>(
+pub async fn inventory_account_region<I, P, S, D>(
     at: &AccountRegion,
     deps: &ReportDeps<'_, I, P, S, D>,
     watch: Option<&WatchWindow>,

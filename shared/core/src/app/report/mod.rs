@@ -30,9 +30,10 @@ mod scope;
 #[cfg(test)]
 mod tests;
 
-pub use build::{build_report, judged_key_grants};
+pub use build::{assemble_report, build_report, judged_key_grants, prepare_report, Prepared};
 pub use history::{sha256_hex, trend_after, WatchWindow, PREVIOUS_REPORTS_CHECKED, UNSEEN_GRACE};
 pub use inventory::read_key_context;
+pub use inventory::{inventory_account_region, RegionInventory};
 pub use scope::{refuse_out_of_scope, resolve_scope, start_where_last_run_was_cut};
 
 use crate::assess::DEFAULT_GRANT_COUNT_THRESHOLD;
