@@ -9,10 +9,23 @@
 //! unread part naming the shard ([`ShardPart::missing`]), so the report is
 //! partial and says where.
 
-use crate::ports::inventory::AccountRegion;
+use crate::app::report::{
+    assemble_report, inventory_account_region, prepare_report, store_and_announce, RegionInventory,
+    ReportDeps, ReportError, ReportOutcome, ReportRequest, SummaryChannel, WatchWindow,
+};
+use crate::ports::inventory::{
+    AccountDirectory, AccountRegion, Inventory, Provenance, ReportStore,
+};
+use crate::ports::PortError;
+use crate::report::model::{
+    AccountRegionCoverage, CoverageGap, CoverageStatus, GapReason, ReportScope, UnreadPart,
+};
+use futures::stream::{self, StreamExt};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 
 /// Account-regions per shard unless the plan is told otherwise: small
 /// enough that a shard of ordinary account-regions finishes well inside
@@ -201,6 +214,429 @@ pub fn merge<T: ShardPart>(
         ));
     }
     merged
+}
+
+// ---------------------------------------------------------------- the run
+
+/// Where a run keeps its files in the report bucket, and how it reads them:
+/// `runs/<run-id>/run.json` (the plan), `items.json` (the Map's items),
+/// `shards/<shard>.json` (one shard's task), `results/<shard>.json` (its
+/// result).
+pub trait RunStore: Send + Sync {
+    fn put_run_file(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// `None`: no such file.
+    fn get_run_file(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, PortError>> + Send;
+}
+
+/// The keys of one run's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFiles {
+    run_id: String,
+}
+
+impl RunFiles {
+    /// A run id names S3 keys: letters, digits, `-`, `_` and `.` (not
+    /// starting with `.`), at most 80 (a Step Functions execution name).
+    pub fn new(run_id: &str) -> Result<Self, FanOutError> {
+        let ok = !run_id.is_empty()
+            && run_id.len() <= 80
+            && !run_id.starts_with('.')
+            && run_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if ok {
+            Ok(RunFiles {
+                run_id: run_id.to_string(),
+            })
+        } else {
+            Err(FanOutError::InvalidInput(format!(
+                "run_id {run_id:?}: 1 to 80 letters, digits, '-', '_' or '.'"
+            )))
+        }
+    }
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+    pub fn plan(&self) -> String {
+        format!("runs/{}/run.json", self.run_id)
+    }
+    pub fn items(&self) -> String {
+        format!("runs/{}/items.json", self.run_id)
+    }
+    pub fn task(&self, shard: &str) -> String {
+        format!("runs/{}/shards/{shard}.json", self.run_id)
+    }
+    pub fn result(&self, shard: &str) -> String {
+        format!("runs/{}/results/{shard}.json", self.run_id)
+    }
+}
+
+/// The plan of a run (`run.json`): what the merge builds the report from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPlan {
+    pub run_id: String,
+    /// The report's time, the same in every shard and the merge.
+    pub generated_at: String,
+    pub request: ReportRequest,
+    pub scope: ReportScope,
+    pub watch: Option<WatchWindow>,
+    pub shards: Vec<Shard>,
+}
+
+/// One shard's task (`shards/<shard>.json`): all a shard invocation reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardTask {
+    pub run_id: String,
+    pub generated_at: String,
+    pub watch: Option<WatchWindow>,
+    pub shard: Shard,
+}
+
+/// One item of `items.json` (the Map's ItemReader input).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardItem {
+    pub shard: String,
+}
+
+/// One shard's result (`results/<shard>.json`): what the inventory stage
+/// produced for each of its account-regions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardResult {
+    pub run_id: String,
+    pub shard: String,
+    pub parts: Vec<RegionInventory>,
+}
+
+impl ShardPart for RegionInventory {
+    fn account_region(&self) -> AccountRegion {
+        AccountRegion::new(&self.coverage.account, &self.coverage.region)
+    }
+
+    fn missing(at: &AccountRegion, detail: String) -> Self {
+        RegionInventory {
+            coverage: AccountRegionCoverage {
+                account: at.account.clone(),
+                region: at.region.clone(),
+                status: CoverageStatus::Unread,
+                keys_listed: 0,
+                keys_complete: 0,
+                grants: 0,
+            },
+            gaps: vec![CoverageGap {
+                account: at.account.clone(),
+                region: at.region.clone(),
+                key_arn: None,
+                unread: UnreadPart::Grants,
+                reason: GapReason::Error,
+                detail,
+            }],
+            keys: Vec::new(),
+            grants_created_in_period: 0,
+            ledger_events_in_period: 0,
+        }
+    }
+}
+
+/// What the plan step hands the state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanOutcome {
+    pub run_id: String,
+    /// `items.json`, for the Map's ItemReader.
+    pub items_key: String,
+    pub shards: usize,
+    pub account_regions: usize,
+}
+
+/// What one shard did (small: it passes through Step Functions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShardSummary {
+    pub shard: String,
+    pub account_regions: usize,
+    pub keys: usize,
+    pub grants: usize,
+    pub gaps: usize,
+}
+
+/// What the merge did: the report's outcome, and what it could not use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MergeOutcome {
+    pub report: ReportOutcome,
+    pub shards: usize,
+    /// Account-regions no shard covered (coverage gaps in the report).
+    pub missing_account_regions: usize,
+    /// Results that did not fit the plan: dropped (log them).
+    pub unexpected: Vec<String>,
+}
+
+/// Why a fan-out step failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FanOutError {
+    #[error("invalid fan-out input: {0}")]
+    InvalidInput(String),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("cannot store or read the run's files: {0}")]
+    Store(PortError),
+    #[error("run file {key}: {problem}")]
+    RunFile { key: String, problem: String },
+}
+
+impl FanOutError {
+    /// Stable Lambda error type (the state machine retries `StoreError`).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            FanOutError::InvalidInput(_) => "InvalidInput",
+            FanOutError::Report(e) => e.error_type(),
+            FanOutError::Store(_) => "StoreError",
+            FanOutError::RunFile { .. } => "RunFileError",
+        }
+    }
+}
+
+/// Run files written or read at once.
+const RUN_FILE_CONCURRENCY: usize = 16;
+
+async fn put_json<R: RunStore, T: Serialize>(
+    runs: &R,
+    key: &str,
+    value: &T,
+) -> Result<(), FanOutError> {
+    let body = serde_json::to_vec(value).map_err(|e| FanOutError::RunFile {
+        key: key.to_string(),
+        problem: e.to_string(),
+    })?;
+    runs.put_run_file(key, body)
+        .await
+        .map_err(FanOutError::Store)
+}
+
+async fn get_json<R: RunStore, T: DeserializeOwned>(
+    runs: &R,
+    key: &str,
+) -> Result<Option<T>, FanOutError> {
+    let Some(body) = runs.get_run_file(key).await.map_err(FanOutError::Store)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&body)
+        .map(Some)
+        .map_err(|e| FanOutError::RunFile {
+            key: key.to_string(),
+            problem: e.to_string(),
+        })
+}
+
+async fn require_json<R: RunStore, T: DeserializeOwned>(
+    runs: &R,
+    key: &str,
+) -> Result<T, FanOutError> {
+    get_json(runs, key)
+        .await?
+        .ok_or_else(|| FanOutError::RunFile {
+            key: key.to_string(),
+            problem: "missing".into(),
+        })
+}
+
+/// Plan: check and resolve the scope as a single run does (refusal,
+/// rotation, the reconciliation window), split it, and write the run's
+/// files: each shard's task, the Map's items, then the plan.
+pub async fn plan_run<I, P, S, D, R>(
+    request: &ReportRequest,
+    deps: &ReportDeps<'_, I, P, S, D>,
+    runs: &R,
+    run_id: &str,
+    generated_at: &str,
+    shard_size: usize,
+) -> Result<PlanOutcome, FanOutError>
+where
+    I: Inventory,
+    P: Provenance,
+    S: ReportStore,
+    D: AccountDirectory,
+    R: RunStore,
+{
+    let files = RunFiles::new(run_id)?;
+    let prepared = prepare_report(request, deps, generated_at).await?;
+    let shards = split(&prepared.targets, shard_size, |t| prepared.rotate(t));
+    let plan = RunPlan {
+        run_id: run_id.to_string(),
+        generated_at: generated_at.to_string(),
+        request: request.clone(),
+        scope: prepared.scope.clone(),
+        watch: prepared.watch,
+        shards,
+    };
+    let written: Vec<Result<(), FanOutError>> = stream::iter(&plan.shards)
+        .map(|shard| {
+            let task = ShardTask {
+                run_id: plan.run_id.clone(),
+                generated_at: plan.generated_at.clone(),
+                watch: plan.watch,
+                shard: shard.clone(),
+            };
+            let key = files.task(&shard.id);
+            async move { put_json(runs, &key, &task).await }
+        })
+        .buffer_unordered(RUN_FILE_CONCURRENCY)
+        .collect()
+        .await;
+    written.into_iter().collect::<Result<(), _>>()?;
+    let items: Vec<ShardItem> = plan
+        .shards
+        .iter()
+        .map(|s| ShardItem {
+            shard: s.id.clone(),
+        })
+        .collect();
+    put_json(runs, &files.items(), &items).await?;
+    put_json(runs, &files.plan(), &plan).await?;
+    Ok(PlanOutcome {
+        run_id: plan.run_id.clone(),
+        items_key: files.items(),
+        shards: plan.shards.len(),
+        account_regions: plan.shards.iter().map(|s| s.targets.len()).sum(),
+    })
+}
+
+/// One shard: read its task (only what the plan wrote: an invocation
+/// cannot name account-regions of its own), inventory its account-regions
+/// under this invocation's deadline, write the result.
+pub async fn run_shard<I, P, S, D, R>(
+    run_id: &str,
+    shard_id: &str,
+    deps: &ReportDeps<'_, I, P, S, D>,
+    runs: &R,
+) -> Result<ShardSummary, FanOutError>
+where
+    I: Inventory,
+    P: Provenance,
+    S: ReportStore,
+    D: AccountDirectory,
+    R: RunStore,
+{
+    let files = RunFiles::new(run_id)?;
+    let key = files.task(&shard_id_checked(shard_id)?);
+    let task: ShardTask = require_json(runs, &key).await?;
+    if task.run_id != run_id || task.shard.id != shard_id {
+        return Err(FanOutError::RunFile {
+            key,
+            problem: format!(
+                "names run {} shard {}, not run {run_id} shard {shard_id}",
+                task.run_id, task.shard.id
+            ),
+        });
+    }
+    let watch = task.watch.as_ref();
+    let parts: Vec<RegionInventory> = stream::iter(&task.shard.targets)
+        .map(|at| async move {
+            deps.progress.started(at);
+            let part = inventory_account_region(at, deps, watch).await;
+            deps.progress.finished(&part.coverage);
+            part
+        })
+        .buffered(deps.options.account_region_concurrency.max(1))
+        .collect()
+        .await;
+    let summary = ShardSummary {
+        shard: shard_id.to_string(),
+        account_regions: parts.len(),
+        keys: parts.iter().map(|p| p.keys.len()).sum(),
+        grants: parts.iter().map(|p| p.coverage.grants).sum(),
+        gaps: parts.iter().map(|p| p.gaps.len()).sum(),
+    };
+    let result = ShardResult {
+        run_id: run_id.to_string(),
+        shard: shard_id.to_string(),
+        parts,
+    };
+    put_json(runs, &files.result(shard_id), &result).await?;
+    Ok(summary)
+}
+
+/// A shard id from the input: the characters [`split`] makes.
+fn shard_id_checked(shard_id: &str) -> Result<String, FanOutError> {
+    let ok = !shard_id.is_empty()
+        && shard_id.len() <= 200
+        && shard_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if ok {
+        Ok(shard_id.to_string())
+    } else {
+        Err(FanOutError::InvalidInput(format!(
+            "shard {shard_id:?}: letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+/// Merge: read the plan and every shard's result, merge them (a shard
+/// without a usable result becomes coverage gaps naming it and
+/// `shards_failed`, the Map's error), and build, store and deliver the
+/// report as a single run does: same judgement, diff, history, hashes and
+/// channels, under the plan's time and scope.
+pub async fn merge_run<I, P, S, D, R, C>(
+    run_id: &str,
+    shards_failed: Option<&str>,
+    deps: &ReportDeps<'_, I, P, S, D>,
+    runs: &R,
+    channels: &[&C],
+) -> Result<MergeOutcome, FanOutError>
+where
+    I: Inventory,
+    P: Provenance,
+    S: ReportStore,
+    D: AccountDirectory,
+    R: RunStore,
+    C: SummaryChannel + ?Sized,
+{
+    let files = RunFiles::new(run_id)?;
+    let plan: RunPlan = require_json(runs, &files.plan()).await?;
+    let no_result = match shards_failed {
+        Some(error) => format!("no result; the shards stopped: {error}"),
+        None => "no result".to_string(),
+    };
+    let outcomes: BTreeMap<String, ShardOutcome<RegionInventory>> = stream::iter(&plan.shards)
+        .map(|shard| {
+            let key = files.result(&shard.id);
+            let no_result = no_result.clone();
+            async move {
+                let outcome = match get_json::<R, ShardResult>(runs, &key).await {
+                    Ok(Some(result)) if result.run_id == run_id && result.shard == shard.id => {
+                        ShardOutcome::Done(result.parts)
+                    }
+                    Ok(Some(result)) => ShardOutcome::Failed(format!(
+                        "its result names run {} shard {}",
+                        result.run_id, result.shard
+                    )),
+                    Ok(None) => ShardOutcome::Failed(no_result),
+                    Err(e) => ShardOutcome::Failed(format!("its result could not be read: {e}")),
+                };
+                (shard.id.clone(), outcome)
+            }
+        })
+        .buffer_unordered(RUN_FILE_CONCURRENCY)
+        .collect()
+        .await;
+    let merged = merge(&plan.shards, outcomes);
+    let mut prepared = prepare_report(&plan.request, deps, &plan.generated_at).await?;
+    // The shards read the plan's scope: the report names that one, even if
+    // the organization changed since.
+    prepared.scope = plan.scope.clone();
+    let report = assemble_report(prepared, merged.parts, &plan.generated_at, deps);
+    let report = store_and_announce(report, deps, channels).await?;
+    Ok(MergeOutcome {
+        report,
+        shards: plan.shards.len(),
+        missing_account_regions: merged.missing.len(),
+        unexpected: merged.unexpected,
+    })
 }
 
 #[cfg(test)]
@@ -425,5 +861,292 @@ mod tests {
             "at most 1,000 a shard"
         );
         assert!(split(&[], 10, no_rotation).is_empty());
+    }
+
+    // ---- the run, in-process: plan → every shard → merge ----
+
+    use crate::app::report::{
+        run_report, NoChannel, NoDeadline, Quiet, ReportDeps, ReportOptions, ReportRequest,
+    };
+    use crate::grant::{GrantFacts, Operation};
+    use crate::judge::Policy;
+    use crate::ports::inventory::fake::{FakeDirectory, FakeInventory, FakeRegion, MemoryStore};
+    use crate::ports::inventory::{
+        AccountSelection, KeyDescription, KeyManager, ListedGrant, NoProvenance,
+    };
+    use crate::ports::PortError;
+    use crate::report::model::{CoverageStatus, Report};
+    use futures::executor::block_on;
+    use std::sync::Mutex;
+
+    /// Run files in memory.
+    #[derive(Debug, Default)]
+    struct MemoryRuns {
+        files: Mutex<BTreeMap<String, Vec<u8>>>,
+    }
+
+    impl RunStore for MemoryRuns {
+        async fn put_run_file(&self, key: &str, body: Vec<u8>) -> Result<(), PortError> {
+            self.files
+                .lock()
+                .map_err(|_| PortError::Permanent("poisoned".into()))?
+                .insert(key.to_string(), body);
+            Ok(())
+        }
+        async fn get_run_file(&self, key: &str) -> Result<Option<Vec<u8>>, PortError> {
+            Ok(self
+                .files
+                .lock()
+                .map_err(|_| PortError::Permanent("poisoned".into()))?
+                .get(key)
+                .cloned())
+        }
+    }
+
+    const NOW: &str = "2026-11-30T07:00:00Z";
+    const REGIONS_2: [&str; 2] = ["eu-west-1", "us-east-1"];
+
+    /// `accounts` x 2 regions, each with 2 keys of 3 grants.
+    fn org_inventory(accounts: &[String]) -> FakeInventory {
+        let mut inv = FakeInventory::new(100);
+        for account in accounts {
+            for region in REGIONS_2 {
+                let mut fake = FakeRegion::default();
+                for k in 0..2 {
+                    let id = format!("key-{k}");
+                    let key_arn = format!("arn:aws:kms:{region}:{account}:key/{id}");
+                    fake.keys.push(KeyDescription {
+                        key_id: id.clone(),
+                        key_arn,
+                        manager: Some(KeyManager::Customer),
+                        state: Some("Enabled".into()),
+                        ..KeyDescription::default()
+                    });
+                    let grants = (0..3)
+                        .map(|g| ListedGrant {
+                            grant_id: format!("{account}-{region}-{id}-g{g}"),
+                            facts: GrantFacts {
+                                grantee: Some(format!("arn:aws:iam::{account}:role/app")),
+                                operations: vec![Operation::Decrypt],
+                                ..GrantFacts::default()
+                            },
+                            ..ListedGrant::default()
+                        })
+                        .collect();
+                    fake.grants.insert(id, grants);
+                }
+                inv.regions
+                    .insert(AccountRegion::new(account.as_str(), region), fake);
+            }
+        }
+        inv
+    }
+
+    fn accounts(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|a| format!("{:012}", 200_000_000_000u64 + a as u64))
+            .collect()
+    }
+
+    fn org_request() -> ReportRequest {
+        ReportRequest {
+            accounts: AccountSelection::Organization,
+            regions: REGIONS_2.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    /// Plan, run the shards `run` lets through, merge; the stored report.
+    fn fan_out(
+        inv: &FakeInventory,
+        dir: &FakeDirectory,
+        store: &MemoryStore,
+        runs: &MemoryRuns,
+        run: impl Fn(&str) -> bool,
+        shards_failed: Option<&str>,
+    ) -> (PlanOutcome, MergeOutcome, Report) {
+        let policy = Policy::new(time::macros::date!(2026 - 11 - 30));
+        let options = ReportOptions::default();
+        let deps = ReportDeps {
+            inventory: inv,
+            provenance: &NoProvenance,
+            store,
+            directory: dir,
+            policy: &policy,
+            options: &options,
+            deadline: &NoDeadline,
+            progress: &Quiet,
+        };
+        let planned = block_on(plan_run(&org_request(), &deps, runs, "run-1", NOW, 5)).unwrap();
+        let items: Vec<ShardItem> = serde_json::from_slice(
+            &block_on(runs.get_run_file(&planned.items_key))
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(items.len(), planned.shards);
+        for item in items.iter().filter(|i| run(&i.shard)) {
+            let summary = block_on(run_shard("run-1", &item.shard, &deps, runs)).unwrap();
+            assert_eq!(summary.gaps, 0);
+        }
+        let merged = block_on(merge_run(
+            "run-1",
+            shards_failed,
+            &deps,
+            runs,
+            &[&NoChannel],
+        ))
+        .unwrap();
+        let report =
+            Report::from_json(&store.get("reports/2026-11-30/report.json").unwrap()).unwrap();
+        (planned, merged, report)
+    }
+
+    fn org(n: usize) -> (FakeInventory, FakeDirectory) {
+        let accounts = accounts(n);
+        let dir = FakeDirectory {
+            this_account: accounts[0].clone(),
+            organization: accounts.clone(),
+        };
+        (org_inventory(&accounts), dir)
+    }
+
+    #[test]
+    fn a_fanned_out_report_is_the_single_run_report() {
+        let (inv, dir) = org(6);
+        let single = MemoryStore::default();
+        let policy = Policy::new(time::macros::date!(2026 - 11 - 30));
+        let options = ReportOptions::default();
+        let deps = ReportDeps {
+            inventory: &inv,
+            provenance: &NoProvenance,
+            store: &single,
+            directory: &dir,
+            policy: &policy,
+            options: &options,
+            deadline: &NoDeadline,
+            progress: &Quiet,
+        };
+        block_on(run_report(&org_request(), &deps, &[&NoChannel], NOW)).unwrap();
+        let calls_single = inv.calls.lock().unwrap().len();
+        inv.calls.lock().unwrap().clear();
+
+        let store = MemoryStore::default();
+        let runs = MemoryRuns::default();
+        let (planned, merged, report) = fan_out(&inv, &dir, &store, &runs, |_| true, None);
+        assert_eq!((planned.shards, planned.account_regions), (3, 12));
+        assert_eq!(merged.missing_account_regions, 0);
+        assert!(merged.unexpected.is_empty());
+        let expected =
+            Report::from_json(&single.get("reports/2026-11-30/report.json").unwrap()).unwrap();
+        assert_eq!(report, expected, "the same report, built in pieces");
+        assert!(!report.partial);
+        assert_eq!(report.summary.grants, 6 * 2 * 2 * 3);
+        assert_eq!(
+            inv.calls.lock().unwrap().len(),
+            calls_single,
+            "no account-region read twice"
+        );
+    }
+
+    #[test]
+    fn a_shard_that_never_ran_is_named_in_the_merged_report() {
+        let (inv, dir) = org(6);
+        let store = MemoryStore::default();
+        let runs = MemoryRuns::default();
+        let plan_shards = |runs: &MemoryRuns| -> RunPlan {
+            serde_json::from_slice(
+                &block_on(runs.get_run_file("runs/run-1/run.json"))
+                    .unwrap()
+                    .unwrap(),
+            )
+            .unwrap()
+        };
+        // The first shard (in the plan's order) fails.
+        let skipped = std::sync::OnceLock::new();
+        let (_, merged, report) = fan_out(
+            &inv,
+            &dir,
+            &store,
+            &runs,
+            |id| skipped.get_or_init(|| id.to_string()) != id,
+            Some("States.ExceededToleratedFailureThreshold: shard failed"),
+        );
+        let skipped = skipped.get().unwrap();
+        let lost = plan_shards(&runs)
+            .shards
+            .into_iter()
+            .find(|s| s.id == *skipped)
+            .unwrap();
+        assert_eq!(merged.missing_account_regions, lost.targets.len());
+        assert!(report.partial);
+        assert_eq!(report.coverage.account_regions.len(), 12, "nothing dropped");
+        for at in &lost.targets {
+            let row = report
+                .coverage
+                .account_regions
+                .iter()
+                .find(|c| c.account == at.account && c.region == at.region)
+                .unwrap();
+            assert_eq!(row.status, CoverageStatus::Unread);
+            let gap = report
+                .coverage
+                .gaps
+                .iter()
+                .find(|g| g.account == at.account && g.region == at.region)
+                .unwrap();
+            assert_eq!(
+                gap.detail,
+                format!(
+                    "fan-out shard {skipped} failed: no result; the shards stopped: \
+                     States.ExceededToleratedFailureThreshold: shard failed"
+                )
+            );
+        }
+        let read = 12 - lost.targets.len();
+        assert_eq!(report.summary.grants, read * 2 * 3);
+    }
+
+    #[test]
+    fn a_shard_reads_only_what_the_plan_wrote() {
+        let (inv, dir) = org(2);
+        let store = MemoryStore::default();
+        let runs = MemoryRuns::default();
+        let policy = Policy::new(time::macros::date!(2026 - 11 - 30));
+        let options = ReportOptions {
+            configured_accounts: Some(AccountSelection::List(vec![accounts(1)[0].clone()])),
+            ..ReportOptions::default()
+        };
+        let deps = ReportDeps {
+            inventory: &inv,
+            provenance: &NoProvenance,
+            store: &store,
+            directory: &dir,
+            policy: &policy,
+            options: &options,
+            deadline: &NoDeadline,
+            progress: &Quiet,
+        };
+        // The plan refuses a scope wider than the configuration, as a single
+        // run does, before anything is read or written.
+        let refused =
+            block_on(plan_run(&org_request(), &deps, &runs, "run-1", NOW, 5)).unwrap_err();
+        assert_eq!(refused.error_type(), "ScopeRefused");
+        assert!(runs.files.lock().unwrap().is_empty());
+        assert!(inv.calls.lock().unwrap().is_empty());
+        // A shard the plan never wrote, or a run id that is not one.
+        let unknown =
+            block_on(run_shard("run-1", "222222222222-eu-west-1", &deps, &runs)).unwrap_err();
+        assert_eq!(unknown.error_type(), "RunFileError");
+        for bad in ["../reports", "", "a/b"] {
+            let err = block_on(run_shard(bad, "x", &deps, &runs)).unwrap_err();
+            assert_eq!(err.error_type(), "InvalidInput", "{bad:?}");
+        }
+        let err = block_on(run_shard("run-1", "../../reports/x", &deps, &runs)).unwrap_err();
+        assert_eq!(err.error_type(), "InvalidInput");
+        assert!(inv.calls.lock().unwrap().is_empty(), "no KMS call");
+        // A merge without a plan delivers nothing and says so.
+        let err = block_on(merge_run("run-1", None, &deps, &runs, &[&NoChannel])).unwrap_err();
+        assert_eq!(err.error_type(), "RunFileError");
+        assert!(store.files.lock().unwrap().is_empty());
     }
 }
