@@ -7,6 +7,7 @@
 use crate::sdk::classify;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use grantwatch_core::ports::inventory::{ReportStore, StoredReport};
 use grantwatch_core::ports::PortError;
 use grantwatch_core::report::REPORT_JSON;
@@ -16,6 +17,9 @@ use std::time::Duration;
 pub const REPORT_PREFIX: &str = "reports/";
 /// SigV4 presigned URLs live at most 7 days.
 pub const MAX_LINK_EXPIRY: Duration = Duration::from_secs(604_800);
+/// Multipart part size (S3: at least 5 MiB for every part but the last):
+/// what a report file holds in memory while it is stored.
+pub const PART_SIZE: usize = 8 << 20;
 
 pub struct S3ReportStore {
     client: aws_sdk_s3::Client,
@@ -34,6 +38,72 @@ impl S3ReportStore {
             client,
             bucket: bucket.into(),
             link_expiry: link_expiry.min(MAX_LINK_EXPIRY),
+        }
+    }
+
+    /// Upload the parts of `key` (the first in hand) under `upload_id`.
+    async fn upload_parts<C>(
+        &self,
+        key: &str,
+        upload_id: &str,
+        first: Vec<u8>,
+        chunks: &mut std::iter::Peekable<C>,
+    ) -> Result<Vec<CompletedPart>, PortError>
+    where
+        C: Iterator<Item = Result<Vec<u8>, PortError>> + Send,
+    {
+        let mut parts = Vec::new();
+        let mut part = first;
+        loop {
+            let number = i32::try_from(parts.len() + 1)
+                .map_err(|_| PortError::Permanent(format!("{key}: too many parts")))?;
+            let out = self
+                .client
+                .upload_part()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .body(ByteStream::from(std::mem::take(&mut part)))
+                .send()
+                .await
+                .map_err(|e| classify("UploadPart", &e))?;
+            parts.push(
+                CompletedPart::builder()
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .part_number(number)
+                    .build(),
+            );
+            if chunks.peek().is_none() {
+                return Ok(parts);
+            }
+            part = next_part(chunks)?;
+        }
+    }
+
+    /// Give up a multipart upload: its parts are deleted and no object is
+    /// created. `error` (why) is returned, with the abort's own failure.
+    async fn abort(&self, key: &str, upload_id: &str, error: PortError) -> PortError {
+        let aborted = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        match aborted {
+            Ok(_) => error,
+            Err(e) => {
+                let also = format!(
+                    "; the multipart upload {upload_id} of {key} could not be aborted either: {}",
+                    classify("AbortMultipartUpload", &e)
+                );
+                match error {
+                    PortError::Transient(m) => PortError::Transient(m + &also),
+                    PortError::Permanent(m) => PortError::Permanent(m + &also),
+                }
+            }
         }
     }
 
@@ -69,6 +139,33 @@ impl S3ReportStore {
     }
 }
 
+/// `reports/YYYY-MM-DD/<file>`; refused if `date` is not `YYYY-MM-DD`.
+fn file_key(date: &str, file_name: &str) -> Result<String, PortError> {
+    if !is_dated_folder(&format!("{REPORT_PREFIX}{date}/")) {
+        return Err(PortError::Permanent(format!(
+            "report date {date:?} is not YYYY-MM-DD"
+        )));
+    }
+    Ok(format!("{REPORT_PREFIX}{date}/{file_name}"))
+}
+
+/// The chunks of a file joined up to one multipart part (at least
+/// [`PART_SIZE`] unless the file ends first).
+fn next_part<C>(chunks: &mut C) -> Result<Vec<u8>, PortError>
+where
+    C: Iterator<Item = Result<Vec<u8>, PortError>>,
+{
+    let mut part = Vec::new();
+    while part.len() < PART_SIZE {
+        match chunks.next() {
+            Some(chunk) if part.is_empty() => part = chunk?,
+            Some(chunk) => part.extend_from_slice(&chunk?),
+            None => break,
+        }
+    }
+    Ok(part)
+}
+
 /// `reports/YYYY-MM-DD/`.
 fn is_dated_folder(prefix: &str) -> bool {
     prefix
@@ -94,12 +191,7 @@ impl ReportStore for S3ReportStore {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<String, PortError> {
-        let key = format!("{REPORT_PREFIX}{date}/{file_name}");
-        if !is_dated_folder(&format!("{REPORT_PREFIX}{date}/")) {
-            return Err(PortError::Permanent(format!(
-                "report date {date:?} is not YYYY-MM-DD"
-            )));
-        }
+        let key = file_key(date, file_name)?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -110,6 +202,68 @@ impl ReportStore for S3ReportStore {
             .await
             .map_err(|e| classify("PutObject", &e))?;
         Ok(key)
+    }
+
+    /// A file of one part is one PutObject; a larger one a multipart upload,
+    /// [`PART_SIZE`] parts, aborted if a chunk or a part fails.
+    async fn put_chunks<C>(
+        &self,
+        date: &str,
+        file_name: &str,
+        chunks: C,
+        content_type: &str,
+    ) -> Result<String, PortError>
+    where
+        C: Iterator<Item = Result<Vec<u8>, PortError>> + Send,
+    {
+        let key = file_key(date, file_name)?;
+        let mut chunks = chunks.peekable();
+        let first = next_part(&mut chunks)?;
+        if chunks.peek().is_none() {
+            return self.put(date, file_name, first, content_type).await;
+        }
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| classify("CreateMultipartUpload", &e))?;
+        let upload_id = created
+            .upload_id()
+            .ok_or_else(|| {
+                PortError::Transient(format!("CreateMultipartUpload {key}: no upload id"))
+            })?
+            .to_string();
+        let parts = match self
+            .upload_parts(&key, &upload_id, first, &mut chunks)
+            .await
+        {
+            Ok(parts) => parts,
+            Err(e) => return Err(self.abort(&key, &upload_id, e).await),
+        };
+        let completed = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await;
+        match completed {
+            Ok(_) => Ok(key),
+            Err(e) => {
+                let error = classify("CompleteMultipartUpload", &e);
+                Err(self.abort(&key, &upload_id, error).await)
+            }
+        }
     }
 
     async fn recent_reports(&self, limit: usize) -> Result<Vec<StoredReport>, PortError> {
@@ -165,9 +319,14 @@ impl ReportStore for S3ReportStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::error::ErrorMetadata;
+    use aws_sdk_s3::operation::abort_multipart_upload::AbortMultipartUploadOutput;
+    use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput;
+    use aws_sdk_s3::operation::create_multipart_upload::CreateMultipartUploadOutput;
     use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
     use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
     use aws_sdk_s3::operation::put_object::PutObjectOutput;
+    use aws_sdk_s3::operation::upload_part::{UploadPartError, UploadPartOutput};
     use aws_sdk_s3::types::error::NoSuchKey;
     use aws_sdk_s3::types::CommonPrefix;
     use aws_smithy_mocks::{mock, mock_client, MockResponse, RuleMode};
@@ -302,5 +461,148 @@ mod tests {
             .await
             .unwrap()
             .contains("X-Amz-Expires=604800"));
+    }
+
+    fn mib(n: usize, byte: u8) -> Result<Vec<u8>, PortError> {
+        Ok(vec![byte; n << 20])
+    }
+
+    fn create() -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_s3::Client::create_multipart_upload)
+            .match_requests(|r| {
+                r.key() == Some("reports/2026-11-28/report.json")
+                    && r.content_type() == Some("application/json")
+            })
+            .then_output(|| {
+                CreateMultipartUploadOutput::builder()
+                    .upload_id("upload-1")
+                    .build()
+            })
+    }
+
+    fn abort() -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_s3::Client::abort_multipart_upload)
+            .match_requests(|r| r.upload_id() == Some("upload-1"))
+            .then_output(|| AbortMultipartUploadOutput::builder().build())
+    }
+
+    async fn put_json(
+        s: &S3ReportStore,
+        chunks: Vec<Result<Vec<u8>, PortError>>,
+    ) -> Result<String, PortError> {
+        s.put_chunks(
+            "2026-11-28",
+            "report.json",
+            chunks.into_iter(),
+            "application/json",
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_large_file_goes_up_in_parts_of_at_least_5_mib() {
+        let create = create();
+        let part = mock!(aws_sdk_s3::Client::upload_part)
+            .match_requests(|r| r.upload_id() == Some("upload-1"))
+            .then_compute_output(|r| {
+                UploadPartOutput::builder()
+                    .e_tag(format!("etag-{}", r.part_number().unwrap_or_default()))
+                    .build()
+            });
+        let complete = mock!(aws_sdk_s3::Client::complete_multipart_upload)
+            .match_requests(|r| {
+                let parts: Vec<(Option<&str>, Option<i32>)> = r
+                    .multipart_upload()
+                    .map(|m| {
+                        m.parts()
+                            .iter()
+                            .map(|p| (p.e_tag(), p.part_number()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                r.upload_id() == Some("upload-1")
+                    && parts == vec![(Some("etag-1"), Some(1)), (Some("etag-2"), Some(2))]
+            })
+            .then_output(|| CompleteMultipartUploadOutput::builder().build());
+        let put = mock!(aws_sdk_s3::Client::put_object)
+            .then_output(|| PutObjectOutput::builder().build());
+        let abort = abort();
+        let s = store(&[&create, &part, &complete, &put, &abort]);
+        // 6 + 6 MiB make the first part (>= 8 MiB), the last 6 MiB the second.
+        let key = put_json(&s, vec![mib(6, b'a'), mib(6, b'b'), mib(6, b'c')])
+            .await
+            .unwrap();
+        assert_eq!(key, "reports/2026-11-28/report.json");
+        assert_eq!(
+            (create.num_calls(), part.num_calls(), complete.num_calls()),
+            (1, 2, 1)
+        );
+        assert_eq!((put.num_calls(), abort.num_calls()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_file_of_one_part_is_one_put() {
+        let put = mock!(aws_sdk_s3::Client::put_object)
+            .match_requests(|r| r.key() == Some("reports/2026-11-28/report.json"))
+            .then_output(|| PutObjectOutput::builder().build());
+        let create = create();
+        let s = store(&[&put, &create]);
+        put_json(&s, vec![Ok(b"{".to_vec()), Ok(b"}".to_vec())])
+            .await
+            .unwrap();
+        assert_eq!((put.num_calls(), create.num_calls()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_failing_part_aborts_the_upload_and_the_error_surfaces() {
+        let create = create();
+        let part = mock!(aws_sdk_s3::Client::upload_part)
+            .match_requests(|r| r.upload_id() == Some("upload-1"))
+            .then_compute_response(|r| {
+                if r.part_number() == Some(2) {
+                    MockResponse::Error(UploadPartError::generic(
+                        ErrorMetadata::builder()
+                            .code("AccessDenied")
+                            .message("denied on part 2")
+                            .build(),
+                    ))
+                } else {
+                    MockResponse::Output(UploadPartOutput::builder().e_tag("etag-1").build())
+                }
+            });
+        let complete = mock!(aws_sdk_s3::Client::complete_multipart_upload)
+            .match_requests(|r| r.upload_id() == Some("upload-1"))
+            .then_output(|| CompleteMultipartUploadOutput::builder().build());
+        let abort = abort();
+        let s = store(&[&create, &part, &complete, &abort]);
+        let err = put_json(&s, vec![mib(8, b'a'), mib(8, b'b'), mib(1, b'c')])
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("UploadPart"), "{err}");
+        assert_eq!(part.num_calls(), 2);
+        assert_eq!((abort.num_calls(), complete.num_calls()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_chunk_that_cannot_be_rendered_aborts_the_upload() {
+        let create = create();
+        let part = mock!(aws_sdk_s3::Client::upload_part)
+            .match_requests(|r| r.upload_id() == Some("upload-1"))
+            .then_output(|| UploadPartOutput::builder().e_tag("etag-1").build());
+        let complete = mock!(aws_sdk_s3::Client::complete_multipart_upload)
+            .match_requests(|r| r.upload_id() == Some("upload-1"))
+            .then_output(|| CompleteMultipartUploadOutput::builder().build());
+        let abort = abort();
+        let s = store(&[&create, &part, &complete, &abort]);
+        let broken = Err(PortError::Permanent("cannot render report.json".into()));
+        let err = put_json(&s, vec![mib(8, b'a'), broken, mib(1, b'c')])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            PortError::Permanent("cannot render report.json".into())
+        );
+        assert_eq!(part.num_calls(), 1);
+        assert_eq!((abort.num_calls(), complete.num_calls()), (1, 0));
     }
 }
