@@ -85,7 +85,7 @@ async fn init() -> Result<(Deps, Option<RulesSource>, String), ConfigError> {
                 )
             }),
             trust_zone,
-            ..WatchConfig::default()
+            correlation: settings.correlation,
         },
     };
     Ok((deps, rules_source, settings.function_name))
