@@ -44,6 +44,34 @@ impl ReportStore for S3Like {
         Ok(location)
     }
 
+    /// As S3's multipart upload: 8 MiB parts leave one at a time.
+    async fn put_chunks<C>(
+        &self,
+        date: &str,
+        file_name: &str,
+        chunks: C,
+        _content_type: &str,
+    ) -> Result<String, PortError>
+    where
+        C: Iterator<Item = Result<Vec<u8>, PortError>> + Send,
+    {
+        let location = format!("reports/{date}/{file_name}");
+        let mut part = Vec::new();
+        let mut size = 0;
+        for chunk in chunks {
+            part.extend(chunk?);
+            if part.len() >= PART {
+                size += part.len();
+                part = Vec::new();
+            }
+        }
+        size += part.len();
+        if let Ok(mut stored) = self.stored.lock() {
+            stored.push((location.clone(), size));
+        }
+        Ok(location)
+    }
+
     async fn recent_reports(&self, _limit: usize) -> Result<Vec<StoredReport>, PortError> {
         Ok(self
             .previous
@@ -59,6 +87,8 @@ impl ReportStore for S3Like {
     }
 }
 
+/// The S3 store's multipart part size.
+const PART: usize = 8 << 20;
 const ACCOUNT: &str = "111122223333";
 const REGION: &str = "eu-west-1";
 const KEYS: usize = 1_000;
@@ -182,7 +212,7 @@ fn main() {
         .map(|f| f.iter().map(|(_, n)| n).sum::<usize>() as f64 / 1048576.0)
         .unwrap_or(0.0);
     println!(
-        "| report at {} grants ({KEYS} keys), after a report of the same size ({previous_mib:.0} MiB of files) | peak RSS {} MiB{} | {files_mib:.0} MiB of files uploaded one at a time |",
+        "| report at {} grants ({KEYS} keys), after a report of the same size ({previous_mib:.0} MiB of files) | peak RSS {} MiB{} | {files_mib:.0} MiB of files uploaded in 8 MiB parts |",
         KEYS * GRANTS_PER_KEY,
         after.map_or("?".into(), |k| (k / 1024).to_string()),
         if reset {
