@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod moto;
 pub mod runtime_api;
+pub mod securityhub;
 pub mod slack_stub;
 pub mod stack;
 pub mod watcher_world;

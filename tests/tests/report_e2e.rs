@@ -8,6 +8,7 @@ mod report_support;
 use aws_sdk_kms::types::{GrantConstraints, GrantOperation};
 use grantwatch_e2e::moto::{Moto, SnsInbox};
 use grantwatch_e2e::runtime_api::{function_binary, Function, FunctionConfig};
+use grantwatch_e2e::securityhub;
 use grantwatch_e2e::slack_stub::SlackStub;
 use grantwatch_e2e::stack;
 use serde_json::{json, Value};
@@ -172,7 +173,17 @@ async fn weekly_report_is_stored_diffed_and_announced() {
     let world = World::new().await;
     let kms = world.moto.kms().await;
     let (key_id, key_arn, grant_ids) = key_with_grants(&kms, "alias/payments", ACCOUNT).await;
-    let function = world.function().await;
+    // Security Hub on: the report imports its standing grants.
+    let function = Function::start(
+        &function_binary("grant-report"),
+        world
+            .config
+            .clone()
+            .env("SECURITY_HUB_ENABLED", "true")
+            .env("SECURITY_HUB_MIN_SEVERITY", "low"),
+    )
+    .await
+    .expect("start grant-report");
 
     // Week 1.
     let first = function
@@ -339,9 +350,27 @@ async fn weekly_report_is_stored_diffed_and_announced() {
             .map(|g| g["grant_id"].as_str().unwrap().to_string())
             .collect::<Vec<_>>()
     };
-    assert_eq!(ids(&diff["new_grants"]), vec![added]);
+    assert_eq!(ids(&diff["new_grants"]), vec![added.clone()]);
     assert_eq!(ids(&diff["removed_grants"]), vec![grant_ids[1].clone()]);
     assert_eq!(report["trend"].as_array().unwrap().len(), 2);
+
+    // Security Hub: one finding per grant at or above low, under the
+    // watcher's ids; the revoked grant's finding is archived, the others
+    // stay active.
+    let region = key_arn.split(':').nth(3).unwrap();
+    let key_uuid = key_arn.rsplit('/').next().unwrap();
+    let findings = securityhub::findings(world.moto.endpoint(), region).await;
+    let state_of = |grant_id: &str| {
+        let id = format!("grantwatch/{ACCOUNT}/{region}/{key_uuid}/{grant_id}");
+        findings
+            .iter()
+            .find(|f| f["Id"] == id.as_str())
+            .map(|f| f["RecordState"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("no finding {id} in {findings:?}"))
+    };
+    assert_eq!(state_of(&grant_ids[1]), "ARCHIVED");
+    assert_eq!(state_of(&added), "ACTIVE");
+    assert!(function.all_output().contains("report findings imported"));
 }
 
 /// What this proves: with `accounts: ORG` every account of the

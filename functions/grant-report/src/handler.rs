@@ -2,7 +2,7 @@
 //! ([`init`]); [`handle`] runs `grantwatch_core::app::report` for each
 //! scheduler event.
 
-use crate::delivery::Channel;
+use crate::delivery::{Channel, SecurityHubImport};
 use crate::settings::{request_for, Settings};
 use grantwatch_aws::config::{bad, resolve_trust_zone, ConfigError};
 use grantwatch_aws::directory::AwsDirectory;
@@ -11,6 +11,7 @@ use grantwatch_aws::ledger::{DynamoLedger, DEFAULT_RETENTION_DAYS};
 use grantwatch_aws::rules_source::RulesSource;
 use grantwatch_aws::scope::MemberKmsClients;
 use grantwatch_aws::sdk;
+use grantwatch_aws::securityhub::SecurityHub;
 use grantwatch_aws::store::S3ReportStore;
 use grantwatch_core::app::report::SummaryChannel;
 use grantwatch_core::app::report::{
@@ -67,12 +68,21 @@ pub(crate) async fn init() -> Result<Deps, ConfigError> {
     })?;
     // The watcher's channels, built the same way (redaction, runbook
     // links); the summary is one more notice for them.
-    let channels: Vec<Channel> = settings
+    let mut channels: Vec<Channel> = settings
         .channels
         .build(&config)?
         .into_iter()
-        .map(Channel::new)
+        .filter_map(Channel::notice)
         .collect();
+    if let Some(min_severity) = settings.channels.security_hub_min_severity {
+        channels.push(Channel::SecurityHub(SecurityHubImport {
+            hub: SecurityHub::new(&config)
+                .map_err(|e| bad("SECURITY_HUB_ENABLED", e.to_string()))?,
+            min_severity,
+            links: settings.channels.links.clone(),
+            function_name: settings.function_name.clone(),
+        }));
+    }
     let clients = MemberKmsClients::assuming(
         config.clone(),
         home_account.clone(),
