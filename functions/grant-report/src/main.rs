@@ -15,12 +15,15 @@
 //! See docs/report.md for the environment variables.
 //!
 //! `{"mode": "reconcile", "hours": 24}` runs the daily reconcile instead
-//! (`reconcile.rs`, docs/reconcile.md).
+//! (`reconcile.rs`, docs/reconcile.md); `{"mode": "plan" | "inventory-shard"
+//! | "merge", ...}` are the report fan-out's steps (`fanout.rs`,
+//! docs/fanout.md).
 //!
 //! `settings.rs` reads the configuration, `handler.rs` builds the clients
 //! and runs one report per invocation, `delivery.rs` holds the channels.
 
 mod delivery;
+mod fanout;
 mod handler;
 mod reconcile;
 mod settings;
@@ -42,6 +45,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let deps = &deps;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // The report fan-out's steps (docs/fanout.md), before the modes
+        // reconcile::mode_of refuses.
+        if let Some(step) = fanout::mode_of(&event.payload) {
+            return fanout::handle(step, event, deps).await;
+        }
         match reconcile::mode_of(&event.payload) {
             Ok(reconcile::Mode::Report) => handler::handle(event, deps).await.map(|outcome| {
                 serde_json::to_value(outcome).unwrap_or_else(|e| Value::String(e.to_string()))
