@@ -14,8 +14,8 @@
 //! by item (tests/src/moto.rs); moto's own whole-table copy made each
 //! transaction O(table) and failed the 5,000 burst past ~2,700 events.
 //! moto's Query still walks the whole table for one partition: at 5,000
-//! events the slowest DynamoDB call took 1.9 s (load average 10), within
-//! the watcher's 3 s attempt timeout.
+//! events the watcher's slowest DynamoDB call took 1.9 s (load average 10),
+//! within its 3 s attempt timeout.
 
 use grantwatch_e2e::moto::SnsDelivery;
 use grantwatch_e2e::watcher_world::*;
