@@ -107,6 +107,35 @@ impl S3ReportStore {
         }
     }
 
+    /// `report.json` of one dated folder; `None` if it has none (an
+    /// interrupted run).
+    async fn report_in(&self, folder: &str) -> Result<Option<StoredReport>, PortError> {
+        let key = format!("{folder}{REPORT_JSON}");
+        let object = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(object) => object,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+            Err(e) => return Err(classify("GetObject", &e)),
+        };
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| PortError::Transient(format!("GetObject {key}: {e}")))?
+            .into_bytes()
+            .to_vec();
+        Ok(Some(StoredReport {
+            location: key,
+            body,
+        }))
+    }
+
     /// Dated folders under `reports/`, newest first.
     async fn dated_folders(&self) -> Result<Vec<String>, PortError> {
         let mut folders = Vec::new();
@@ -272,33 +301,25 @@ impl ReportStore for S3ReportStore {
             if reports.len() >= limit {
                 break;
             }
-            let key = format!("{folder}{REPORT_JSON}");
-            let object = match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(&key)
-                .send()
-                .await
-            {
-                Ok(object) => object,
-                // A folder without report.json (an interrupted run): skip it.
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => continue,
-                Err(e) => return Err(classify("GetObject", &e)),
-            };
-            let body = object
-                .body
-                .collect()
-                .await
-                .map_err(|e| PortError::Transient(format!("GetObject {key}: {e}")))?
-                .into_bytes()
-                .to_vec();
-            reports.push(StoredReport {
-                location: key,
-                body,
-            });
+            reports.extend(self.report_in(&folder).await?);
         }
         Ok(reports)
+    }
+
+    /// Reads the folders' report.json one at a time; the newer ones skipped
+    /// are not kept.
+    async fn recent_report(&self, index: usize) -> Result<Option<StoredReport>, PortError> {
+        let mut found = 0;
+        for folder in self.dated_folders().await? {
+            let Some(report) = self.report_in(&folder).await? else {
+                continue;
+            };
+            if found == index {
+                return Ok(Some(report));
+            }
+            found += 1;
+        }
+        Ok(None)
     }
 
     async fn link(&self, location: &str) -> Result<String, PortError> {
@@ -425,6 +446,13 @@ mod tests {
         );
         assert_eq!(recent[0].body, b"reports/2026-11-28/report.json");
         assert_eq!(list.num_calls(), 2);
+        // One at a time: the second report.json found is the 2026-11-14 one.
+        let second = s.recent_report(1).await.unwrap().unwrap();
+        assert_eq!(second.location, "reports/2026-11-14/report.json");
+        assert_eq!(second.body, b"reports/2026-11-14/report.json");
+        let oldest = s.recent_report(2).await.unwrap().unwrap();
+        assert_eq!(oldest.location, "reports/2026-11-07/report.json");
+        assert!(s.recent_report(3).await.unwrap().is_none());
     }
 
     /// Presigning sends nothing: a real client with static credentials.

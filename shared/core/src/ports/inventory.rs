@@ -317,6 +317,16 @@ pub trait ReportStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredReport>, PortError>> + Send;
 
+    /// The `index`-th newest stored `report.json` (0: the newest), so
+    /// reports can be read one at a time. Default: through
+    /// [`recent_reports`](Self::recent_reports).
+    fn recent_report(
+        &self,
+        index: usize,
+    ) -> impl Future<Output = Result<Option<StoredReport>, PortError>> + Send {
+        async move { Ok(self.recent_reports(index + 1).await?.into_iter().nth(index)) }
+    }
+
     /// A link a reviewer can open (a presigned GET for S3, a file path
     /// locally).
     fn link(&self, location: &str) -> impl Future<Output = Result<String, PortError>> + Send;

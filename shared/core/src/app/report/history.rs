@@ -30,7 +30,7 @@ pub fn trend_after(
 }
 
 /// Stored reports the diff may fall back to when newer ones fail their
-/// hash check (each is read whole: the bound keeps memory flat).
+/// hash check (read one at a time; the bound keeps the time flat).
 pub const PREVIOUS_REPORTS_CHECKED: usize = 4;
 
 /// A grant created this recently may still be on its way to the watcher
@@ -92,13 +92,13 @@ pub(super) async fn verified_previous<S: ReportStore, P: Provenance>(
             return (None, Some(integrity));
         }
     };
-    let stored = store
-        .recent_reports(PREVIOUS_REPORTS_CHECKED)
-        .await
-        .unwrap_or_default();
     let mut integrity = known.as_ref().map(|_| Integrity::default());
     let mut chosen = None;
-    for candidate in stored {
+    // One stored report in memory at a time.
+    for index in 0..PREVIOUS_REPORTS_CHECKED {
+        let Ok(Some(candidate)) = store.recent_report(index).await else {
+            break;
+        };
         let sha = sha256_hex(&candidate.body);
         let problem = match known.as_ref() {
             Some(known) => match known.get(&candidate.location) {
