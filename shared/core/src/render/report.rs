@@ -11,7 +11,7 @@
 use super::chatbot;
 use super::mrkdwn::{self, code, escape, fit_lines, truncate};
 use super::plain::{ascii_line, one_line, truncate_bytes};
-use super::slack::severity_label;
+use super::slack::{severity_label, Blocks};
 use super::sns::{structured, SnsMessage, StructuredMessage, MAX_BODY_BYTES, MAX_SUBJECT_CHARS};
 use crate::report::model::Report;
 use crate::report::summary::attention;
@@ -323,15 +323,13 @@ pub fn slack(notice: &ReportNotice<'_>) -> Value {
     let (report, link) = (notice.report, notice.link);
     let s = &report.summary;
     let title = format!("KMS grant report {}", report.date());
-    let mut blocks = vec![json!({
-        "type": "header",
-        "text": {"type": "plain_text", "text": truncate(&escape(&title), mrkdwn::MAX_HEADER_TEXT)}
-    })];
+    let mut blocks = Blocks::default();
+    blocks.header(&title);
     if report.partial {
-        blocks.push(section(&format!(
+        blocks.section(&format!(
             ":warning: *Partial report*: {} part(s) could not be read (see Coverage in the report).",
             s.coverage_gaps
-        )));
+        ));
     }
     let tampered: Vec<_> = tampering(report).collect();
     if !tampered.is_empty() {
@@ -344,7 +342,7 @@ pub fn slack(notice: &ReportNotice<'_>) -> Value {
             tampered.len()
         );
         let budget = mrkdwn::MAX_SECTION_TEXT.saturating_sub(mrkdwn::slack_len(&text));
-        blocks.push(section(&(text + &fit_lines(&lines, budget, "findings"))));
+        blocks.section(&(text + &fit_lines(&lines, budget, "findings")));
     }
     let silent = silent_lines(report);
     if !silent.is_empty() {
@@ -352,9 +350,7 @@ pub fn slack(notice: &ReportNotice<'_>) -> Value {
         let text =
             ":mute: *Silent account-regions* (grants created, no ledger event)\n".to_string();
         let budget = mrkdwn::MAX_SECTION_TEXT.saturating_sub(mrkdwn::slack_len(&text));
-        blocks.push(section(
-            &(text + &fit_lines(&lines, budget, "account-regions")),
-        ));
+        blocks.section(&(text + &fit_lines(&lines, budget, "account-regions")));
     }
     let diff_field = match (s.new_grants, s.removed_grants, s.severity_changes) {
         (Some(n), Some(r), Some(c)) => {
@@ -362,21 +358,18 @@ pub fn slack(notice: &ReportNotice<'_>) -> Value {
         }
         _ => "*Since last report*\nfirst report".to_string(),
     };
-    blocks.push(json!({
-        "type": "section",
-        "fields": [
-            field(&format!("*Grants*\n{} on {} keys", s.grants, s.keys)),
-            field(&format!("*Risky (medium+)*\n{}", s.risky)),
-            field(&format!("*By origin*\n{}", escape(&counts_line(&s.by_origin)))),
-            field(&format!("*By severity*\n{}", severity_line(&s.by_severity))),
-            field(&diff_field),
-            field(&format!(
-                "*Scope*\n{} account(s) × {} region(s)",
-                report.scope.accounts.len(),
-                report.scope.regions.len()
-            )),
-        ]
-    }));
+    blocks.fields(vec![
+        format!("*Grants*\n{} on {} keys", s.grants, s.keys),
+        format!("*Risky (medium+)*\n{}", s.risky),
+        format!("*By origin*\n{}", escape(&counts_line(&s.by_origin))),
+        format!("*By severity*\n{}", severity_line(&s.by_severity)),
+        diff_field,
+        format!(
+            "*Scope*\n{} account(s) × {} region(s)",
+            report.scope.accounts.len(),
+            report.scope.regions.len()
+        ),
+    ]);
     let items = attention(report);
     if !items.is_empty() {
         let lines: Vec<String> = items
@@ -406,7 +399,7 @@ pub fn slack(notice: &ReportNotice<'_>) -> Value {
                 items.len() - SLACK_TOP_ITEMS
             );
         }
-        blocks.push(section(&text));
+        blocks.section(&text);
     }
     if !report.coverage.gaps.is_empty() {
         let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
@@ -418,7 +411,7 @@ pub fn slack(notice: &ReportNotice<'_>) -> Value {
             .map(|(r, n)| format!("{r} {n}"))
             .collect::<Vec<_>>()
             .join(", ");
-        blocks.push(section(&format!("*Coverage gaps*: {text}")));
+        blocks.section(&format!("*Coverage gaps*: {text}"));
     }
     if link.chars().count() <= MAX_BUTTON_URL && !link.is_empty() {
         blocks.push(json!({
@@ -431,15 +424,9 @@ pub fn slack(notice: &ReportNotice<'_>) -> Value {
             }]
         }));
     } else {
-        blocks.push(section(
-            "The report link is too long for Slack: see the e-mail.",
-        ));
+        blocks.section("The report link is too long for Slack: see the e-mail.");
     }
-    blocks.truncate(mrkdwn::MAX_BLOCKS);
-    json!({
-        "text": truncate(&escape(&format!("{title}: {}", headline(report))), mrkdwn::MAX_FALLBACK_TEXT),
-        "blocks": blocks
-    })
+    blocks.finish(&escape(&format!("{title}: {}", headline(report))))
 }
 
 /// [`sns`] for `MessageStructure=json`: e-mail gets the text; every other
@@ -559,14 +546,6 @@ fn chatbot_with(notice: &ReportNotice<'_>, budget: usize) -> Value {
             "eventType": REPORT_EVENT_TYPE,
         }
     })
-}
-
-fn section(text: &str) -> Value {
-    json!({"type": "section", "text": {"type": "mrkdwn", "text": mrkdwn::truncate_mrkdwn(text, mrkdwn::MAX_SECTION_TEXT)}})
-}
-
-fn field(text: &str) -> Value {
-    json!({"type": "mrkdwn", "text": mrkdwn::truncate_mrkdwn(text, mrkdwn::MAX_FIELD_TEXT)})
 }
 
 #[cfg(test)]

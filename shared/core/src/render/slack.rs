@@ -469,14 +469,14 @@ fn digest_fields(t: &Tally) -> Vec<String> {
 /// Blocks under construction; every method enforces its block's limits,
 /// and empty texts (which Slack rejects) are skipped.
 #[derive(Default)]
-struct Blocks {
+pub(crate) struct Blocks {
     blocks: Vec<Value>,
 }
 
 impl Blocks {
     /// `text` is plain text of our own making plus at most escaped words:
     /// escaped here (Slack decodes entities in `plain_text` too).
-    fn header(&mut self, text: &str) {
+    pub(crate) fn header(&mut self, text: &str) {
         let text = truncate_mrkdwn(&escape(text), MAX_HEADER_TEXT);
         if !text.trim().is_empty() {
             self.blocks.push(json!({
@@ -487,7 +487,7 @@ impl Blocks {
     }
 
     /// `mrkdwn` is already escaped.
-    fn section(&mut self, mrkdwn: &str) {
+    pub(crate) fn section(&mut self, mrkdwn: &str) {
         let text = truncate_mrkdwn(mrkdwn, MAX_SECTION_TEXT);
         if !text.trim().is_empty() {
             self.blocks.push(json!({
@@ -499,7 +499,7 @@ impl Blocks {
 
     /// Fields (already escaped), as many sections of at most
     /// [`MAX_FIELDS`] as needed.
-    fn fields(&mut self, fields: Vec<String>) {
+    pub(crate) fn fields(&mut self, fields: Vec<String>) {
         let fields: Vec<Value> = fields
             .iter()
             .map(|f| truncate_mrkdwn(f, MAX_FIELD_TEXT))
@@ -515,7 +515,7 @@ impl Blocks {
     /// Buttons linking out (our own labels; URLs built in
     /// [`super::links`] with every event value percent-encoded). At most
     /// 25 elements; a URL over 3000 characters is left out.
-    fn actions(&mut self, buttons: Vec<(&'static str, String)>) {
+    pub(crate) fn actions(&mut self, buttons: Vec<(&'static str, String)>) {
         let elements: Vec<Value> = buttons
             .into_iter()
             .filter(|(_, url)| url.len() <= MAX_BUTTON_URL && url.starts_with("https://"))
@@ -538,7 +538,7 @@ impl Blocks {
 
     /// Context elements (already escaped): at most
     /// [`MAX_CONTEXT_ELEMENTS`]; the last kept one says how many were left.
-    fn context(&mut self, elements: Vec<String>) {
+    pub(crate) fn context(&mut self, elements: Vec<String>) {
         let mut elements: Vec<String> = elements
             .into_iter()
             .map(|e| truncate_mrkdwn(&e, MAX_CONTEXT_TEXT))
@@ -562,7 +562,13 @@ impl Blocks {
 
     /// The payload: `fallback` (already escaped) cut to
     /// [`MAX_FALLBACK_TEXT`], at most [`MAX_BLOCKS`] blocks.
-    fn finish(mut self, fallback: &str) -> Value {
+    /// A block the caller built whole from its own values (the report's
+    /// link button, which may be a plain-http test endpoint).
+    pub(crate) fn push(&mut self, block: Value) {
+        self.blocks.push(block);
+    }
+
+    pub(crate) fn finish(mut self, fallback: &str) -> Value {
         if self.blocks.len() > MAX_BLOCKS {
             let dropped = self.blocks.len() - (MAX_BLOCKS - 1);
             self.blocks.truncate(MAX_BLOCKS - 1);
