@@ -906,11 +906,11 @@ mod tests {
     const NOW: &str = "2026-11-30T07:00:00Z";
     const REGIONS_2: [&str; 2] = ["eu-west-1", "us-east-1"];
 
-    /// `accounts` x 2 regions, each with 2 keys of 3 grants.
-    fn org_inventory(accounts: &[String]) -> FakeInventory {
+    /// `accounts` x `regions`, each with 2 keys of 3 grants.
+    fn org_inventory(accounts: &[String], regions: &[&str]) -> FakeInventory {
         let mut inv = FakeInventory::new(100);
         for account in accounts {
-            for region in REGIONS_2 {
+            for &region in regions {
                 let mut fake = FakeRegion::default();
                 for k in 0..2 {
                     let id = format!("key-{k}");
@@ -948,15 +948,18 @@ mod tests {
             .collect()
     }
 
-    fn org_request() -> ReportRequest {
+    fn org_request(regions: &[&str]) -> ReportRequest {
         ReportRequest {
             accounts: AccountSelection::Organization,
-            regions: REGIONS_2.iter().map(|r| r.to_string()).collect(),
+            regions: regions.iter().map(|r| r.to_string()).collect(),
         }
     }
 
     /// Plan, run the shards `run` lets through, merge; the stored report.
+    #[allow(clippy::too_many_arguments)]
     fn fan_out(
+        request: &ReportRequest,
+        shard_size: usize,
         inv: &FakeInventory,
         dir: &FakeDirectory,
         store: &MemoryStore,
@@ -976,7 +979,7 @@ mod tests {
             deadline: &NoDeadline,
             progress: &Quiet,
         };
-        let planned = block_on(plan_run(&org_request(), &deps, runs, "run-1", NOW, 5)).unwrap();
+        let planned = block_on(plan_run(request, &deps, runs, "run-1", NOW, shard_size)).unwrap();
         let items: Vec<ShardItem> = serde_json::from_slice(
             &block_on(runs.get_run_file(&planned.items_key))
                 .unwrap()
@@ -1002,12 +1005,16 @@ mod tests {
     }
 
     fn org(n: usize) -> (FakeInventory, FakeDirectory) {
+        org_in(n, &REGIONS_2)
+    }
+
+    fn org_in(n: usize, regions: &[&str]) -> (FakeInventory, FakeDirectory) {
         let accounts = accounts(n);
         let dir = FakeDirectory {
             this_account: accounts[0].clone(),
             organization: accounts.clone(),
         };
-        (org_inventory(&accounts), dir)
+        (org_inventory(&accounts, regions), dir)
     }
 
     #[test]
@@ -1026,13 +1033,28 @@ mod tests {
             deadline: &NoDeadline,
             progress: &Quiet,
         };
-        block_on(run_report(&org_request(), &deps, &[&NoChannel], NOW)).unwrap();
+        block_on(run_report(
+            &org_request(&REGIONS_2),
+            &deps,
+            &[&NoChannel],
+            NOW,
+        ))
+        .unwrap();
         let calls_single = inv.calls.lock().unwrap().len();
         inv.calls.lock().unwrap().clear();
 
         let store = MemoryStore::default();
         let runs = MemoryRuns::default();
-        let (planned, merged, report) = fan_out(&inv, &dir, &store, &runs, |_| true, None);
+        let (planned, merged, report) = fan_out(
+            &org_request(&REGIONS_2),
+            5,
+            &inv,
+            &dir,
+            &store,
+            &runs,
+            |_| true,
+            None,
+        );
         assert_eq!((planned.shards, planned.account_regions), (3, 12));
         assert_eq!(merged.missing_account_regions, 0);
         assert!(merged.unexpected.is_empty());
@@ -1064,6 +1086,8 @@ mod tests {
         // The first shard (in the plan's order) fails.
         let skipped = std::sync::OnceLock::new();
         let (_, merged, report) = fan_out(
+            &org_request(&REGIONS_2),
+            5,
             &inv,
             &dir,
             &store,
@@ -1128,8 +1152,15 @@ mod tests {
         };
         // The plan refuses a scope wider than the configuration, as a single
         // run does, before anything is read or written.
-        let refused =
-            block_on(plan_run(&org_request(), &deps, &runs, "run-1", NOW, 5)).unwrap_err();
+        let refused = block_on(plan_run(
+            &org_request(&REGIONS_2),
+            &deps,
+            &runs,
+            "run-1",
+            NOW,
+            5,
+        ))
+        .unwrap_err();
         assert_eq!(refused.error_type(), "ScopeRefused");
         assert!(runs.files.lock().unwrap().is_empty());
         assert!(inv.calls.lock().unwrap().is_empty());
@@ -1148,5 +1179,32 @@ mod tests {
         let err = block_on(merge_run("run-1", None, &deps, &runs, &[&NoChannel])).unwrap_err();
         assert_eq!(err.error_type(), "RunFileError");
         assert!(store.files.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_scaled_organization_fans_out_into_one_complete_report_200_accounts_by_5_regions() {
+        let (inv, dir) = org_in(200, &REGIONS);
+        let store = MemoryStore::default();
+        let runs = MemoryRuns::default();
+        let (planned, merged, report) = fan_out(
+            &org_request(&REGIONS),
+            DEFAULT_SHARD_SIZE,
+            &inv,
+            &dir,
+            &store,
+            &runs,
+            |_| true,
+            None,
+        );
+        assert_eq!((planned.shards, planned.account_regions), (20, 1000));
+        assert_eq!(merged.missing_account_regions, 0);
+        assert!(!report.partial, "{:?}", report.coverage.gaps.first());
+        assert_eq!(report.coverage.account_regions.len(), 1000);
+        assert_eq!(report.summary.grants, 1000 * 2 * 3, "no grant lost");
+        assert_eq!(
+            inv.call_count("ListKeys"),
+            1000,
+            "each account-region read once"
+        );
     }
 }
