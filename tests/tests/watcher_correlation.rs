@@ -5,6 +5,7 @@
 //! cross-account call (same `sharedEventID`) does not alert again, and a
 //! copy that raises the severity sends exactly one follow-up.
 
+use grantwatch_e2e::runtime_api::{function_binary, Function};
 use grantwatch_e2e::watcher_world::*;
 use serde_json::Value;
 
@@ -67,6 +68,20 @@ async fn a_persons_duplicate_and_burst_raise_their_codes_and_a_service_stream_ra
     assert!(alert_codes(&world).await.is_empty());
     assert!(function.wait_for_stdout("lambda-0008").await);
     assert_eq!(function.metric_sum("CorrelationUnavailable"), 0.0);
+
+    // The threshold is a setting: at BURST_THRESHOLD=49 a seventh grant in
+    // the window is no burst.
+    let relaxed = Function::start(
+        &function_binary("grant-watcher"),
+        world.config.clone().env("BURST_THRESHOLD", "49"),
+    )
+    .await
+    .unwrap();
+    relaxed.invoke(manual_grant(7)).await.unwrap();
+    let sent = alert_codes(&world).await;
+    assert_eq!(sent.len(), 1);
+    assert!(!sent[0].contains("grant-burst"), "{}", sent[0]);
+    assert!(sent[0].contains("duplicate-grant"), "{}", sent[0]);
 }
 
 const FOREIGN_KEY_ARN: &str =

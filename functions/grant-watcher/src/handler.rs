@@ -7,7 +7,6 @@
 use grantwatch_aws::ledger::DynamoLedger;
 use grantwatch_aws::rules_source::RulesSource;
 use grantwatch_aws::sdk::SystemClock;
-use grantwatch_core::app::watch::METRICS_NAMESPACE;
 use grantwatch_core::app::watch::{
     watch_event, ChannelStatus, Clock, Invocation, WatchDeps, WatchOutcome,
 };
@@ -90,18 +89,12 @@ async fn record_deployed_once(deps: &Deps, function_name: &str) {
 
 /// The EMF line counting one failed write of the deployment time.
 fn deployed_record_failed_emf(function_name: &str, now_ms: i64) -> Value {
-    serde_json::json!({
-        "_aws": {
-            "Timestamp": now_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": METRICS_NAMESPACE,
-                "Dimensions": [["FunctionName"]],
-                "Metrics": [{"Name": "DeployedRecordFailed", "Unit": "Count"}],
-            }],
-        },
-        "FunctionName": function_name,
-        "DeployedRecordFailed": 1,
-    })
+    grantwatch_core::emf::line(
+        function_name,
+        now_ms,
+        &[],
+        &[("DeployedRecordFailed", 1, "Count")],
+    )
 }
 
 fn log_outcome(outcome: &WatchOutcome) {
