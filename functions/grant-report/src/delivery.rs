@@ -31,12 +31,7 @@ const VERDICT_ONLY: [&str; 2] = ["eventbridge", "securityhub"];
 
 pub enum Channel {
     /// The summary as `Notice::Report`.
-    Notice {
-        /// The notifier's name, kept for the life of the process (the
-        /// channels are built once, at start).
-        name: &'static str,
-        notifier: Box<dyn DynNotifier>,
-    },
+    Notice(Box<dyn DynNotifier>),
     SecurityHub(SecurityHubImport),
 }
 
@@ -47,10 +42,7 @@ impl Channel {
         if VERDICT_ONLY.contains(&notifier.channel()) {
             return None;
         }
-        Some(Channel::Notice {
-            name: Box::leak(notifier.channel().to_string().into_boxed_str()),
-            notifier,
-        })
+        Some(Channel::Notice(notifier))
     }
 }
 
@@ -109,9 +101,9 @@ impl SecurityHubImport {
 }
 
 impl SummaryChannel for Channel {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         match self {
-            Channel::Notice { name, .. } => name,
+            Channel::Notice(notifier) => notifier.channel(),
             Channel::SecurityHub(_) => "securityhub",
         }
     }
@@ -119,7 +111,7 @@ impl SummaryChannel for Channel {
     async fn deliver(&self, report: &Report, link: &str) -> Result<(), PortError> {
         let deadline_ms = SystemClock.now_ms() + DELIVERY_BUDGET_MS;
         match self {
-            Channel::Notice { notifier, .. } => {
+            Channel::Notice(notifier) => {
                 notifier
                     .send_boxed(Notice::Report(ReportNotice { report, link }), deadline_ms)
                     .await

@@ -220,12 +220,10 @@ impl Deps {
         self.channels.iter().collect()
     }
 
-    #[allow(dead_code)] // fanout.rs (h6)
     pub(crate) fn settings(&self) -> &Settings {
         &self.settings
     }
 
-    #[allow(dead_code)] // fanout.rs (h6)
     pub(crate) fn s3(&self) -> &aws_sdk_s3::Client {
         &self.s3
     }
