@@ -30,25 +30,9 @@ fn with_security_hub(world: &World, min_severity: &str) -> FunctionConfig {
         .env("SECURITY_HUB_MIN_SEVERITY", min_severity)
 }
 
-/// moto's findings in `region` (GetFindings). moto reads the service and
-/// region from the Authorization header's scope and checks no signature.
+/// moto's findings in `region` (GetFindings).
 async fn findings(world: &World, region: &str) -> Vec<Value> {
-    let answer: Value = reqwest::Client::new()
-        .post(format!("{}/findings", world.moto.endpoint()))
-        .header(
-            "Authorization",
-            format!(
-                "AWS4-HMAC-SHA256 Credential=testing/20261130/{region}/securityhub/aws4_request, SignedHeaders=host, Signature=0"
-            ),
-        )
-        .json(&json!({"MaxResults": 100}))
-        .send()
-        .await
-        .expect("GetFindings")
-        .json()
-        .await
-        .expect("GetFindings answer");
-    answer["Findings"].as_array().cloned().unwrap_or_default()
+    grantwatch_e2e::securityhub::findings(world.moto.endpoint(), region).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
