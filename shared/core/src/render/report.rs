@@ -200,6 +200,11 @@ pub fn sns(notice: &ReportNotice<'_>) -> SnsMessage {
     );
     let _ = writeln!(
         b,
+        "Risky keys:  {} (the key policy lets others create grants)",
+        s.risky_keys
+    );
+    let _ = writeln!(
+        b,
         "By origin:   {}",
         one_line(&counts_line(&s.by_origin), 500)
     );
@@ -288,6 +293,22 @@ pub fn sns(notice: &ReportNotice<'_>) -> SnsMessage {
             }
         }
     }
+    if !report.expiring_rules.is_empty() {
+        let _ = writeln!(
+            b,
+            "\nRules expiring within 14 days ({}): what they suppress will alert again:",
+            report.expiring_rules.len()
+        );
+        for r in report.expiring_rules.iter().take(EMAIL_TOP_ITEMS) {
+            let _ = writeln!(
+                b,
+                "- {} until {}: {}",
+                one_line(&r.id, MAX_VALUE),
+                one_line(&r.expires, 20),
+                one_line(&r.reason, MAX_VALUE)
+            );
+        }
+    }
     if !report.coverage.gaps.is_empty() {
         let _ = writeln!(b, "\nCoverage gaps ({}):", report.coverage.gaps.len());
         for g in report.coverage.gaps.iter().take(EMAIL_TOP_ITEMS) {
@@ -361,6 +382,7 @@ pub fn slack(notice: &ReportNotice<'_>) -> Value {
     blocks.fields(vec![
         format!("*Grants*\n{} on {} keys", s.grants, s.keys),
         format!("*Risky (medium+)*\n{}", s.risky),
+        format!("*Risky keys*\n{}", s.risky_keys),
         format!("*By origin*\n{}", escape(&counts_line(&s.by_origin))),
         format!("*By severity*\n{}", severity_line(&s.by_severity)),
         diff_field,
@@ -400,6 +422,12 @@ pub fn slack(notice: &ReportNotice<'_>) -> Value {
             );
         }
         blocks.section(&text);
+    }
+    if !report.expiring_rules.is_empty() {
+        blocks.section(&format!(
+            ":hourglass: *{} rule(s) expire within 14 days*: what they suppress will alert again (see the report)",
+            report.expiring_rules.len()
+        ));
     }
     if !report.coverage.gaps.is_empty() {
         let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
@@ -590,6 +618,35 @@ mod tests {
             m.attributes.get("severity").map(String::as_str),
             Some("high")
         );
+        assert!(m.message.contains("Risky keys:  0"), "{}", m.message);
+        assert!(!m.message.contains("Rules expiring"));
+    }
+
+    #[test]
+    fn expiring_rules_are_named_in_the_email_and_counted_in_slack() {
+        let mut r = hostile_report();
+        r.expiring_rules = vec![crate::report::model::ExpiringRule {
+            id: "ci-role\nSubject: fake".into(),
+            expires: "2026-12-05".into(),
+            reason: "<!channel> migration".into(),
+        }];
+        let link = "https://example.invalid/report.html";
+        let notice = ReportNotice { report: &r, link };
+        let m = sns(&notice);
+        assert!(
+            m.message.contains("Rules expiring within 14 days (1)"),
+            "{}",
+            m.message
+        );
+        assert!(m.message.contains("until 2026-12-05"), "{}", m.message);
+        assert!(
+            !m.message.contains("\nSubject: fake"),
+            "a rule id cannot start a line"
+        );
+        let v = slack(&notice);
+        let text = v.to_string();
+        assert!(text.contains("1 rule(s) expire within 14 days"), "{text}");
+        assert!(!text.contains("<!channel>"));
     }
 
     #[test]
