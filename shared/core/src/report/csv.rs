@@ -6,11 +6,13 @@
 
 use super::model::{GrantReport, KeyReport, Report};
 
-pub const HEADER: [&str; 22] = [
+pub const HEADER: [&str; 24] = [
     "account",
     "region",
     "key_id",
     "key_arn",
+    "key_description",
+    "key_tags",
     "key_aliases",
     "key_manager",
     "key_state",
@@ -67,6 +69,12 @@ fn row(key: &KeyReport, grant: &GrantReport) -> Vec<String> {
         key.region.clone(),
         key.key_id.clone(),
         key.key_arn.clone(),
+        opt(&key.description),
+        key.tags
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; "),
         key.aliases.join(" "),
         key.manager
             .map(|m| m.as_str().to_string())
@@ -163,6 +171,22 @@ mod tests {
         assert!(rows.iter().all(|r| r.len() == HEADER.len()));
         let name_col = HEADER.iter().position(|h| *h == "name").unwrap();
         assert_eq!(rows[1][name_col], "'=cmd|' /C calc'!A0,\"x\"\nnext");
+    }
+
+    #[test]
+    fn the_key_description_and_tags_have_their_columns_guarded_like_any_cell() {
+        let mut k = key("k1", vec![grant("g1", Severity::Low)]);
+        k.description = Some("=HYPERLINK(\"x\"),\nkey".to_string());
+        k.tags = [("team", "pay,ments"), ("env", "prod")]
+            .into_iter()
+            .map(|(t, v)| (t.to_string(), v.to_string()))
+            .collect();
+        let rows = parse(&write(&report(vec![k])));
+        let col = |name: &str| HEADER.iter().position(|h| *h == name).unwrap();
+        assert_eq!(rows[1].len(), HEADER.len());
+        assert_eq!(rows[1][col("key_description")], "'=HYPERLINK(\"x\"),\nkey");
+        assert_eq!(rows[1][col("key_tags")], "env=prod; team=pay,ments");
+        assert_eq!(col("key_description"), col("key_arn") + 1);
     }
 
     /// A minimal RFC 4180 reader, to check what a spreadsheet would see.
