@@ -50,6 +50,10 @@ const ACTION_OF_OPERATION: &[(&str, &str, Option<&str>)] = &[
     ("s3", "list_objects", Some("s3:ListBucket")),
     ("s3", "head_object", Some("s3:GetObject")),
     ("s3", "head_bucket", Some("s3:ListBucket")),
+    // A multipart upload is authorised as the object's PutObject.
+    ("s3", "create_multipart_upload", Some("s3:PutObject")),
+    ("s3", "upload_part", Some("s3:PutObject")),
+    ("s3", "complete_multipart_upload", Some("s3:PutObject")),
     ("sts", "get_caller_identity", None),
 ];
 
@@ -475,7 +479,9 @@ fn code_actions(binary: &str, sdk: &SdkOperations) -> (BTreeSet<String>, BTreeSe
     for file in &crate_files {
         let text = std::fs::read_to_string(file).expect("read function source");
         actions.extend(sdk.actions_in(&text));
-        used.extend(modules_used(&text, "grantwatch_aws::", &modules));
+        // A module only a test uses is not linked into the function.
+        let code = code_without_tests_and_comments(&text);
+        used.extend(modules_used(&code, "grantwatch_aws::", &modules));
     }
     let mut pending: Vec<String> = used.iter().cloned().collect();
     while let Some(module) = pending.pop() {
@@ -494,7 +500,8 @@ fn code_actions(binary: &str, sdk: &SdkOperations) -> (BTreeSet<String>, BTreeSe
         for file in &modules[&module] {
             let text = std::fs::read_to_string(file).expect("read adapter source");
             actions.extend(sdk.actions_in(&text));
-            for reached in modules_used(&text, "crate::", &modules) {
+            let code = code_without_tests_and_comments(&text);
+            for reached in modules_used(&code, "crate::", &modules) {
                 if used.insert(reached.clone()) {
                     pending.push(reached);
                 }

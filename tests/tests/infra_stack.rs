@@ -518,14 +518,27 @@ fn variables_read_by(binary: &str) -> BTreeSet<String> {
     // function names it, or calls the reader named after it
     // (`env.trusted_accounts()` reads TRUSTED_ACCOUNTS).
     let mut shared = BTreeSet::new();
+    // The one channel builder (`ChannelSettings::from_env`): the watcher's
+    // channels, and the report's summary and daily reconcile through them.
+    let channels = texts
+        .iter()
+        .any(|t| t.contains("grantwatch_aws::channels"))
+        .then(|| {
+            std::fs::read_to_string(workspace.join("shared/aws/src/channels.rs"))
+                .expect("channel settings")
+        });
+    if let Some(channels) = &channels {
+        shared.extend(variables_in(std::slice::from_ref(channels)));
+    }
     if texts.iter().any(|t| t.contains("grantwatch_aws::config")) {
         let config = std::fs::read_to_string(workspace.join("shared/aws/src/config.rs"))
             .expect("shared settings module");
-        let code: String = texts.concat();
-        shared = variables_in(&[config])
-            .into_iter()
-            .filter(|name| code.contains(name.as_str()) || code.contains(&name.to_lowercase()))
-            .collect();
+        let code: String = texts.concat() + channels.as_deref().unwrap_or_default();
+        shared.extend(
+            variables_in(&[config])
+                .into_iter()
+                .filter(|name| code.contains(name.as_str()) || code.contains(&name.to_lowercase())),
+        );
     }
     // An adapter module that reads its own settings (`CanarySettings::from_env`).
     if texts.iter().any(|t| t.contains("grantwatch_aws::canary")) {
@@ -1743,6 +1756,19 @@ fn each_emf_alarm_watches_a_metric_the_watcher_emits() {
             ));
         }
     }
+    // The one metric the watcher's handler emits itself, outside `Metrics`:
+    // a failed write of the deployment time (once per process).
+    let handler = std::fs::read_to_string(
+        stack::workspace_dir().join("functions/grant-watcher/src/handler.rs"),
+    )
+    .expect("grant-watcher's handler.rs");
+    if handler.contains(r#"&[("DeployedRecordFailed", 1, "Count")]"#) {
+        emitted.push((
+            "DeployedRecordFailed".to_string(),
+            vec!["FunctionName".to_string()],
+            Vec::new(),
+        ));
+    }
     let template = full_template();
     let alarms = resources_of_type(&template, "AWS::CloudWatch::Alarm");
     // Metrics made from log lines by a metric filter are checked apart.
@@ -1756,10 +1782,13 @@ fn each_emf_alarm_watches_a_metric_the_watcher_emits() {
                 .map(|t| &t["MetricName"])
         })
         .collect();
+    let report = json!({"Ref": "ReportFunction"});
     let ours: Vec<_> = alarms
         .iter()
         .filter(|(_, a)| a["Properties"]["Namespace"] == METRICS_NAMESPACE)
         .filter(|(_, a)| !from_logs.contains(&&a["Properties"]["MetricName"]))
+        // The report's own metrics: a_failed_or_partial_report_raises_an_alarm_from_its_metrics.
+        .filter(|(_, a)| dimensions(a).get("FunctionName") != Some(&report))
         .collect();
     assert!(ours.len() >= 3, "{}", ours.len());
     for (id, alarm) in ours {
@@ -1782,45 +1811,52 @@ fn each_emf_alarm_watches_a_metric_the_watcher_emits() {
     }
 }
 
+/// The report's alarms watch the metrics of its own EMF line (one per run,
+/// grant-report's `report_emf`), with its FunctionName.
 #[test]
-fn a_partial_report_raises_an_alarm_from_its_log_line() {
+fn a_failed_or_partial_report_raises_an_alarm_from_its_metrics() {
     let template = full_template();
-    let filter = &template["Resources"]["ReportPartialMetricFilter"]["Properties"];
-    assert_eq!(filter["LogGroupName"], json!({"Ref": "ReportLogGroup"}));
-    let pattern = filter["FilterPattern"].as_str().expect("pattern");
-    // The pattern names the report's own log line and field.
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../functions/grant-report/src");
-    let main: String = std::fs::read_dir(src)
-        .expect("grant-report src")
-        .filter_map(|e| e.ok())
-        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        main.contains("\"report delivered\""),
-        "the report's success line changed"
-    );
-    assert!(
-        main.contains("partial = outcome.partial"),
-        "the partial field changed"
-    );
-    assert!(
-        pattern.contains("$.fields.message = \"report delivered\""),
-        "{pattern}"
-    );
-    assert!(pattern.contains("$.fields.partial IS TRUE"), "{pattern}");
-    // ...and the report logs JSON (fields under "fields").
+    let report = json!({"Ref": "ReportFunction"});
+    let handler = std::fs::read_to_string(
+        stack::workspace_dir().join("functions/grant-report/src/handler.rs"),
+    )
+    .expect("grant-report's handler.rs");
+    let emitted_by_report = |metric: &str| handler.contains(&format!("\"{metric}\""));
+    let alarm = |id: &str| template["Resources"][id]["Properties"].clone();
+
+    let incomplete = alarm("ReportPartialOrFailedAlarm");
+    let mut watched = Vec::new();
+    for query in incomplete["Metrics"].as_array().expect("metric math") {
+        let stat = &query["MetricStat"];
+        if stat.is_null() {
+            continue;
+        }
+        let metric = stat["Metric"]["MetricName"].as_str().expect("metric");
+        assert_eq!(stat["Metric"]["Namespace"], "grantwatch");
+        assert_eq!(
+            stat["Metric"]["Dimensions"],
+            json!([{"Name": "FunctionName", "Value": report}])
+        );
+        assert!(emitted_by_report(metric), "the report never emits {metric}");
+        watched.push(metric.to_string());
+    }
+    watched.sort();
+    assert_eq!(watched, ["Failed", "Partial"]);
+    assert_eq!(incomplete["Threshold"], 1);
+    assert_eq!(incomplete["AlarmActions"], json!([{"Ref": "AlarmTopic"}]));
+
+    let rules = alarm("ReportRulesLoadFailedAlarm");
+    assert_eq!(rules["MetricName"], "RulesLoadFailed");
+    assert!(emitted_by_report("RulesLoadFailed"));
     assert_eq!(
-        template["Resources"]["ReportFunction"]["Properties"]["LoggingConfig"]["LogFormat"],
-        "JSON"
+        rules["Dimensions"],
+        json!([{"Name": "FunctionName", "Value": report}])
     );
-    let transformation = &filter["MetricTransformations"][0];
-    let alarm = &template["Resources"]["ReportPartialAlarm"]["Properties"];
-    assert_eq!(alarm["Namespace"], transformation["MetricNamespace"]);
-    assert_eq!(alarm["MetricName"], transformation["MetricName"]);
-    assert_eq!(alarm["Statistic"], "Sum");
-    assert_eq!(alarm["Threshold"], 1);
-    assert_eq!(alarm["AlarmActions"], json!([{"Ref": "AlarmTopic"}]));
+    assert_eq!(rules["AlarmActions"], json!([{"Ref": "AlarmTopic"}]));
+    // The log-line filter it replaces is gone.
+    assert!(resources_of_type(&template, "AWS::Logs::MetricFilter")
+        .iter()
+        .all(|(id, _)| id.as_str() != "ReportPartialMetricFilter"));
 }
 
 /// The Serverless Application Repository metadata names the workspace's
@@ -1829,7 +1865,8 @@ fn a_partial_report_raises_an_alarm_from_its_log_line() {
 fn the_serverless_repo_metadata_matches_the_workspace() {
     let template = stack::transformed_template(&stack::template_path(), &[]).expect("transform");
     let app = &template["Metadata"]["AWS::ServerlessRepo::Application"];
-    let workspace = std::fs::read_to_string(stack::workspace_dir().join("Cargo.toml")).expect("Cargo.toml");
+    let workspace =
+        std::fs::read_to_string(stack::workspace_dir().join("Cargo.toml")).expect("Cargo.toml");
     let field = |name: &str| {
         workspace
             .lines()
@@ -1842,11 +1879,156 @@ fn the_serverless_repo_metadata_matches_the_workspace() {
     assert_eq!(app["SemanticVersion"], json!(field("version")));
     assert_eq!(app["SpdxLicenseId"], json!(field("license")));
     for file in ["LicenseUrl", "ReadmeUrl"] {
-        let relative = app[file].as_str().unwrap_or_else(|| panic!("{file} missing"));
+        let relative = app[file]
+            .as_str()
+            .unwrap_or_else(|| panic!("{file} missing"));
         let path = stack::workspace_dir().join("infra").join(relative);
         assert!(path.is_file(), "{file} {relative} does not exist");
     }
     let description = app["Description"].as_str().expect("Description");
     assert!(!description.is_empty() && description.len() <= 256);
     assert!(app["Name"].as_str().is_some_and(|n| !n.is_empty()));
+}
+
+/// Every state of a state machine definition, those inside a Map's
+/// ItemProcessor included, by name.
+fn states_of(machine: &Value, out: &mut Vec<(String, Value)>) {
+    for (name, state) in machine["States"].as_object().expect("States") {
+        out.push((name.clone(), state.clone()));
+        if let Some(processor) = state.get("ItemProcessor") {
+            states_of(processor, out);
+        }
+    }
+}
+
+/// The report fan-out (`ReportFanOut`, docs/fanout.md): off by default; on,
+/// the schedule starts the state machine, every Task of which invokes the
+/// report function in a mode grant-report takes, every `Next` exists, the
+/// Map's failure is caught and still merges, and its role reaches nothing
+/// else.
+#[test]
+fn the_report_fan_out_invokes_only_the_report_function_and_always_merges() {
+    let off = full_template();
+    assert!(
+        off["Resources"].get("ReportFanOutStateMachine").is_none(),
+        "off by default"
+    );
+    assert_eq!(
+        off["Resources"]["ReportSchedule"]["Properties"]["Target"]["Arn"],
+        json!({"Fn::GetAtt": ["ReportFunction", "Arn"]})
+    );
+
+    let on = stack::transformed_template(&stack::template_path(), &[("ReportFanOut", "true")])
+        .expect("transform infra/template.yaml");
+    let resources = &on["Resources"];
+    assert_eq!(
+        resources["ReportSchedule"]["Properties"]["Target"]["Arn"],
+        json!({"Ref": "ReportFanOutStateMachine"}),
+        "the schedule starts the state machine"
+    );
+    let machine = &resources["ReportFanOutStateMachine"]["Properties"];
+    assert_eq!(
+        machine["DefinitionSubstitutions"]["ReportFunctionArn"],
+        json!({"Fn::GetAtt": ["ReportFunction", "Arn"]})
+    );
+    let definition = &machine["Definition"];
+    let mut states = Vec::new();
+    states_of(definition, &mut states);
+    let names: BTreeSet<&str> = states.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(definition["StartAt"].as_str().expect("StartAt")));
+    let handled = std::fs::read_to_string(
+        stack::workspace_dir().join("functions/grant-report/src/fanout.rs"),
+    )
+    .expect("grant-report's fanout.rs");
+    let mut modes = BTreeSet::new();
+    for (name, state) in &states {
+        let catches = state["Catch"].as_array().into_iter().flatten();
+        for next in state
+            .get("Next")
+            .into_iter()
+            .chain(catches.map(|c| &c["Next"]))
+        {
+            let next = next.as_str().expect("Next is a name");
+            assert!(
+                names.contains(next),
+                "{name} goes to {next}, which does not exist"
+            );
+        }
+        if state["Type"] == "Task" {
+            assert_eq!(
+                state["Resource"], "arn:aws:states:::lambda:invoke",
+                "{name}"
+            );
+            assert_eq!(
+                state["Parameters"]["FunctionName"], "${ReportFunctionArn}",
+                "{name}"
+            );
+        }
+        for payload in [&state["Parameters"]["Payload"], &state["ItemSelector"]] {
+            if let Some(mode) = payload["mode"].as_str() {
+                assert!(
+                    handled.contains(&format!("\"{mode}\" =>")),
+                    "grant-report does not take mode {mode}"
+                );
+                modes.insert(mode.to_string());
+            }
+        }
+    }
+    assert_eq!(
+        modes,
+        BTreeSet::from(["plan".into(), "inventory-shard".into(), "merge".into()])
+    );
+    let map = &definition["States"]["Shards"];
+    assert_eq!(map["Type"], "Map");
+    assert_eq!(
+        map["ItemProcessor"]["ProcessorConfig"]["Mode"],
+        "DISTRIBUTED"
+    );
+    assert_eq!(
+        map["ItemProcessor"]["ProcessorConfig"]["ExecutionType"], "STANDARD",
+        "a shard may take 15 minutes"
+    );
+    assert_eq!(map["ToleratedFailurePercentage"], 0);
+    assert_eq!(map["Next"], "Merge");
+    assert_eq!(
+        map["Catch"],
+        json!([{"ErrorEquals": ["States.ALL"], "ResultPath": "$.plan.shards_failed", "Next": "Merge"}]),
+        "a failed shard still merges, and the merge is told why"
+    );
+    assert_eq!(
+        definition["States"]["Merge"]["Parameters"]["Payload"]["shards_failed.$"],
+        "$.plan.shards_failed"
+    );
+
+    // The role: the report function, the run files, its own child executions.
+    let statements = resources["ReportFanOutRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+        ["Statement"]
+        .as_array()
+        .expect("statements")
+        .clone();
+    let name = machine["StateMachineName"]["Fn::Sub"]
+        .as_str()
+        .expect("a fixed name");
+    for statement in &statements {
+        let resource = statement["Resource"].to_string();
+        assert!(!resource.contains("\"*\""), "no Resource *: {statement}");
+        match statement["Action"].as_str().unwrap_or_default() {
+            "lambda:InvokeFunction" => assert!(resource.contains("ReportFunction")),
+            "s3:GetObject" => assert!(
+                resource.contains("${ReportBucket.Arn}/runs/*"),
+                "{resource}"
+            ),
+            "states:StartExecution" => assert!(
+                resource.ends_with(&format!(":stateMachine:{name}\"}}")),
+                "{resource}"
+            ),
+            _ => assert_eq!(
+                statement["Action"],
+                json!(["states:DescribeExecution", "states:StopExecution"])
+            ),
+        }
+    }
+    assert_eq!(statements.len(), 4);
+    let alarm = &resources["ReportFanOutFailedAlarm"]["Properties"];
+    assert_eq!(alarm["AlarmActions"], json!([{"Ref": "AlarmTopic"}]));
 }
