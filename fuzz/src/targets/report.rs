@@ -2,7 +2,9 @@
 //! summaries) and the diff, fed any report a previous run could have
 //! stored (`report.json` is read back for the next run's diff).
 
+use grantwatch_core::render::report::{self as render_report, ReportNotice};
 use grantwatch_core::render::tests_support::{assert_slack_limits, assert_sns_rules};
+use grantwatch_core::render::{chatbot, sns};
 use grantwatch_core::report::model::Report;
 use grantwatch_core::report::to_json;
 use grantwatch_core::report::{csv as report_csv, diff, html, markdown, render_files, summary};
@@ -33,6 +35,17 @@ pub fn report(data: &[u8]) {
     markdown::write(&report);
     assert_slack_limits(&summary::slack(&report, LINK));
     assert_sns_rules(&summary::sns(&report, LINK));
+    // The report's Q Developer notification and machine SNS form: within
+    // their services' limits and valid JSON whatever the report holds.
+    let notice = ReportNotice {
+        report: &report,
+        link: LINK,
+    };
+    let notification = serde_json::to_vec(&render_report::chatbot(&notice)).expect("JSON");
+    assert!(notification.len() <= chatbot::MAX_NOTIFICATION_BYTES);
+    let structured = render_report::structured_sns(&notice);
+    assert!(structured.message.len() <= sns::MAX_MESSAGE_BYTES);
+    assert!(serde_json::from_str::<serde_json::Value>(&structured.message).is_ok());
 
     check_diff(&report);
 }
