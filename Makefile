@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # The end-to-end tests find moto_server and the deploy helper here.
 export GRANTWATCH_VENV := $(CURDIR)/$(VENV)
 
-.PHONY: help venv chromium build test unit-test e2e-test lint fmt bench fuzz demo clean
+.PHONY: help venv chromium build test unit-test e2e-test lint fmt bench load fuzz demo clean
 .PHONY: deploy-tools lambda-artifacts package deploy release deny deny-tool
 
 help: ## list the commands
@@ -123,6 +123,13 @@ bench: $(VENV_STAMP) ## criterion benchmarks, the 2,000 x 17 organization, cold 
 	$(MAKE) --no-print-directory lambda-artifacts
 	bench/artifacts.sh target/lambda
 	bench/backfill.sh target/release/grantwatch
+
+# The issue-9 burst at full size: 5,000 grant events through eight execution
+# environments of the compiled watcher against moto (make test runs 400).
+# About 11-13 minutes on 2 cores; it asserts counts, never times.
+load: $(VENV_STAMP) ## the 5,000-event burst through the compiled watcher against moto (docs/watcher.md, Tests)
+	$(CARGO) build -p grant-watcher
+	GRANTWATCH_LOAD_EVENTS=5000 $(CARGO) test -p grantwatch-e2e --test watcher_load -- --nocapture
 
 # make test replays the fuzz corpora and crashes (cargo test -p grantwatch-fuzz);
 # this fuzzes each target for FUZZ_SECONDS: libFuzzer, coverage-guided, built on
