@@ -95,10 +95,10 @@ impl PolicyArgs {
     /// [`Self::trust_zone`] with the caller's credentials (`ORG`: AWS
     /// Organizations `ListAccounts`).
     pub async fn aws_trust_zone(&self, command: &str, config: &aws_config::SdkConfig) -> TrustZone {
-        let directory = AwsDirectory {
-            sts: aws_sdk_sts::Client::new(config),
-            organizations: aws_sdk_organizations::Client::new(config),
-        };
+        let directory = AwsDirectory::new(
+            aws_sdk_sts::Client::new(config),
+            aws_sdk_organizations::Client::new(config),
+        );
         self.trust_zone(command, &directory).await
     }
 }

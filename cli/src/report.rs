@@ -170,10 +170,10 @@ async fn report(args: Args) -> Result<ExitCode, String> {
     } else {
         AccountSelection::List(args.accounts.clone())
     };
-    let directory = AwsDirectory {
-        sts: aws_sdk_sts::Client::new(&config),
-        organizations: aws_sdk_organizations::Client::new(&config),
-    };
+    let directory = AwsDirectory::new(
+        aws_sdk_sts::Client::new(&config),
+        aws_sdk_organizations::Client::new(&config),
+    );
     let home = directory
         .this_account()
         .await

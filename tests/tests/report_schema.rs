@@ -240,6 +240,12 @@ async fn report_json_matches_its_schema() {
     assert_eq!(json["summary"]["risky_keys"], 1);
     assert_eq!(json["expiring_rules"][0]["id"], "migration");
     assert_eq!(json["expiring_rules"][0]["expires"], "2026-12-05");
+    // Account names, when the organization listing gave them.
+    let mut named = json.clone();
+    named["scope"]["account_names"] = serde_json::json!({"111111111111": "payments-prod"});
+    assert_eq!(report_support::validate(&named), Vec::<String>::new());
+    named["scope"]["account_names"] = serde_json::json!({"111111111111": 7});
+    assert_ne!(report_support::validate(&named), Vec::<String>::new());
 }
 
 #[tokio::test]

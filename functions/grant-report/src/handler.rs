@@ -52,10 +52,10 @@ pub(crate) async fn init() -> Result<Deps, ConfigError> {
         Some(uri) => Some(RulesSource::new(s3.clone(), uri).map_err(|e| bad("RULES_S3_URI", e))?),
         None => None,
     };
-    let directory = AwsDirectory {
-        sts: aws_sdk_sts::Client::new(&config),
-        organizations: aws_sdk_organizations::Client::new(&config),
-    };
+    let directory = AwsDirectory::new(
+        aws_sdk_sts::Client::new(&config),
+        aws_sdk_organizations::Client::new(&config),
+    );
     let (trust_zone, unresolved) = resolve_trust_zone(&settings.trusted_accounts, &directory).await;
     if let Some(problem) = unresolved {
         tracing::error!(setting = problem.name, problem = %problem.problem, "trust zone not resolved: judging without one");

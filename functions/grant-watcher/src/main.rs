@@ -43,10 +43,10 @@ async fn init() -> Result<(Deps, Option<RulesSource>, String), ConfigError> {
     // TRUSTED_ACCOUNTS=ORG is listed once; where Organizations cannot be
     // read the zone stays unset (logged): cross-account findings keep their
     // default severity, nothing is silenced.
-    let directory = AwsDirectory {
-        sts: aws_sdk_sts::Client::new(&config),
-        organizations: aws_sdk_organizations::Client::new(&config),
-    };
+    let directory = AwsDirectory::new(
+        aws_sdk_sts::Client::new(&config),
+        aws_sdk_organizations::Client::new(&config),
+    );
     let (trust_zone, unresolved) = resolve_trust_zone(&settings.trusted_accounts, &directory).await;
     if let Some(problem) = unresolved {
         tracing::error!(setting = problem.name, problem = %problem.problem, "trust zone not resolved: judging without one");

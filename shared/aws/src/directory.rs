@@ -5,11 +5,25 @@
 
 use grantwatch_core::ports::inventory::AccountDirectory;
 use grantwatch_core::ports::PortError;
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 
-/// STS + Organizations.
+/// STS + Organizations. The names of the accounts the organization listed
+/// are kept for the report (no call of their own).
 pub struct AwsDirectory {
-    pub sts: aws_sdk_sts::Client,
-    pub organizations: aws_sdk_organizations::Client,
+    sts: aws_sdk_sts::Client,
+    organizations: aws_sdk_organizations::Client,
+    names: Mutex<BTreeMap<String, String>>,
+}
+
+impl AwsDirectory {
+    pub fn new(sts: aws_sdk_sts::Client, organizations: aws_sdk_organizations::Client) -> Self {
+        AwsDirectory {
+            sts,
+            organizations,
+            names: Mutex::new(BTreeMap::new()),
+        }
+    }
 }
 
 impl AccountDirectory for AwsDirectory {
@@ -36,12 +50,28 @@ impl AccountDirectory for AwsDirectory {
             .try_collect()
             .await
             .map_err(|e| crate::sdk::classify("ListAccounts", &e))?;
-        Ok(pages
+        let active: Vec<_> = pages
             .iter()
             .flat_map(|page| page.accounts())
             .filter(|a| is_active(a))
+            .collect();
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        for account in &active {
+            if let (Some(id), Some(name)) = (account.id(), account.name()) {
+                names.insert(id.to_string(), name.to_string());
+            }
+        }
+        Ok(active
+            .iter()
             .filter_map(|a| a.id().map(str::to_string))
             .collect())
+    }
+
+    fn account_names(&self) -> BTreeMap<String, String> {
+        self.names
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -63,6 +93,7 @@ mod tests {
     fn account(id: &str, state: Option<AccountState>, status: AccountStatus) -> Account {
         Account::builder()
             .id(id)
+            .name(format!("name of {id}"))
             .set_state(state)
             .status(status)
             .build()
@@ -96,18 +127,37 @@ mod tests {
                         .build(),
                 },
             );
-        let dir = AwsDirectory {
-            sts: mock_client!(
+        let dir = AwsDirectory::new(
+            mock_client!(
                 aws_sdk_sts,
                 RuleMode::MatchAny,
                 &[] as &[&aws_smithy_mocks::Rule]
             ),
-            organizations: mock_client!(aws_sdk_organizations, RuleMode::MatchAny, &[&list]),
-        };
+            mock_client!(aws_sdk_organizations, RuleMode::MatchAny, &[&list]),
+        );
+        assert!(
+            dir.account_names().is_empty(),
+            "nothing known before listing"
+        );
         let accounts = dir.organization_accounts().await.unwrap();
         assert_eq!(
             accounts,
             vec!["111111111111".to_string(), "333333333333".to_string()]
+        );
+        assert_eq!(list.num_calls(), 2);
+        // The active accounts' names, learnt on the way: no call of their own.
+        assert_eq!(
+            dir.account_names(),
+            BTreeMap::from([
+                (
+                    "111111111111".to_string(),
+                    "name of 111111111111".to_string()
+                ),
+                (
+                    "333333333333".to_string(),
+                    "name of 333333333333".to_string()
+                ),
+            ])
         );
         assert_eq!(list.num_calls(), 2);
     }

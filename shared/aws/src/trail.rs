@@ -254,10 +254,10 @@ pub async fn watcher_deps(
     rules: RuleSet,
 ) -> Result<WatchDeps<DynamoLedger, SystemClock>, ConfigError> {
     let notifiers = settings.channels.build(config)?;
-    let directory = AwsDirectory {
-        sts: aws_sdk_sts::Client::new(config),
-        organizations: aws_sdk_organizations::Client::new(config),
-    };
+    let directory = AwsDirectory::new(
+        aws_sdk_sts::Client::new(config),
+        aws_sdk_organizations::Client::new(config),
+    );
     let (trust_zone, unresolved) = resolve_trust_zone(&settings.trusted_accounts, &directory).await;
     if let Some(problem) = unresolved {
         tracing::warn!(setting = problem.name, problem = %problem.problem, "trust zone unresolved");

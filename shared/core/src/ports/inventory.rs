@@ -226,6 +226,13 @@ pub trait AccountDirectory: Send + Sync {
     fn this_account(&self) -> impl Future<Output = Result<String, PortError>> + Send;
     /// Every ACTIVE account of the organization.
     fn organization_accounts(&self) -> impl Future<Output = Result<Vec<String>, PortError>> + Send;
+    /// Account names by id, as far as the directory has learnt them
+    /// (listing the organization gives them); empty when unknown. Never a
+    /// call of its own: a report of one account needs no Organizations
+    /// permission for its name.
+    fn account_names(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 }
 
 /// What the report asks of the ledger: the records of a key's grants (who

@@ -433,7 +433,7 @@ fn table(h: &mut String, report: &Report, rows: &[(&KeyReport, &GrantReport)]) {
             sev = g.severity,
             origin = g.origin,
             service = service,
-            account = escape(&key.account),
+            account = account_label(report, &key.account),
             region = escape(&key.region),
             key_arn = escape(&key.key_arn),
             key_label = escape(&key_label),
@@ -661,7 +661,7 @@ fn coverage_section(h: &mut String, report: &Report) {
         let _ = write!(
             h,
             "<tr class=\"cov-{status}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&c.account),
+            account_label(report, &c.account),
             escape(&c.region),
             escape(&status),
             c.keys_listed,
@@ -694,6 +694,22 @@ fn coverage_section(h: &mut String, report: &Report) {
     }
     h.push_str("</section>\n");
 }
+
+/// The account id, under its name where the organization gave one (cut:
+/// account owners choose names).
+fn account_label(report: &Report, account: &str) -> String {
+    match report.scope.account_name(account) {
+        Some(name) => format!(
+            "{}<br><small>{}</small>",
+            escape(&shorten(name, ACCOUNT_NAME_CHARS)),
+            escape(account)
+        ),
+        None => escape(account),
+    }
+}
+
+/// An account name's room in the tables (Organizations allows 50).
+const ACCOUNT_NAME_CHARS: usize = 24;
 
 fn shorten(text: &str, max_chars: usize) -> String {
     if text.chars().count() <= max_chars {
@@ -794,6 +810,23 @@ mod tests {
         assert!(!s.contains('\u{2028}') && !s.contains('\u{2029}'));
         let back: String = serde_json::from_str(&s).unwrap();
         assert_eq!(back, "</script><!-- & \u{2028}\u{2029}");
+    }
+
+    #[test]
+    fn account_names_from_the_organization_are_shown_escaped_and_cut() {
+        let mut r = report(vec![key("k1", vec![grant("g1", Severity::High)])]);
+        let account = r.keys[0].account.clone();
+        let html = write(&r).unwrap();
+        assert!(!html.contains("<br><small>"), "no name known, the id alone");
+        r.scope.account_names.insert(
+            account.clone(),
+            "<b>Payments</b> production account with a long name".into(),
+        );
+        let html = write(&r).unwrap();
+        let label = format!("&lt;b&gt;Payments&lt;/b&gt; product…<br><small>{account}</small>");
+        // In the grants table and in coverage.
+        assert_eq!(html.matches(&label).count(), 2, "{html}");
+        assert!(!html.contains("<b>Payments"));
     }
 
     #[test]

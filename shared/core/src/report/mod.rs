@@ -238,6 +238,7 @@ pub(crate) mod test_support {
                 accounts: vec!["111111111111".to_string()],
                 regions: vec!["eu-west-1".to_string()],
                 organization: false,
+                account_names: Default::default(),
             },
             coverage,
             summary,

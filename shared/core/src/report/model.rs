@@ -123,6 +123,17 @@ pub struct ReportScope {
     /// The accounts came from the AWS Organization.
     #[serde(default)]
     pub organization: bool,
+    /// Account names by id, where known (from the organization's listing);
+    /// set by AWS account owners, so escaped and cut wherever shown.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub account_names: BTreeMap<String, String>,
+}
+
+impl ReportScope {
+    /// The account's name, if known.
+    pub fn account_name(&self, account: &str) -> Option<&str> {
+        self.account_names.get(account).map(String::as_str)
+    }
 }
 
 /// Why something is missing from the report.

@@ -28,10 +28,17 @@ pub async fn resolve_scope<D: AccountDirectory>(
     if regions.is_empty() {
         return Err(ReportError::Scope("no regions in scope".into()));
     }
+    // Names only where the directory learnt them (listing the organization).
+    let names = directory.account_names();
+    let account_names = accounts
+        .iter()
+        .filter_map(|id| names.get(id).map(|name| (id.clone(), name.clone())))
+        .collect();
     Ok(ReportScope {
         accounts,
         regions,
         organization,
+        account_names,
     })
 }
 

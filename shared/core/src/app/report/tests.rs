@@ -10,8 +10,8 @@ use crate::ports::inventory::fake::{
     FakeDirectory, FakeInventory, FakeProvenance, FakeRegion, MemoryStore,
 };
 use crate::ports::inventory::{
-    AccountRegion, AccountSelection, Inventory, KeyDescription, ListedKey, Provenance, ReadError,
-    ReportStore,
+    AccountDirectory, AccountRegion, AccountSelection, Inventory, KeyDescription, ListedKey,
+    Provenance, ReadError, ReportStore,
 };
 use crate::ports::inventory::{AliasEntry, KeyManager, ListedGrant, NoProvenance};
 use crate::ports::PortError;
@@ -23,6 +23,7 @@ use crate::report::model::{
 use crate::verdict::FindingCode;
 use crate::verdict::{Origin, Severity};
 use futures::executor::block_on;
+use std::collections::BTreeMap;
 
 const ACCOUNT: &str = "111111111111";
 const REGION: &str = "eu-west-1";
@@ -1021,4 +1022,42 @@ fn accounts_outside_the_configured_scope_are_refused_before_anything_is_read() {
         AccountSelection::List(vec![ACCOUNT.into()]),
     )
     .unwrap();
+}
+
+/// A directory that learnt names while listing the organization (as
+/// `AwsDirectory` does), one of them outside the scope.
+struct NamedDirectory(FakeDirectory);
+
+impl AccountDirectory for NamedDirectory {
+    async fn this_account(&self) -> Result<String, PortError> {
+        self.0.this_account().await
+    }
+    async fn organization_accounts(&self) -> Result<Vec<String>, PortError> {
+        self.0.organization_accounts().await
+    }
+    fn account_names(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (ACCOUNT.to_string(), "payments-prod".to_string()),
+            ("999999999999".to_string(), "not in scope".to_string()),
+        ])
+    }
+}
+
+#[test]
+fn the_scope_names_the_accounts_the_directory_knows_and_only_those_in_scope() {
+    let named = NamedDirectory(directory());
+    let req = ReportRequest {
+        accounts: AccountSelection::Organization,
+        regions: vec![REGION.into()],
+    };
+    let scope = block_on(resolve_scope(&req, &named)).unwrap();
+    assert_eq!(scope.account_name(ACCOUNT), Some("payments-prod"));
+    assert_eq!(scope.account_name("222222222222"), None, "no name listed");
+    assert_eq!(scope.account_names.len(), 1, "{:?}", scope.account_names);
+    // Without names (a directory that never listed the organization) the
+    // report.json stays as it was: no field at all.
+    let plain = block_on(resolve_scope(&req, &directory())).unwrap();
+    assert!(plain.account_names.is_empty());
+    let json = serde_json::to_value(&plain).unwrap();
+    assert!(json.get("account_names").is_none(), "{json}");
 }
