@@ -153,16 +153,33 @@ async fn backfill_prints_every_grant_event_and_seeds_the_ledger_only_when_asked(
         assert!(stderr.contains("1 other records"), "{stderr}");
     }
     let items = dynamodb.scan().table_name("ledger").send().await.unwrap();
-    assert_eq!(
-        items.count(),
-        1,
-        "one grant item, no event items: {:?}",
-        items.items()
-    );
-    let item = &items.items()[0];
+    // The grant item and its correlation index item (docs/watcher.md, "The
+    // ledger table"), both with the removal; no event items.
+    let mut kinds: Vec<&str> = items
+        .items()
+        .iter()
+        .map(|i| i["kind"].as_s().unwrap().as_str())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["grant", "grant-index"], "{:?}", items.items());
+    let item = items
+        .items()
+        .iter()
+        .find(|i| i["kind"].as_s().unwrap() == "grant")
+        .unwrap();
     assert_eq!(item["pk"].as_s().unwrap(), &format!("GRANT#{KEY_ARN}"));
     assert_eq!(item["origin"].as_s().unwrap(), "service");
     assert_eq!(item["removal_action"].as_s().unwrap(), "RetireGrant");
+    let index = items
+        .items()
+        .iter()
+        .find(|i| i["kind"].as_s().unwrap() == "grant-index")
+        .unwrap();
+    assert!(index["pk"]
+        .as_s()
+        .unwrap()
+        .starts_with(&format!("KEYGRANTEE#{KEY_ARN}#")));
+    assert!(index["removal"].as_s().unwrap().contains("RetireGrant"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
